@@ -1,0 +1,706 @@
+"""COVID-19 Chest X-ray Segmentations: 100 chest X-rays with radiologist masks in 14 classes.
+
+The builder reads the upstream COCO annotation file, the per-image metadata of the
+ieee8023 collection and the original image files, and yields one record per image:
+the untouched image bytes, one full-size lossless mask per class, the COCO objects
+(with their segmentation as RLE) and the typed metadata, including the image's own
+licence. Splits are grouped by patient so that no patient appears in two splits.
+
+Usage::
+
+    builder = CovidChestXraySeg(data_dir="path/to/covid-19-chest-xray-segmentations-dataset")
+    builder.download_and_prepare()
+    train = builder.as_dataset(split="train")
+
+Without ``data_dir`` the upstream GitHub archive at the pinned commit is downloaded
+through the ``datasets`` download manager.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import datasets
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+_CITATION = """\
+@article{cohen2020covid,
+  title   = {COVID-19 Image Data Collection},
+  author  = {Joseph Paul Cohen and Paul Morrison and Lan Dao},
+  journal = {arXiv 2003.11597},
+  url     = {https://github.com/ieee8023/covid-chestxray-dataset},
+  year    = {2020}
+}
+@misc{generalblockchain2020segmentations,
+  title        = {COVID-19 Chest X-ray Segmentations Dataset},
+  author       = {{GeneralBlockchain}},
+  howpublished = {\\url{https://github.com/GeneralBlockchain/covid-19-chest-xray-segmentations-dataset}},
+  year         = {2020}
+}
+"""
+
+_DESCRIPTION = """\
+100 chest X-rays from the ieee8023 COVID-19 image data collection with radiologist
+segmentations in 14 classes (anatomy, pathology, devices), one full-size mask per
+class, the COCO annotations as RLE, and each image's metadata and own licence.
+"""
+
+_HOMEPAGE = "https://github.com/GeneralBlockchain/covid-19-chest-xray-segmentations-dataset"
+
+# Annotations are CC BY 4.0; every image keeps the licence of its source, recorded
+# per record in the `license` column (null where upstream names none).
+_LICENSE = "Annotations: CC BY 4.0. Images: each image's own licence, see the `license` column."
+
+UPSTREAM_COMMIT = "377a49490e910a66a7f7aee1b92cdc3d5ac4bddf"
+
+_URLS = {
+    "archive": f"{_HOMEPAGE}/archive/{UPSTREAM_COMMIT}.zip",
+}
+
+BUILDER_VERSION = "1.0.0"
+
+# The one class list: mask column order, ClassLabel names and card tables derive from it.
+CLASSES = (
+    "Left Lung",
+    "Right Lung",
+    "Cardiomediastinum",
+    "Airways",
+    "Ground Glass Opacities",
+    "Consolidation",
+    "Pleural Effusion",
+    "Pneumothorax",
+    "Endotracheal Tube",
+    "Central Venous Line",
+    "Monitoring Probes",
+    "Nasogastric Tube",
+    "Chest Tube",
+    "Tubings",
+)
+
+# Upstream spellings that name one of CLASSES differently.
+UPSTREAM_CLASS_ALIASES = {"Nosogastric Tube": "Nasogastric Tube"}
+
+
+def mask_column(class_name: str) -> str:
+    """The record column holding the mask of `class_name`: ``"Left Lung"`` -> ``"mask_left_lung"``."""
+    return "mask_" + re.sub(r"[^a-z0-9]+", "_", class_name.lower()).strip("_")
+
+
+MASK_COLUMNS = tuple(mask_column(name) for name in CLASSES)
+
+# metadata.csv column -> (record column, type). `filename` is the join key (the
+# record's `file_name`); `folder` only names upstream's own directory and is dropped.
+METADATA_COLUMNS = {
+    "patientid": ("patient_id", "int32"),
+    "offset": ("offset", "int32"),
+    "sex": ("sex", "string"),
+    "age": ("age", "int32"),
+    "finding": ("finding", "string"),
+    "survival": ("survival", "bool"),
+    "intubated": ("intubated", "bool"),
+    "intubation_present": ("intubation_present", "bool"),
+    "went_icu": ("went_icu", "bool"),
+    "in_icu": ("in_icu", "bool"),
+    "needed_supplemental_O2": ("needed_supplemental_o2", "bool"),
+    "extubated": ("extubated", "bool"),
+    "temperature": ("temperature", "float64"),
+    "pO2_saturation": ("po2_saturation", "float64"),
+    "leukocyte_count": ("leukocyte_count", "float64"),
+    "neutrophil_count": ("neutrophil_count", "float64"),
+    "lymphocyte_count": ("lymphocyte_count", "float64"),
+    "view": ("view", "string"),
+    "modality": ("modality", "string"),
+    "date": ("date", "string"),
+    "location": ("location", "string"),
+    "doi": ("doi", "string"),
+    "url": ("url", "string"),
+    "license": ("license", "string"),
+    "clinical_notes": ("clinical_notes", "string"),
+    "other_notes": ("other_notes", "string"),
+}
+METADATA_JOIN_COLUMN = "filename"
+
+# Fractions of the images per split; whole patients are assigned (see assign_splits).
+SPLITS = {"train": 0.70, "validation": 0.15, "test": 0.15}
+
+ANNOTATION_FILE = "annotation/results.json"
+METADATA_FILE = "metadata.csv"
+IMAGES_DIR = "images"
+MANIFEST_PATH = Path(__file__).with_name("upstream-manifest.tsv")
+
+# The COCO input, one record of each list (from annotation/results.json):
+#
+# {"categories": [{"id": 12, "name": "Nosogastric Tube", "supercategory": "Objects"}],
+#  "images": [{"id": 1, "file_name": "X-ray_of_cyst_in_pneumocystis_pneumonia_1.jpg",
+#              "width": 943, "height": 751, "license": 1}],
+#  "annotations": [{"id": 1, "image_id": 1, "category_id": 4, "iscrowd": 0,
+#                   "bbox": [336.0, 0.0, 295.0, 410.0], "area": 31478,
+#                   "segmentation": {"size": [751, 943], "counts": "fif78Pg0:J4N3K4..."}}]}
+#
+# `segmentation` may also be a list of polygons ([[x1, y1, x2, y2, ...], ...]), an
+# uncompressed RLE ({"size": [h, w], "counts": [int, ...]}, with iscrowd 1), or []
+# when the annotation has no mask (13 upstream "Monitoring Probes").
+
+
+class BuildError(ValueError):
+    """Bad input: names the file, the record and the problem in one line."""
+
+    def __init__(self, file: str | os.PathLike, record: str, problem: str):
+        self.file, self.record, self.problem = str(file), record, problem
+        super().__init__(f"{file}: {record}: {problem}")
+
+
+@dataclass
+class CovidChestXraySegConfig(datasets.BuilderConfig):
+    """BuilderConfig for COVID-19 Chest X-ray Segmentations.
+
+    Args:
+        annotation_file: COCO file to read, relative to the data folder.
+        data_url: archive of the upstream repository, used when no `data_dir` is given.
+        verify_upstream: check the images and metadata.csv against the upstream
+            manifest (size and git blob SHA-1) and stop on any difference. Set it to
+            False to build from modified data; differences are then logged and counted.
+    """
+
+    annotation_file: str = ANNOTATION_FILE
+    data_url: str = _URLS["archive"]
+    verify_upstream: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        path = Path(self.annotation_file)
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError(
+                f"annotation_file={self.annotation_file!r} must be a path inside the data folder, "
+                f"for example {ANNOTATION_FILE!r} or 'annotation/results_polygons.json'."
+            )
+
+
+class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
+    """COVID-19 Chest X-ray Segmentations, one record per image."""
+
+    VERSION = datasets.Version(BUILDER_VERSION)
+    BUILDER_CONFIG_CLASS = CovidChestXraySegConfig
+    BUILDER_CONFIGS = [
+        CovidChestXraySegConfig(
+            name="default",
+            version=datasets.Version(BUILDER_VERSION),
+            description="One record per image: image, 14 class masks, COCO objects, metadata.",
+        )
+    ]
+    DEFAULT_CONFIG_NAME = "default"
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=_DESCRIPTION,
+            features=features(),
+            homepage=_HOMEPAGE,
+            license=_LICENSE,
+            citation=_CITATION,
+        )
+
+    def _split_generators(self, dl_manager):
+        root = self._data_root(dl_manager)
+        manifest = read_manifest(MANIFEST_PATH)
+        report = BuildReport()
+        coco = CocoAnnotations(root / self.config.annotation_file, report=report)
+        report.annotation_file = self.config.annotation_file
+        report.annotation_sha256, report.annotation_upstream = check_annotation_file(
+            root, self.config.annotation_file, manifest
+        )
+        metadata_path = root / METADATA_FILE
+        check_upstream(metadata_path, METADATA_FILE, manifest, self.config.verify_upstream, report)
+        metadata = read_metadata(metadata_path, needed={image["file_name"] for image in coco.images})
+
+        items = []
+        for image in coco.images:
+            path = safe_join(root, IMAGES_DIR, image["file_name"], coco.path, f"image id {image['id']}")
+            check_upstream(path, f"{IMAGES_DIR}/{image['file_name']}", manifest, self.config.verify_upstream, report)
+            check_image_header(path, image, coco.path)
+            meta = metadata[image["file_name"]]
+            if meta["license"] is None:
+                report.images_without_license += 1
+            items.append({"image": image, "path": str(path), "annotations": coco.annotations_for(image["id"]), "metadata": meta})
+
+        report.images = len(items)
+        report.annotations = sum(len(item["annotations"]) for item in items)
+        by_split = assign_splits(items)
+        report.log()
+        self.report = report
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"items": by_split[split]})
+            for split in SPLITS
+        ]
+
+    def _generate_examples(self, items: list[dict]) -> Iterator[tuple[int, dict]]:
+        for item in items:
+            yield item["image"]["id"], make_record(item)
+
+    def _data_root(self, dl_manager) -> Path:
+        if self.config.data_dir:
+            root = Path(self.config.data_dir)
+            if not root.is_dir():
+                raise BuildError(root, "data_dir", "is not a folder; pass a clone or copy of the upstream repository")
+            return root
+        extracted = Path(dl_manager.download_and_extract(self.config.data_url))
+        # GitHub archives hold one top-level folder named <repo>-<commit>.
+        entries = [entry for entry in extracted.iterdir() if entry.is_dir()]
+        if len(entries) != 1:
+            raise BuildError(self.config.data_url, "archive", f"expected one top-level folder, found {len(entries)}")
+        return entries[0]
+
+
+def features() -> datasets.Features:
+    """The record schema: identity, image, one mask per class, COCO objects, metadata."""
+    value_types = {"int32": "int32", "float64": "float64", "string": "string", "bool": "bool"}
+    return datasets.Features(
+        {
+            "image": datasets.Image(),
+            "image_id": datasets.Value("int64"),
+            "file_name": datasets.Value("string"),
+            "width": datasets.Value("int32"),
+            "height": datasets.Value("int32"),
+            **{column: datasets.Image() for column in MASK_COLUMNS},
+            # A plain list of dicts (not Sequence) keeps one dict per object in datasets 3.x and >= 4.
+            "objects": [
+                {
+                    "id": datasets.Value("int64"),
+                    "category": datasets.ClassLabel(names=list(CLASSES)),
+                    "bbox": datasets.Sequence(datasets.Value("float32"), length=4),
+                    "area": datasets.Value("float64"),
+                    "iscrowd": datasets.Value("bool"),
+                    "segmentation": {
+                        "size": datasets.Sequence(datasets.Value("int32"), length=2),
+                        "counts": datasets.Value("string"),
+                    },
+                }
+            ],
+            **{column: datasets.Value(value_types[kind]) for column, kind in METADATA_COLUMNS.values()},
+        }
+    )
+
+
+@dataclass
+class BuildReport:
+    """What the build read, and the upstream quirks it handled (logged, shown in the card)."""
+
+    images: int = 0
+    annotations: int = 0
+    annotations_without_segmentation: int = 0
+    renamed_categories: Optional[dict] = None
+    images_without_license: int = 0
+    modified_files: Optional[list] = None
+    annotation_file: str = ANNOTATION_FILE
+    annotation_sha256: str = ""
+    annotation_upstream: bool = False
+
+    def __post_init__(self):
+        self.renamed_categories = dict(self.renamed_categories or {})
+        self.modified_files = list(self.modified_files or [])
+
+    def log(self) -> None:
+        logger = datasets.logging.get_logger(__name__)
+        logger.info(f"read {self.images} images and {self.annotations} annotations")
+        if self.annotations_without_segmentation:
+            logger.warning(
+                f"{self.annotations_without_segmentation} annotations have no segmentation: "
+                "kept in `objects` with a null segmentation, their class mask is null"
+            )
+        for upstream, name in self.renamed_categories.items():
+            logger.info(f"category {upstream!r} renamed to {name!r}")
+        if self.images_without_license:
+            logger.warning(f"{self.images_without_license} images have no licence in {METADATA_FILE}: `license` is null")
+        if not self.annotation_upstream:
+            logger.warning(
+                f"{self.annotation_file} is not upstream's file (sha256 {self.annotation_sha256}); "
+                "the card records its hash"
+            )
+        for path in self.modified_files:
+            logger.warning(f"{path} differs from the upstream manifest (accepted: verify_upstream=False)")
+
+
+class CocoAnnotations:
+    """A COCO file, validated and indexed by image id; images and annotations sorted by id."""
+
+    def __init__(self, path: Path, *, report: BuildReport):
+        self.path = path
+        data = _load_json(path)
+        for key in ("images", "annotations", "categories"):
+            if not isinstance(data.get(key), list):
+                raise BuildError(path, f"top-level key {key!r}", "missing or not a list; is this a COCO file?")
+        self.categories = self._index_categories(data["categories"], report)
+        self.images = sorted(data["images"], key=lambda image: image["id"] if isinstance(image, dict) else 0)
+        images_by_id = {}
+        for index, image in enumerate(self.images):
+            record = f"images[{index}]"
+            if not isinstance(image, dict) or not all(key in image for key in ("id", "file_name", "width", "height")):
+                raise BuildError(path, record, "needs id, file_name, width and height")
+            if image["id"] in images_by_id:
+                raise BuildError(path, f"image id {image['id']}", "duplicate image id")
+            if not (_is_int(image["width"]) and _is_int(image["height"]) and image["width"] > 0 and image["height"] > 0):
+                raise BuildError(path, f"image id {image['id']}", f"bad size {image['width']}x{image['height']}")
+            images_by_id[image["id"]] = image
+        self._by_image: dict[Any, list[dict]] = defaultdict(list)
+        seen = set()
+        for annotation in sorted(data["annotations"], key=lambda a: a["id"] if isinstance(a, dict) and "id" in a else -1):
+            if not isinstance(annotation, dict) or "id" not in annotation:
+                raise BuildError(path, "annotation", "has no id")
+            record = f"annotation id {annotation['id']}"
+            if annotation["id"] in seen:
+                raise BuildError(path, record, "duplicate annotation id")
+            seen.add(annotation["id"])
+            image = images_by_id.get(annotation.get("image_id"))
+            if image is None:
+                raise BuildError(path, record, f"image_id {annotation.get('image_id')!r} is not in 'images'")
+            category = self.categories.get(annotation.get("category_id"))
+            if category is None:
+                raise BuildError(path, record, f"category_id {annotation.get('category_id')!r} is not in 'categories'")
+            rle = segmentation_to_rle(annotation.get("segmentation"), image, path, record)
+            if rle is None:
+                report.annotations_without_segmentation += 1
+            self._by_image[image["id"]].append(
+                {
+                    "id": annotation["id"],
+                    "category": category,
+                    "bbox": check_bbox(annotation.get("bbox"), image, path, record),
+                    "area": float(annotation.get("area", 0.0)),
+                    "iscrowd": bool(annotation.get("iscrowd", 0)),
+                    "segmentation": rle,
+                }
+            )
+
+    def annotations_for(self, image_id) -> list[dict]:
+        """The image's annotations sorted by id; [] for an image without any."""
+        return list(self._by_image.get(image_id, []))
+
+    def _index_categories(self, categories: list, report: BuildReport) -> dict:
+        index = {}
+        for position, category in enumerate(categories):
+            if not isinstance(category, dict) or "id" not in category or "name" not in category:
+                raise BuildError(self.path, f"categories[{position}]", "needs id and name")
+            name = UPSTREAM_CLASS_ALIASES.get(category["name"], category["name"])
+            if name not in CLASSES:
+                raise BuildError(
+                    self.path,
+                    f"category id {category['id']}",
+                    f"unknown category name {category['name']!r}; known classes: {', '.join(CLASSES)}",
+                )
+            if name != category["name"]:
+                report.renamed_categories[category["name"]] = name
+            if category["id"] in index:
+                raise BuildError(self.path, f"category id {category['id']}", "duplicate category id")
+            index[category["id"]] = CLASSES.index(name)
+        return index
+
+
+def segmentation_to_rle(segmentation, image: dict, path: Path, record: str) -> Optional[dict]:
+    """Any COCO segmentation as one compressed RLE {"size": [h, w], "counts": str}; None when empty."""
+    height, width = image["height"], image["width"]
+    if segmentation is None or (isinstance(segmentation, list) and not segmentation):
+        return None
+    if isinstance(segmentation, list):
+        for number, polygon in enumerate(segmentation):
+            if not isinstance(polygon, list) or not all(isinstance(v, (int, float)) for v in polygon):
+                raise BuildError(path, record, f"polygon {number} is not a list of numbers")
+            if len(polygon) < 6 or len(polygon) % 2:
+                raise BuildError(
+                    path, record, f"polygon {number} has {len(polygon)} coordinates; a polygon needs at least 3 (x, y) points"
+                )
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        size = segmentation["size"]
+        if list(size) != [height, width]:
+            raise BuildError(path, record, f"RLE size {size} disagrees with the image size [height, width] = [{height}, {width}]")
+        counts = segmentation["counts"]
+        if isinstance(counts, list):
+            if not all(_is_int(c) and c >= 0 for c in counts) or sum(counts) != height * width:
+                raise BuildError(path, record, f"uncompressed RLE counts must be non-negative and sum to {height * width}")
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        elif isinstance(counts, (str, bytes)):
+            text = counts.decode("ascii", errors="replace") if isinstance(counts, bytes) else counts
+            # pycocotools decodes without bounds checks: a damaged string would write past the mask.
+            runs = _compressed_rle_runs(text)
+            if runs is None or sum(runs) != height * width:
+                raise BuildError(path, record, f"compressed RLE counts are damaged or do not cover {height}x{width} pixels")
+            rle = {"counts": text.encode("ascii")}
+        else:
+            raise BuildError(path, record, f"RLE counts must be a string or a list, not {type(counts).__name__}")
+    else:
+        raise BuildError(path, record, "segmentation is neither a polygon list nor an RLE dict")
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
+def check_bbox(bbox, image: dict, path: Path, record: str) -> list[float]:
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+        raise BuildError(path, record, f"bbox {bbox!r} is not [x, y, width, height]")
+    x, y, w, h = bbox
+    if x < 0 or y < 0 or w < 0 or h < 0 or x + w > image["width"] or y + h > image["height"]:
+        raise BuildError(
+            path, record, f"bbox {bbox} lies outside the {image['width']}x{image['height']} image {image['file_name']!r}"
+        )
+    return [float(v) for v in bbox]
+
+
+def read_metadata(path: Path, *, needed: set[str]) -> dict[str, dict]:
+    """The typed metadata of each needed image, keyed by file name."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            missing = [column for column in (METADATA_JOIN_COLUMN, *METADATA_COLUMNS) if column not in header]
+            if missing:
+                raise BuildError(path, "header", f"missing columns {missing}")
+            rows = {}
+            for line, row in enumerate(reader, start=2):
+                if None in row:
+                    raise BuildError(path, f"line {line}", f"has {len(header) + len(row[None])} fields, the header {len(header)}")
+                name = row[METADATA_JOIN_COLUMN]
+                if name in needed:
+                    if name in rows:
+                        raise BuildError(path, f"line {line}", f"second row for image {name!r}")
+                    rows[name] = {
+                        column: _parse_value(row[source], kind, path, f"line {line}, column {source!r}")
+                        for source, (column, kind) in METADATA_COLUMNS.items()
+                    }
+    except FileNotFoundError:
+        raise BuildError(path, METADATA_FILE, "file not found") from None
+    except UnicodeDecodeError as error:
+        raise BuildError(path, f"byte {error.start}", "is not UTF-8") from None
+    absent = sorted(needed - rows.keys())
+    if absent:
+        raise BuildError(path, f"image {absent[0]!r}", f"has no row ({len(absent)} images missing from {METADATA_FILE})")
+    return rows
+
+
+def assign_splits(items: list[dict]) -> dict[str, list[dict]]:
+    """Whole patients to splits, about SPLITS of the images, deterministic from patient ids.
+
+    Patients are taken in the order of the SHA-256 of their id; each goes to the
+    split furthest below its share of the images (relative to that share), so every
+    split gets a patient before any gets a second while they are few.
+    """
+    by_patient: dict[int, list[dict]] = defaultdict(list)
+    for item in items:
+        by_patient[item["metadata"]["patient_id"]].append(item)
+    total = len(items)
+    counts = {split: 0 for split in SPLITS}
+    assigned = {split: [] for split in SPLITS}
+    for patient in sorted(by_patient, key=lambda p: hashlib.sha256(str(p).encode()).hexdigest()):
+        split = max(SPLITS, key=lambda s: (SPLITS[s] * total - counts[s]) / (SPLITS[s] * total))
+        counts[split] += len(by_patient[patient])
+        assigned[split].extend(by_patient[patient])
+    return {split: sorted(chosen, key=lambda item: item["image"]["id"]) for split, chosen in assigned.items()}
+
+
+def make_record(item: dict) -> dict:
+    """One dataset record from an image item of _split_generators."""
+    image, annotations = item["image"], item["annotations"]
+    path = Path(item["path"])
+    data = path.read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as decoded:
+            decoded.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise BuildError(path, f"image id {image['id']}", f"cannot be decoded: {error}") from None
+    height, width = image["height"], image["width"]
+    by_class: dict[int, list[dict]] = defaultdict(list)
+    for annotation in annotations:
+        by_class[annotation["category"]].append(annotation)
+    masks = {}
+    for index, column in enumerate(MASK_COLUMNS):
+        anns = by_class.get(index, [])
+        if any(a["segmentation"] is None for a in anns):
+            # Part of this class has no mask upstream: a partial mask would be silently wrong.
+            masks[column] = None
+        elif not anns:
+            masks[column] = {"path": None, "bytes": empty_mask_png(width, height)}
+        else:
+            pixels = mask_utils.decode([_rle_bytes(a["segmentation"]) for a in anns]).any(axis=2)
+            masks[column] = {"path": None, "bytes": encode_mask_png(pixels)}
+    return {
+        "image": {"path": image["file_name"], "bytes": data},
+        "image_id": image["id"],
+        "file_name": image["file_name"],
+        "width": width,
+        "height": height,
+        **masks,
+        "objects": annotations,
+        **item["metadata"],
+    }
+
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """A boolean (H, W) mask as a 1-bit PNG: lossless, decodes to a bool array, shows black/white."""
+    height, width = mask.shape
+    # Packing bits ourselves avoids convert("1"), which dithers.
+    image = Image.frombytes("1", (width, height), np.packbits(mask, axis=1).tobytes())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+_EMPTY_MASKS: dict[tuple[int, int], bytes] = {}
+
+
+def empty_mask_png(width: int, height: int) -> bytes:
+    key = (width, height)
+    if key not in _EMPTY_MASKS:
+        _EMPTY_MASKS[key] = encode_mask_png(np.zeros((height, width), dtype=bool))
+    return _EMPTY_MASKS[key]
+
+
+def decode_mask(value) -> Optional[np.ndarray]:
+    """A stored mask (PIL image, bytes or {"bytes": ...}) as a bool (H, W) array; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = value["bytes"]
+    if isinstance(value, (bytes, bytearray)):
+        value = Image.open(io.BytesIO(value))
+    return np.asarray(value) > 0
+
+
+def read_manifest(path: Path) -> dict[str, tuple[Optional[int], str]]:
+    """Upstream path -> (size or None, git blob SHA-1)."""
+    manifest = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            size = int(row["size"]) if row["size"].isdigit() else None
+            manifest[row["path"]] = (size, row["git_blob_sha1"])
+    return manifest
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """The hash `git hash-object` prints, which the upstream manifest records."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def check_upstream(path: Path, upstream_path: str, manifest: dict, strict: bool, report: BuildReport) -> None:
+    """Stop (strict) or count (not strict) when a file differs from the upstream one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BuildError(path, upstream_path, "file not found") from None
+    expected = manifest.get(upstream_path)
+    if expected is None:
+        problem = "is not a file of the upstream commit"
+    elif expected[0] is not None and expected[0] != len(data):
+        problem = f"has {len(data)} bytes, upstream {expected[0]}"
+    elif git_blob_sha1(data) != expected[1]:
+        problem = f"git blob SHA-1 {git_blob_sha1(data)} differs from upstream {expected[1]}"
+    else:
+        return
+    if strict:
+        raise BuildError(
+            path, upstream_path, f"{problem} (commit {UPSTREAM_COMMIT}); to build from modified data pass verify_upstream=False"
+        )
+    report.modified_files.append(upstream_path)
+
+
+def check_annotation_file(root: Path, relative: str, manifest: dict) -> tuple[str, bool]:
+    """(SHA-256, equals upstream's blob) of the annotation file; a rebuilt file is allowed."""
+    data = (root / relative).read_bytes()
+    expected = manifest.get(relative)
+    return hashlib.sha256(data).hexdigest(), expected is not None and git_blob_sha1(data) == expected[1]
+
+
+def check_image_header(path: Path, image: dict, coco_path: Path) -> None:
+    """The image file opens and has the size the COCO file gives (full decoding comes in make_record)."""
+    try:
+        with Image.open(path) as opened:
+            size = opened.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise BuildError(path, f"image id {image['id']}", f"cannot be read as an image: {error}") from None
+    if size != (image["width"], image["height"]):
+        raise BuildError(
+            coco_path,
+            f"image id {image['id']}",
+            f"width x height {image['width']}x{image['height']} disagrees with {path.name}, which is {size[0]}x{size[1]}",
+        )
+
+
+def safe_join(root: Path, folder: str, file_name, source: Path, record: str) -> Path:
+    """root/folder/file_name, refusing names that leave the folder."""
+    if not isinstance(file_name, str) or not file_name or Path(file_name).is_absolute() or ".." in Path(file_name).parts:
+        raise BuildError(source, record, f"file_name {file_name!r} must name a file inside {folder}/")
+    base = (root / folder).resolve()
+    path = (base / file_name).resolve()
+    if base not in path.parents:
+        raise BuildError(source, record, f"file_name {file_name!r} resolves outside {folder}/")
+    if not path.is_file():
+        raise BuildError(root / folder / file_name, record, "image file not found")
+    return path
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise BuildError(path, "annotation file", "file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BuildError(path, "JSON", f"unreadable or truncated: {error}") from None
+    if not isinstance(data, dict):
+        raise BuildError(path, "JSON", "the top level is not an object; is this a COCO file?")
+    return data
+
+
+def _parse_value(text: str, kind: str, path: Path, record: str):
+    text = text.strip()
+    if text == "":
+        return None
+    try:
+        if kind == "int32":
+            return int(text)
+        if kind == "float64":
+            return float(text)
+        if kind == "bool":
+            return {"Y": True, "N": False}[text.upper()]
+    except (ValueError, KeyError):
+        raise BuildError(path, record, f"value {text!r} is not a {'Y/N flag' if kind == 'bool' else kind}") from None
+    return text
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _rle_bytes(rle: dict) -> dict:
+    return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+
+
+def _compressed_rle_runs(counts: str) -> Optional[list[int]]:
+    """The run lengths of a COCO compressed RLE string (pycocotools' rleFrString), None if malformed."""
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                return None
+            char = ord(counts[position]) - 48
+            if not 0 <= char < 64:
+                return None
+            value |= (char & 0x1F) << shift
+            more = bool(char & 0x20)
+            position += 1
+            shift += 5
+            if not more and char & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        if value < 0:
+            return None
+        runs.append(value)
+    return runs

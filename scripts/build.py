@@ -1,0 +1,402 @@
+"""Build the Hub-ready folder: Parquet shards, the dataset card and dataset_infos.json.
+
+The builder (covid_chestxray_seg.py) is the recipe; this script runs it and lays out
+what the Hub serves with no custom code:
+
+    OUT/README.md                                   card: YAML header + generated tables
+    OUT/dataset_infos.json                          features and split sizes
+    OUT/data/default/<split>-NNNNN-of-NNNNN.parquet
+
+The folder appears only when the build has succeeded: it is written beside OUT
+under a hidden name and renamed into place, so a failed build leaves nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Optional, Sequence
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets.arrow_writer import get_parquet_column_options
+from datasets.exceptions import DatasetGenerationError
+from datasets.info import DatasetInfosDict
+from datasets.utils.py_utils import asdict
+from huggingface_hub import DatasetCard, DatasetCardData
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    # Running `python scripts/build.py` from a checkout that is not pip-installed.
+    sys.path.insert(0, str(REPO_ROOT))
+
+import covid_chestxray_seg as recipe  # noqa: E402
+
+CONFIG_NAME = "default"
+DEFAULT_OUT = REPO_ROOT / "build"
+DEFAULT_SHARDS = 4
+DEFAULT_ROWS_PER_ROW_GROUP = 4
+CARD_TEMPLATE = REPO_ROOT / "README.md"
+INFOS_FILENAME = "dataset_infos.json"
+
+EXAMPLES = """\
+examples:
+  # from a local clone or copy of the upstream repository
+  python scripts/build.py --data-dir ../shared/data/covid-19-chest-xray-segmentations-dataset --out build
+
+  # from the upstream archive at the pinned commit (downloaded and cached)
+  python scripts/build.py --out build
+
+  # with the polygon annotation file, on data that differs from upstream
+  python scripts/build.py --data-dir DIR --annotation-file annotation/results_polygons.json --allow-modified
+
+  # rebuild and refresh the repository's README.md and dataset_infos.json
+  python scripts/build.py --data-dir DIR --sync-repo
+"""
+
+logger = logging.getLogger("build")
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python scripts/build.py",
+        description="Build the Hub-ready folder (Parquet shards, dataset card, dataset_infos.json).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="upstream repository clone or copy; default: download the archive at the pinned commit",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder, replaced on success (default: {DEFAULT_OUT.name}/)")
+    parser.add_argument(
+        "--annotation-file", default=recipe.ANNOTATION_FILE,
+        help=f"COCO file inside the data folder (default: {recipe.ANNOTATION_FILE})",
+    )
+    parser.add_argument(
+        "--allow-modified", action="store_true",
+        help="accept images and metadata.csv that differ from the upstream manifest (they are listed in the card)",
+    )
+    parser.add_argument(
+        "--shards", type=int, default=DEFAULT_SHARDS,
+        help=f"Parquet files per split, at most one per row (default: {DEFAULT_SHARDS}, one per streaming worker)",
+    )
+    parser.add_argument(
+        "--rows-per-row-group", type=int, default=DEFAULT_ROWS_PER_ROW_GROUP,
+        help=f"rows per Parquet row group; small groups make streaming start fast (default: {DEFAULT_ROWS_PER_ROW_GROUP})",
+    )
+    parser.add_argument("--num-proc", type=int, default=os.cpu_count() or 1, help="worker processes for the build (default: all cores)")
+    parser.add_argument("--template", type=Path, default=CARD_TEMPLATE, help="card template (default: the repository's README.md)")
+    parser.add_argument("--sync-repo", action="store_true", help="also write the card and dataset_infos.json to the repository root")
+    parser.add_argument("--quiet", action="store_true", help="only print errors and the summary")
+    args = parser.parse_args(argv)
+    for name in ("shards", "rows_per_row_group", "num_proc"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    if args.quiet:
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    try:
+        summary = build(
+            data_dir=args.data_dir,
+            out=args.out,
+            annotation_file=args.annotation_file,
+            verify_upstream=not args.allow_modified,
+            shards=args.shards,
+            rows_per_row_group=args.rows_per_row_group,
+            num_proc=args.num_proc,
+            template=args.template,
+        )
+    except recipe.BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(format_summary(summary))
+    if args.sync_repo:
+        for name in ("README.md", INFOS_FILENAME):
+            shutil.copyfile(args.out / name, REPO_ROOT / name)
+        print(f"updated {REPO_ROOT / 'README.md'} and {REPO_ROOT / INFOS_FILENAME}")
+    return 0
+
+
+def build(
+    *,
+    data_dir: Optional[Path],
+    out: Path,
+    annotation_file: str = recipe.ANNOTATION_FILE,
+    verify_upstream: bool = True,
+    shards: int = DEFAULT_SHARDS,
+    rows_per_row_group: int = DEFAULT_ROWS_PER_ROW_GROUP,
+    num_proc: int = 1,
+    template: Path = CARD_TEMPLATE,
+) -> dict:
+    """Build into a hidden folder beside `out`, then swap it in; returns the summary."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        with tempfile.TemporaryDirectory(prefix="covid-chestxray-seg-cache-") as cache_dir:
+            builder = recipe.CovidChestXraySeg(
+                cache_dir=cache_dir,
+                data_dir=str(data_dir) if data_dir else None,
+                annotation_file=annotation_file,
+                verify_upstream=verify_upstream,
+            )
+            try:
+                builder.download_and_prepare(
+                    num_proc=num_proc if num_proc > 1 else None,
+                    # The archive download is worth keeping across builds; the Arrow cache is not.
+                    download_config=datasets.DownloadConfig(cache_dir=datasets.config.DOWNLOADED_DATASETS_PATH),
+                )
+            except DatasetGenerationError as error:
+                raise _build_error_from(error) from None
+            splits = {}
+            for split in recipe.SPLITS:
+                dataset = builder.as_dataset(split=split)
+                splits[split] = write_split(
+                    dataset, staging / "data" / CONFIG_NAME, split, shards=shards, rows_per_row_group=rows_per_row_group
+                )
+            info = hub_info(builder.info, staging)
+            stats = compute_stats(staging)
+            report = builder.report
+        write_infos(info, staging / INFOS_FILENAME)
+        card = render_card(template.read_text(encoding="utf-8"), info=info, stats=stats, report=report)
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        # mkdtemp makes the folder private; the result is an ordinary folder.
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
+        _swap_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {"out": out, "stats": stats, "report": report, "splits": splits, "bytes": _folder_bytes(out)}
+
+
+def _build_error_from(error: BaseException) -> BaseException:
+    """The BuildError behind datasets' generic wrapper, so the user sees file, record and problem."""
+    cause = error
+    while cause is not None:
+        if isinstance(cause, recipe.BuildError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return error
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+
+
+def write_split(dataset: datasets.Dataset, folder: Path, split: str, *, shards: int, rows_per_row_group: int) -> list[Path]:
+    """Write `dataset` as `shards` Parquet files of near-equal row counts, streaming from the Arrow cache."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table = dataset.data.table
+    count = min(shards, max(1, table.num_rows))
+    schema = dataset.features.arrow_schema
+    options = get_parquet_column_options(dataset.features, schema)
+    paths = []
+    for index in range(count):
+        start, stop = index * table.num_rows // count, (index + 1) * table.num_rows // count
+        path = folder / f"{split}-{index:05d}-of-{count:05d}.parquet"
+        # The same settings `datasets` uses for Hub uploads: page index, content-defined chunks for Xet dedup.
+        with pq.ParquetWriter(
+            path, schema,
+            use_content_defined_chunking=datasets.config.DEFAULT_CDC_OPTIONS,
+            write_page_index=True,
+            **options,
+        ) as writer:
+            writer.add_key_value_metadata({"content_defined_chunking": json.dumps(datasets.config.DEFAULT_CDC_OPTIONS)})
+            for offset in range(start, stop, rows_per_row_group):
+                chunk = table.slice(offset, min(rows_per_row_group, stop - offset))
+                writer.write_table(pa.Table.from_batches(chunk.to_batches(), schema=schema), row_group_size=rows_per_row_group)
+        paths.append(path)
+    logger.info(f"wrote {split}: {table.num_rows} rows in {count} files")
+    return paths
+
+
+def hub_info(info: datasets.DatasetInfo, folder: Path) -> datasets.DatasetInfo:
+    """The builder's info as the Hub serves it: no local paths, sizes of the written shards."""
+    info = info.copy()
+    info.config_name = CONFIG_NAME
+    info.download_checksums = None
+    info.download_size = sum(path.stat().st_size for path in sorted(folder.rglob("*.parquet")))
+    info.dataset_size = sum(split.num_bytes for split in info.splits.values())
+    info.size_in_bytes = info.download_size + info.dataset_size
+    for split in info.splits.values():
+        split.shard_lengths = None
+        split.original_shard_lengths = None
+    return info
+
+
+def write_infos(info: datasets.DatasetInfo, path: Path) -> None:
+    payload = {CONFIG_NAME: asdict(info)}
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def compute_stats(folder: Path) -> dict:
+    """Card statistics computed from the written Parquet files, so the card cannot disagree with them."""
+    columns = ["image_id", "patient_id", "license", "width", "height", "objects"]
+    per_class = {name: {"instances": 0, "images": 0, "without_segmentation": 0} for name in recipe.CLASSES}
+    splits, licences, all_patients = {}, Counter(), set()
+    for split in recipe.SPLITS:
+        files = sorted((folder / "data" / CONFIG_NAME).glob(f"{split}-*.parquet"))
+        table = pa.concat_tables(pq.read_table(path, columns=columns) for path in files).to_pylist()
+        patients = {row["patient_id"] for row in table}
+        all_patients |= patients
+        splits[split] = {
+            "images": len(table),
+            "patients": len(patients),
+            "annotations": sum(len(row["objects"]) for row in table),
+            "files": len(files),
+        }
+        for row in table:
+            licences[row["license"] or "none given"] += 1
+            seen = set()
+            for obj in row["objects"]:
+                name = recipe.CLASSES[obj["category"]]
+                per_class[name]["instances"] += 1
+                per_class[name]["without_segmentation"] += obj["segmentation"] is None
+                seen.add(name)
+            for name in seen:
+                per_class[name]["images"] += 1
+    return {
+        "images": sum(s["images"] for s in splits.values()),
+        "annotations": sum(s["annotations"] for s in splits.values()),
+        "patients": len(all_patients),
+        "splits": splits,
+        "classes": per_class,
+        "licences": dict(sorted(licences.items(), key=lambda item: (-item[1], item[0]))),
+    }
+
+
+# ---- the card -------------------------------------------------------------------------
+
+BEGIN, END = "<!-- BEGIN GENERATED: {} -->", "<!-- END GENERATED: {} -->"
+
+
+def card_data(info: datasets.DatasetInfo) -> DatasetCardData:
+    """The card's YAML header, derived from the builder."""
+    data = DatasetCardData(
+        pretty_name="COVID-19 Chest X-ray Segmentations",
+        license="other",
+        license_name="cc-by-4.0-annotations-per-image-licences",
+        language=["en"],
+        annotations_creators=["expert-generated"],
+        source_datasets=["original"],
+        task_categories=["image-segmentation"],
+        task_ids=["semantic-segmentation", "instance-segmentation"],
+        size_categories=["n<1K"],
+        tags=["medical", "chest-x-ray", "covid-19", "radiology", "coco", "segmentation-masks"],
+        configs=[
+            {
+                "config_name": CONFIG_NAME,
+                "default": True,
+                "data_files": [
+                    {"split": split, "path": f"data/{CONFIG_NAME}/{split}-*.parquet"} for split in recipe.SPLITS
+                ],
+            }
+        ],
+    )
+    DatasetInfosDict({CONFIG_NAME: info}).to_dataset_card_data(data)
+    return data
+
+
+def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report) -> dict[str, str]:
+    classes = ["| # | class | mask column | instances | images | without segmentation |", "|---|---|---|---:|---:|---:|"]
+    for number, name in enumerate(recipe.CLASSES):
+        row = stats["classes"][name]
+        classes.append(
+            f"| {number} | {name} | `{recipe.MASK_COLUMNS[number]}` | {row['instances']} | {row['images']} | {row['without_segmentation']} |"
+        )
+    splits = ["| split | images | patients | annotations | Parquet files |", "|---|---:|---:|---:|---:|"]
+    for split, row in stats["splits"].items():
+        splits.append(f"| {split} | {row['images']} | {row['patients']} | {row['annotations']} | {row['files']} |")
+    licences = ["| image licence (`license` column) | images |", "|---|---:|"]
+    licences += [f"| {name} | {count} |" for name, count in stats["licences"].items()]
+    renamed = ", ".join(f"`{old}` -> `{new}`" for old, new in report.renamed_categories.items()) or "none"
+    modified = ", ".join(f"`{path}`" for path in report.modified_files) or "none"
+    annotation_state = (
+        "equal to upstream's file" if report.annotation_upstream
+        else "**not** upstream's file (a rebuild or a modified copy)"
+    )
+    provenance = [
+        f"- Upstream: [{recipe._HOMEPAGE}]({recipe._HOMEPAGE}) at commit `{recipe.UPSTREAM_COMMIT}`.",
+        f"- Files that differ from the upstream manifest (images, `{recipe.METADATA_FILE}`): {modified}.",
+        f"- Annotation file: `{report.annotation_file}`, SHA-256 `{report.annotation_sha256}`, {annotation_state}.",
+        f"- Builder version {recipe.BUILDER_VERSION}, built with `datasets` {datasets.__version__}.",
+    ]
+    quirks = [
+        f"- {report.annotations_without_segmentation} annotations have no segmentation upstream: they are kept in "
+        "`objects` with a null `segmentation`, and their class mask is null on that image.",
+        f"- Renamed upstream categories: {renamed}.",
+        f"- {report.images_without_license} images have no licence in `{recipe.METADATA_FILE}`: their `license` is null.",
+    ]
+    summary = (
+        f"{stats['images']} images of {stats['patients']} patients, {stats['annotations']} annotations in "
+        f"{len(recipe.CLASSES)} classes; {info.download_size / 1e6:.1f} MB of Parquet."
+    )
+    return {
+        "summary": summary,
+        "classes": "\n".join(classes),
+        "splits": "\n".join(splits),
+        "licences": "\n".join(licences),
+        "provenance": "\n".join(provenance),
+        "quirks": "\n".join(quirks),
+        "citation": f"```bibtex\n{recipe._CITATION.strip()}\n```",
+    }
+
+
+def render_card(template: str, *, info: datasets.DatasetInfo, stats: dict, report) -> str:
+    """The template with a fresh YAML header and every generated block filled in."""
+    body = DatasetCard(template).text if template.startswith("---") else template
+    for name, content in generated_blocks(info=info, stats=stats, report=report).items():
+        begin, end = BEGIN.format(name), END.format(name)
+        head, found, rest = body.partition(begin)
+        if not found or end not in rest:
+            raise recipe.BuildError(CARD_TEMPLATE.name, f"generated block {name!r}", f"template lacks {begin} ... {end}")
+        body = f"{head}{begin}\n{content}\n{end}{rest.partition(end)[2]}"
+    card = DatasetCard(f"---\n{card_data(info).to_yaml()}\n---\n{body.lstrip()}")
+    return str(card)
+
+
+def format_summary(summary: dict) -> str:
+    stats, report = summary["stats"], summary["report"]
+    lines = [
+        f"built {summary['out']} ({summary['bytes'] / 1e6:.1f} MB)",
+        f"  images {stats['images']}, patients {stats['patients']}, annotations {stats['annotations']}",
+        "  per split: " + ", ".join(f"{s} {r['images']} images / {r['patients']} patients / {r['files']} files" for s, r in stats["splits"].items()),
+        "  per class: " + ", ".join(f"{name} {row['instances']}" for name, row in stats["classes"].items()),
+        f"  flagged: {report.annotations_without_segmentation} annotations without segmentation (mask null); "
+        f"{report.images_without_license} images without licence (license null); "
+        f"renamed categories {report.renamed_categories or 'none'}; "
+        f"modified upstream files {len(report.modified_files)}; "
+        f"annotation file {'upstream' if report.annotation_upstream else 'not upstream'} (sha256 {report.annotation_sha256[:12]}...)",
+    ]
+    return "\n".join(lines)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
