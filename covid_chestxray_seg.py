@@ -24,7 +24,8 @@ import io
 import json
 import os
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -160,6 +161,10 @@ class BuildError(ValueError):
         self.file, self.record, self.problem = str(file), record, problem
         super().__init__(f"{file}: {record}: {problem}")
 
+    def __reduce__(self):
+        # Rebuilt from its parts when it crosses from a worker process.
+        return type(self), (self.file, self.record, self.problem)
+
 
 @dataclass
 class CovidChestXraySegConfig(datasets.BuilderConfig):
@@ -179,6 +184,9 @@ class CovidChestXraySegConfig(datasets.BuilderConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self.validate()
+
+    def validate(self) -> None:
         path = Path(self.annotation_file)
         if path.is_absolute() or ".." in path.parts:
             raise ValueError(
@@ -201,6 +209,11 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "default"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # datasets sets config kwargs on a copy of the default config, past __post_init__.
+        self.config.validate()
+
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description=_DESCRIPTION,
@@ -219,15 +232,19 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         report.annotation_sha256, report.annotation_upstream = check_annotation_file(
             root, self.config.annotation_file, manifest
         )
+        paths = [safe_join(root, IMAGES_DIR, image["file_name"], coco.path, f"image id {image['id']}") for image in coco.images]
         metadata_path = root / METADATA_FILE
         check_upstream(metadata_path, METADATA_FILE, manifest, self.config.verify_upstream, report)
         metadata = read_metadata(metadata_path, needed={image["file_name"] for image in coco.images})
 
         items = []
-        for image in coco.images:
-            path = safe_join(root, IMAGES_DIR, image["file_name"], coco.path, f"image id {image['id']}")
+        # Decoding every image here, in threads (Pillow releases the GIL), makes a corrupt file
+        # stop the build before anything is written; errors raised in datasets' worker
+        # processes would reach the user without their message.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            list(pool.map(check_image, paths, coco.images, [coco.path] * len(paths)))
+        for image, path in zip(coco.images, paths):
             check_upstream(path, f"{IMAGES_DIR}/{image['file_name']}", manifest, self.config.verify_upstream, report)
-            check_image_header(path, image, coco.path)
             meta = metadata[image["file_name"]]
             if meta["license"] is None:
                 report.images_without_license += 1
@@ -506,13 +523,7 @@ def assign_splits(items: list[dict]) -> dict[str, list[dict]]:
 def make_record(item: dict) -> dict:
     """One dataset record from an image item of _split_generators."""
     image, annotations = item["image"], item["annotations"]
-    path = Path(item["path"])
-    data = path.read_bytes()
-    try:
-        with Image.open(io.BytesIO(data)) as decoded:
-            decoded.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise BuildError(path, f"image id {image['id']}", f"cannot be decoded: {error}") from None
+    data = Path(item["path"]).read_bytes()
     height, width = image["height"], image["width"]
     by_class: dict[int, list[dict]] = defaultdict(list)
     for annotation in annotations:
@@ -603,7 +614,8 @@ def check_upstream(path: Path, upstream_path: str, manifest: dict, strict: bool,
         return
     if strict:
         raise BuildError(
-            path, upstream_path, f"{problem} (commit {UPSTREAM_COMMIT}); to build from modified data pass verify_upstream=False"
+            path, upstream_path, f"{problem} (commit {UPSTREAM_COMMIT}); to build from modified data pass "
+            "--allow-modified (verify_upstream=False)"
         )
     report.modified_files.append(upstream_path)
 
@@ -615,13 +627,14 @@ def check_annotation_file(root: Path, relative: str, manifest: dict) -> tuple[st
     return hashlib.sha256(data).hexdigest(), expected is not None and git_blob_sha1(data) == expected[1]
 
 
-def check_image_header(path: Path, image: dict, coco_path: Path) -> None:
-    """The image file opens and has the size the COCO file gives (full decoding comes in make_record)."""
+def check_image(path: Path, image: dict, coco_path: Path) -> None:
+    """The image file decodes completely and has the size the COCO file gives."""
     try:
         with Image.open(path) as opened:
             size = opened.size
+            opened.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise BuildError(path, f"image id {image['id']}", f"cannot be read as an image: {error}") from None
+        raise BuildError(path, f"image id {image['id']}", f"cannot be decoded as an image: {error}") from None
     if size != (image["width"], image["height"]):
         raise BuildError(
             coco_path,
