@@ -96,7 +96,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--num-proc", type=int, default=os.cpu_count() or 1, help="worker processes for the build (default: all cores)")
     parser.add_argument("--template", type=Path, default=CARD_TEMPLATE, help="card template (default: the repository's README.md)")
     parser.add_argument("--sync-repo", action="store_true", help="also write the card and dataset_infos.json to the repository root")
-    parser.add_argument("--quiet", action="store_true", help="only print errors and the summary")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars: only warnings, errors and the summary")
     args = parser.parse_args(argv)
     for name in ("shards", "rows_per_row_group", "num_proc"):
         if getattr(args, name) < 1:
@@ -169,11 +169,11 @@ def build(
                 splits[split] = write_split(
                     dataset, staging / "data" / CONFIG_NAME, split, shards=shards, rows_per_row_group=rows_per_row_group
                 )
-            info = hub_info(builder.info, staging)
+            info = hub_info(builder.info, staging, {split: arrow_bytes(paths) for split, paths in splits.items()})
             stats = compute_stats(staging)
             report = builder.report
         write_infos(info, staging / INFOS_FILENAME)
-        card = render_card(template.read_text(encoding="utf-8"), info=info, stats=stats, report=report)
+        card = render_card(template, info=info, stats=stats, report=report)
         (staging / "README.md").write_text(card, encoding="utf-8")
         # mkdtemp makes the folder private; the result is an ordinary folder.
         umask = os.umask(0)
@@ -233,17 +233,24 @@ def write_split(dataset: datasets.Dataset, folder: Path, split: str, *, shards: 
     return paths
 
 
-def hub_info(info: datasets.DatasetInfo, folder: Path) -> datasets.DatasetInfo:
+def arrow_bytes(paths: list[Path]) -> int:
+    """In-memory Arrow size of the written rows. The builder's own count depends on how many
+    worker processes wrote the cache, which would make the card differ between machines."""
+    return sum(pq.read_table(path).nbytes for path in paths)
+
+
+def hub_info(info: datasets.DatasetInfo, folder: Path, num_bytes: dict[str, int]) -> datasets.DatasetInfo:
     """The builder's info as the Hub serves it: no local paths, sizes of the written shards."""
     info = info.copy()
     info.config_name = CONFIG_NAME
     info.download_checksums = None
+    for name, split in info.splits.items():
+        split.num_bytes = num_bytes[name]
+        split.shard_lengths = None
+        split.original_shard_lengths = None
     info.download_size = sum(path.stat().st_size for path in sorted(folder.rglob("*.parquet")))
     info.dataset_size = sum(split.num_bytes for split in info.splits.values())
     info.size_in_bytes = info.download_size + info.dataset_size
-    for split in info.splits.values():
-        split.shard_lengths = None
-        split.original_shard_lengths = None
     return info
 
 
@@ -365,14 +372,18 @@ def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report) -> dict
     }
 
 
-def render_card(template: str, *, info: datasets.DatasetInfo, stats: dict, report) -> str:
+def render_card(template: Path, *, info: datasets.DatasetInfo, stats: dict, report) -> str:
     """The template with a fresh YAML header and every generated block filled in."""
-    body = DatasetCard(template).text if template.startswith("---") else template
+    try:
+        text = template.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise recipe.BuildError(template, "card template", "file not found") from None
+    body = DatasetCard(text).text if text.startswith("---") else text
     for name, content in generated_blocks(info=info, stats=stats, report=report).items():
         begin, end = BEGIN.format(name), END.format(name)
         head, found, rest = body.partition(begin)
         if not found or end not in rest:
-            raise recipe.BuildError(CARD_TEMPLATE.name, f"generated block {name!r}", f"template lacks {begin} ... {end}")
+            raise recipe.BuildError(template, f"generated block {name!r}", f"template lacks {begin} ... {end}")
         body = f"{head}{begin}\n{content}\n{end}{rest.partition(end)[2]}"
     card = DatasetCard(f"---\n{card_data(info).to_yaml()}\n---\n{body.lstrip()}")
     return str(card)
