@@ -1,0 +1,175 @@
+"""scripts/build.py: the Hub-ready folder, its card and infos, determinism, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from huggingface_hub import DatasetCard
+
+import covid_chestxray_seg as recipe
+from conftest import FIXTURE_DIR, REPO
+from scripts import build
+
+# The Hub viewer reads row groups up to a few hundred MB; stay far below.
+ROW_GROUP_LIMIT = 100 * 1024 * 1024
+
+
+def parquet_files(folder: Path, split: str) -> list[Path]:
+    return sorted((folder / "data" / "default").glob(f"{split}-*.parquet"))
+
+
+def test_layout_and_shard_names(fixture_build):
+    files = sorted(p.relative_to(fixture_build).as_posix() for p in fixture_build.rglob("*") if p.is_file())
+    # One image per split in the fixture: one file each, named as the Hub expects.
+    assert files == [
+        "README.md",
+        "data/default/test-00000-of-00001.parquet",
+        "data/default/train-00000-of-00001.parquet",
+        "data/default/validation-00000-of-00001.parquet",
+        "dataset_infos.json",
+    ]
+    assert not list(fixture_build.parent.glob(".*partial*"))
+
+
+def test_train_has_at_least_four_shards_when_rows_allow(tmp_path):
+    out = tmp_path / "out"
+    assert build.main(["--data-dir", str(FIXTURE_DIR), "--out", str(out), "--allow-modified", "--quiet", "--shards", "4"]) == 0
+    # A split never gets more files than rows: empty Parquet files would confuse streaming workers.
+    assert [len(parquet_files(out, s)) for s in recipe.SPLITS] == [1, 1, 1]
+
+
+def test_load_dataset_reads_the_folder_with_the_declared_features(fixture_build):
+    loaded = datasets.load_dataset(str(fixture_build))
+    assert list(loaded) == ["train", "validation", "test"]
+    assert {split: len(ds) for split, ds in loaded.items()} == {"train": 1, "validation": 1, "test": 1}
+    for ds in loaded.values():
+        assert ds.features == recipe.features()
+    row = loaded["test"][0]
+    assert row["image"].size == (row["width"], row["height"])
+    assert np.asarray(row["mask_left_lung"]).dtype == bool
+
+
+def test_card_yaml_agrees_with_the_parquet_files(fixture_build):
+    card = DatasetCard.load(fixture_build / "README.md")
+    data = card.data.to_dict()
+    assert data["task_categories"] == ["image-segmentation"]
+    assert data["license"] == "other" and "cc-by-4.0" in data["license_name"]
+    assert [c["config_name"] for c in data["configs"]] == ["default"]
+    assert {f["split"]: f["path"] for f in data["configs"][0]["data_files"]} == {
+        split: f"data/default/{split}-*.parquet" for split in recipe.SPLITS
+    }
+    info = data["dataset_info"]
+    assert datasets.Features._from_yaml_list(info["features"]) == recipe.features()
+    for split in info["splits"]:
+        rows = sum(pq.ParquetFile(path).metadata.num_rows for path in parquet_files(fixture_build, split["name"]))
+        assert split["num_examples"] == rows
+    assert info["download_size"] == sum(p.stat().st_size for p in fixture_build.rglob("*.parquet"))
+
+
+def test_dataset_infos_json_agrees_with_the_card(fixture_build):
+    infos = json.loads((fixture_build / "dataset_infos.json").read_text())
+    card = DatasetCard.load(fixture_build / "README.md").data.to_dict()["dataset_info"]
+    info = datasets.DatasetInfo.from_dict(infos["default"])
+    assert info.features == recipe.features()
+    assert {name: split.num_examples for name, split in info.splits.items()} == {
+        s["name"]: s["num_examples"] for s in card["splits"]
+    }
+    assert info.download_size == card["download_size"] and info.dataset_size == card["dataset_size"]
+    assert info.download_checksums is None  # no local paths published
+
+
+def test_card_tables_are_computed_from_the_parquet_files(fixture_build):
+    text = (fixture_build / "README.md").read_text()
+    stats = build.compute_stats(fixture_build)
+    for split, row in stats["splits"].items():
+        assert f"| {split} | {row['images']} | {row['patients']} | {row['annotations']} | {row['files']} |" in text
+    assert "| 12 | Chest Tube | `mask_chest_tube` | 0 | 0 | 0 |" in text
+    assert "| 10 | Monitoring Probes | `mask_monitoring_probes` | 1 | 1 | 1 |" in text
+    assert "| CC BY | 2 |" in text and "| CC BY-SA | 1 |" in text
+    assert "`Nosogastric Tube` -> `Nasogastric Tube`" in text
+    assert "`metadata.csv`" in text.split("differ from the upstream manifest")[1].splitlines()[0]
+    assert "arXiv 2003.11597" in text and "do not claim diagnostic performance" in text
+    assert not re.search(r"<!-- BEGIN GENERATED: (\w+) -->\n<!-- END GENERATED: \1 -->", text)
+
+
+def test_two_builds_are_byte_identical_whatever_the_process_count(tmp_path, fixture_build):
+    other = tmp_path / "again"
+    assert build.main(["--data-dir", str(FIXTURE_DIR), "--out", str(other), "--allow-modified", "--quiet", "--num-proc", "1"]) == 0
+    first = {p.relative_to(fixture_build): p.read_bytes() for p in fixture_build.rglob("*") if p.is_file()}
+    second = {p.relative_to(other): p.read_bytes() for p in other.rglob("*") if p.is_file()}
+    assert first.keys() == second.keys()
+    for name in first:
+        assert first[name] == second[name], name
+
+
+def test_row_groups_are_small(fixture_build):
+    for path in fixture_build.rglob("*.parquet"):
+        metadata = pq.ParquetFile(path).metadata
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            assert group.num_rows <= build.DEFAULT_ROWS_PER_ROW_GROUP
+            assert group.total_byte_size < ROW_GROUP_LIMIT
+
+
+def test_rebuild_replaces_the_output_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.parquet").write_bytes(b"old")
+    assert build.main(["--data-dir", str(FIXTURE_DIR), "--out", str(out), "--allow-modified", "--quiet"]) == 0
+    assert not (out / "stale.parquet").exists()
+    assert (out / "README.md").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_help_lists_options_and_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--data-dir", "--out", "--annotation-file", "--allow-modified", "--shards", "--num-proc", "--sync-repo"):
+        assert option in text
+    assert "examples:" in text and "python scripts/build.py --data-dir" in text
+
+
+def test_bad_option_values_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build.main(["--data-dir", str(FIXTURE_DIR), "--shards", "0"])
+    assert exit_info.value.code == 2
+    assert "--shards must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_summary_names_counts_and_flags(tmp_path, capsys):
+    assert build.main(["--data-dir", str(FIXTURE_DIR), "--out", str(tmp_path / "o"), "--allow-modified", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "images 3, patients 3, annotations 20" in out
+    assert "1 annotations without segmentation" in out
+    assert "Chest Tube 0" in out
+    assert "modified upstream files 1" in out
+
+
+def test_template_without_a_generated_block_is_refused(tmp_path, capsys):
+    template = tmp_path / "README.md"
+    template.write_text("# card\n<!-- BEGIN GENERATED: summary -->\n<!-- END GENERATED: summary -->\n")
+    code = build.main(
+        ["--data-dir", str(FIXTURE_DIR), "--out", str(tmp_path / "o"), "--allow-modified", "--quiet", "--template", str(template)]
+    )
+    assert code == 1
+    assert re.search(r"README\.md: generated block 'classes': template lacks <!-- BEGIN GENERATED: classes -->", capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_ci_runs_the_readme_commands():
+    """The README promises two commands for a fresh machine; CI must run exactly those."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Build it yourself")[1].split("\n## ")[0]
+    commands = re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
+    assert len(commands) == 2
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    for command in commands:
+        assert command in ci, command
