@@ -76,6 +76,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "--data-dir", type=Path, default=None,
         help="upstream repository clone or copy; default: download the archive at the pinned commit",
     )
+    parser.add_argument(
+        "--data-url", default=recipe._URLS["archive"],
+        help="archive to download when --data-dir is not given (default: upstream's GitHub archive at the pinned commit)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder, replaced on success (default: {DEFAULT_OUT.name}/)")
     parser.add_argument(
         "--annotation-file", default=recipe.ANNOTATION_FILE,
@@ -113,6 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         summary = build(
             data_dir=args.data_dir,
+            data_url=args.data_url,
             out=args.out,
             annotation_file=args.annotation_file,
             verify_upstream=not args.allow_modified,
@@ -136,6 +141,7 @@ def build(
     *,
     data_dir: Optional[Path],
     out: Path,
+    data_url: str = recipe._URLS["archive"],
     annotation_file: str = recipe.ANNOTATION_FILE,
     verify_upstream: bool = True,
     shards: int = DEFAULT_SHARDS,
@@ -152,6 +158,7 @@ def build(
             builder = recipe.CovidChestXraySeg(
                 cache_dir=cache_dir,
                 data_dir=str(data_dir) if data_dir else None,
+                data_url=data_url,
                 annotation_file=annotation_file,
                 verify_upstream=verify_upstream,
             )
