@@ -7,12 +7,25 @@ import shutil
 import tempfile
 from pathlib import Path
 
-# Before datasets / huggingface_hub are imported: never touch the user's cache or the network.
+from hub_server import VALID_TOKEN, HubServer  # noqa: E402
+
+# Before datasets / huggingface_hub are imported (they read these once): a private cache,
+# and the local Hub on 127.0.0.1 as the endpoint, so no test can reach the real Hub.
 _HF_HOME = tempfile.mkdtemp(prefix="covid-chestxray-seg-tests-hf-")
-os.environ["HF_HOME"] = _HF_HOME
-os.environ["HF_DATASETS_CACHE"] = str(Path(_HF_HOME) / "datasets")
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+HUB = HubServer().start()
+os.environ.update(
+    {
+        "HF_HOME": _HF_HOME,
+        "HF_DATASETS_CACHE": str(Path(_HF_HOME) / "datasets"),
+        "HF_ENDPOINT": HUB.url,
+        # The Xet upload protocol cannot be served locally; uploads go through LFS.
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    }
+)
+for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.pop(_name, None)
 
 import csv  # noqa: E402
 
@@ -29,7 +42,22 @@ SHARED_DIR = REPO.parent / "shared" / "data" / "covid-19-chest-xray-segmentation
 
 
 def pytest_sessionfinish(session, exitstatus):
+    HUB.stop()
     shutil.rmtree(_HF_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def hub():
+    """The local Hub, emptied for each test."""
+    HUB.state.reset()
+    yield HUB
+    HUB.state.reset()
+
+
+@pytest.fixture
+def token(monkeypatch) -> str:
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    return VALID_TOKEN
 
 
 def crop_masks(data_dir: Path) -> dict[tuple[str, str], np.ndarray]:

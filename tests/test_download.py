@@ -40,8 +40,6 @@ def archive_server(tmp_path, monkeypatch):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    # The suite runs offline for the Hub; this test downloads from its own local server only.
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", tmp_path / "downloads")
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/archive.zip", requests

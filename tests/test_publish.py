@@ -1,0 +1,298 @@
+"""scripts/publish.py against the strict local Hub: one commit, idempotence, load and stream back, failures."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import datasets
+import huggingface_hub
+import pyarrow.parquet as pq
+import pytest
+from datasets.distributed import split_dataset_by_node
+
+import covid_chestxray_seg as recipe
+from hub_server import VALID_TOKEN
+from scripts import publish
+
+REPO_ID = "org/covid-chestxray-seg"
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch):
+    monkeypatch.setattr(publish, "COMMIT_RETRY_WAIT", 0.0)
+
+
+def run(*args: str) -> int:
+    return publish.main(["--repo-id", REPO_ID, *args])
+
+
+def posts(hub, path_regex: str = "") -> list:
+    return hub.state.requests("POST", path_regex)
+
+
+def new_commits(hub, repo_id: str = REPO_ID) -> list:
+    return [c for c in hub.state.commits(repo_id) if c.parent is not None]
+
+
+def local_rows(folder: Path, split: str) -> list[dict]:
+    """The raw rows (image and mask bytes undecoded) of the local build."""
+    files = sorted((folder / "data" / "default").glob(f"{split}-*.parquet"))
+    return [row for path in files for row in pq.read_table(path).to_pylist()]
+
+
+def undecoded(dataset: datasets.Dataset) -> datasets.Dataset:
+    """The same rows with image and mask bytes as stored, for byte-for-byte comparison."""
+    features = dataset.features.copy()
+    for column in ("image", *recipe.MASK_COLUMNS):
+        features[column] = datasets.Image(decode=False)
+    return dataset.cast(features)
+
+
+def test_publish_commits_once_and_loads_back_identical(hub, token, fixture_build, capsys):
+    assert run("--folder", str(fixture_build)) == 0
+    out = capsys.readouterr().out
+    assert "plan for org/covid-chestxray-seg@main (new repo)" in out
+    assert "loaded back: train 1 rows, validation 1 rows, test 1 rows" in out
+    assert len(new_commits(hub)) == 1
+    assert sorted(hub.state.files(REPO_ID)) == sorted(
+        [".gitattributes"] + [p.relative_to(fixture_build).as_posix() for p in fixture_build.rglob("*") if p.is_file()]
+    )
+    # What was sent: no .py anywhere, never the token in a body, every write authorized.
+    assert not [r for r in hub.state.log if ".py" in r.path and r.method in ("POST", "PUT")]
+    assert all(b".py\"" not in r.body for r in hub.state.log)
+    assert all(VALID_TOKEN.encode() not in r.body for r in hub.state.log)
+    # Hub API calls carry the token; uploads go to signed storage URLs, as on the real Hub.
+    assert all(r.authorized for r in hub.state.log if r.method == "POST")
+    assert all("signature" in r.query for r in hub.state.requests("PUT"))
+    assert VALID_TOKEN not in out
+
+    loaded = datasets.load_dataset(REPO_ID)
+    assert datasets.get_dataset_config_names(REPO_ID) == ["default"]
+    assert datasets.get_dataset_split_names(REPO_ID) == ["train", "validation", "test"]
+    for split, dataset in loaded.items():
+        assert dataset.features == recipe.features()
+        raw = undecoded(dataset).to_list()
+        local = local_rows(fixture_build, split)
+        assert [r["image_id"] for r in raw] == [r["image_id"] for r in local]
+        for ours, theirs in zip(raw, local):
+            for column in ("image", *recipe.MASK_COLUMNS):
+                assert (ours[column] or {}).get("bytes") == (theirs[column] or {}).get("bytes"), column
+            assert ours["objects"] == theirs["objects"]
+    streamed = datasets.load_dataset(REPO_ID, split="test", streaming=True)
+    assert next(iter(streamed))["image_id"] == loaded["test"][0]["image_id"]
+
+
+def test_republishing_unchanged_makes_no_commit(hub, token, fixture_build, capsys):
+    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    commits = len(new_commits(hub))
+    hub.state.log.clear()
+    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert "nothing to commit: org/covid-chestxray-seg@main already holds these files" in capsys.readouterr().out
+    assert len(new_commits(hub)) == commits == 1
+    assert not posts(hub)
+
+
+def test_republishing_a_change_is_one_commit_and_removes_stale_shards(hub, token, fixture_build, tmp_path):
+    older = tmp_path / "older"
+    shutil.copytree(fixture_build, older)
+    stale = "data/default/train-00001-of-00002.parquet"
+    shutil.copyfile(older / "data/default/train-00000-of-00001.parquet", older / stale)
+    (older / "README.md").write_text((older / "README.md").read_text() + "\nolder build\n")
+    assert run("--folder", str(older), "--no-verify") == 0
+    assert stale in hub.state.files(REPO_ID)
+    hub.state.log.clear()
+
+    assert run("--folder", str(fixture_build)) == 0
+    assert len(new_commits(hub)) == 2
+    commit_posts = posts(hub, r"/commit/")
+    assert len(commit_posts) == 1
+    assert b'"deletedFile"' in commit_posts[0].body and stale.encode() in commit_posts[0].body
+    files = hub.state.files(REPO_ID)
+    assert stale not in files
+    assert files["README.md"] == (fixture_build / "README.md").read_bytes()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(hub, token, fixture_build, capsys):
+    assert run("--folder", str(fixture_build), "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "+ data/default/train-00000-of-00001.parquet" in out
+    assert "5 to upload" in out and "dry run: nothing was written" in out
+    assert not posts(hub) and not hub.state.requests("PUT")
+    assert hub.state.repos == {}
+
+
+def test_create_pr_leaves_main_alone(hub, token, fixture_build, capsys):
+    assert run("--folder", str(fixture_build), "--create-pr", "--no-verify") == 0
+    repo = hub.state.repos[("dataset", REPO_ID)]
+    assert "refs/pr/1" in repo.refs
+    assert sorted(hub.state.files(REPO_ID)) == [".gitattributes"]
+    assert "README.md" in hub.state.files(REPO_ID, revision="refs/pr/1")
+    assert "/discussions/1" in capsys.readouterr().out
+
+
+def test_revision_creates_the_branch(hub, token, fixture_build):
+    assert run("--folder", str(fixture_build), "--revision", "v1", "--no-verify") == 0
+    assert "README.md" in hub.state.files(REPO_ID, revision="v1")
+    assert "README.md" not in hub.state.files(REPO_ID)
+
+
+def test_private_repo_needs_the_token_to_load(hub, token, fixture_build, monkeypatch):
+    assert run("--folder", str(fixture_build), "--private") == 0  # verification loads it with the token
+    assert hub.state.repos[("dataset", REPO_ID)].private
+    monkeypatch.delenv("HF_TOKEN")
+    assert not huggingface_hub.HfApi(token=False).repo_exists(REPO_ID, repo_type="dataset")
+    assert huggingface_hub.HfApi(token=VALID_TOKEN).repo_exists(REPO_ID, repo_type="dataset")
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_a_transient_error_on_the_commit_is_retried_into_one_commit(hub, token, fixture_build, status, capsys):
+    hub.state.fail("POST", r"/commit/main$", status, headers={"Retry-After": "0"})
+    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert f"HTTP {status} from the Hub, retrying the commit" in capsys.readouterr().out
+    assert len(new_commits(hub)) == 1
+
+
+def test_transient_errors_during_upload_are_retried(hub, token, fixture_build):
+    hub.state.fail("POST", r"/info/lfs/objects/batch$", 429, headers={"Retry-After": "0"})
+    hub.state.fail("PUT", r"^/lfs-upload/", 500)
+    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert len(new_commits(hub)) == 1
+    assert [r.status for r in hub.state.requests("POST", r"lfs/objects/batch")][:2] == [429, 200]
+
+
+def test_a_commit_that_keeps_failing_commits_nothing(hub, token, fixture_build, capsys):
+    hub.state.fail("POST", r"/commit/main$", 500, times=publish.COMMIT_ATTEMPTS)
+    assert run("--folder", str(fixture_build), "--no-verify") == 1
+    err = capsys.readouterr().err
+    assert re.search(r"the Hub refused the commit to org/covid-chestxray-seg@main \(HTTP 500\) after 4 attempt\(s\); nothing was committed", err)
+    assert new_commits(hub) == []
+    assert VALID_TOKEN not in err
+
+
+def test_a_stale_parent_commits_nothing(hub, token, fixture_build, capsys):
+    hub.state.create_repo(REPO_ID)
+    # Someone else commits between our plan and our commit.
+    hub.state.before("POST", r"/commit/main$", lambda state: state.commit_directly(REPO_ID, {"notes.txt": b"theirs"}))
+    assert run("--folder", str(fixture_build), "--no-verify") == 1
+    assert re.search(r"org/covid-chestxray-seg@main changed while publishing .* nothing was committed: run the command again", capsys.readouterr().err)
+    assert sorted(hub.state.files(REPO_ID)) == [".gitattributes", "notes.txt"]
+    assert [r.status for r in posts(hub, r"/commit/")] == [412]
+
+
+def test_missing_token_is_a_clear_error(hub, fixture_build, capsys, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(publish, "get_token", lambda: None)
+    assert run("--folder", str(fixture_build)) == 1
+    assert "error: no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token" in capsys.readouterr().err
+    assert hub.state.log == []
+
+
+def test_a_wrong_token_is_refused_and_never_printed(hub, fixture_build, capsys):
+    hub.state.create_repo(REPO_ID)
+    wrong = "hf_wrongwrongwrong123456"
+    assert run("--folder", str(fixture_build), "--token", wrong) == 1
+    captured = capsys.readouterr()
+    assert "HTTP 401" in captured.err
+    assert wrong not in captured.err + captured.out
+    assert new_commits(hub) == []
+
+
+@pytest.mark.parametrize("repo_id, message", [
+    ("no-namespace", r"--repo-id 'no-namespace' must be ORG/NAME"),
+    ("org/bad name!", r"--repo-id 'org/bad name!' is not a valid repo id"),
+    ("a/b/c", r"--repo-id 'a/b/c' is not a valid repo id"),
+])
+def test_malformed_repo_ids_are_refused(hub, token, fixture_build, capsys, repo_id, message):
+    assert publish.main(["--repo-id", repo_id, "--folder", str(fixture_build)]) == 1
+    assert re.search(message, capsys.readouterr().err)
+    assert hub.state.log == []
+
+
+def test_a_model_repo_of_that_name_is_refused(hub, token, fixture_build, capsys):
+    hub.state.create_repo(REPO_ID, repo_type="model")
+    assert run("--folder", str(fixture_build)) == 1
+    assert "org/covid-chestxray-seg exists as a model repository, not a dataset; choose another --repo-id" in capsys.readouterr().err
+    assert ("dataset", REPO_ID) not in hub.state.repos
+
+
+def test_a_folder_with_a_python_file_is_refused(hub, token, fixture_build, tmp_path, capsys):
+    folder = tmp_path / "with-script"
+    shutil.copytree(fixture_build, folder)
+    (folder / "covid_chestxray_seg.py").write_text("# loading script\n")
+    assert run("--folder", str(folder)) == 1
+    assert re.search(r"holds covid_chestxray_seg\.py: a loading script would make datasets >= 4 and the Hub viewer refuse the repo", capsys.readouterr().err)
+    assert hub.state.log == []
+
+
+def test_a_folder_that_is_not_built_is_refused(hub, token, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert run("--folder", str(tmp_path / "empty")) == 1
+    assert re.search(r"empty is not a built folder \(missing README\.md, dataset_infos\.json\): run `python scripts/build\.py", capsys.readouterr().err)
+    assert run("--folder", str(tmp_path / "nowhere")) == 1
+    assert re.search(r"nowhere does not exist: build it first", capsys.readouterr().err)
+
+
+def test_a_folder_from_another_builder_version_is_refused(hub, token, fixture_build, tmp_path, capsys):
+    folder = tmp_path / "old"
+    shutil.copytree(fixture_build, folder)
+    infos = folder / "dataset_infos.json"
+    infos.write_text(infos.read_text().replace(f'"version_str": "{recipe.BUILDER_VERSION}"', '"version_str": "0.9.0"'))
+    assert run("--folder", str(folder)) == 1
+    assert f"was built by builder version 0.9.0, this checkout is {recipe.BUILDER_VERSION}" in capsys.readouterr().err
+
+
+def test_network_down_is_a_clear_error(token, fixture_build, capsys, monkeypatch):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed_port}")
+    assert run("--folder", str(fixture_build)) == 1
+    assert "cannot reach the Hub" in capsys.readouterr().err
+
+
+def test_help_has_options_and_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        publish.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--repo-id", "--folder", "--private", "--revision", "--create-pr", "--commit-message", "--dry-run", "--token", "--no-verify"):
+        assert option in text
+    assert "examples:" in text and "python scripts/publish.py --repo-id ORG/covid-chestxray-seg --dry-run" in text
+
+
+def test_the_server_rejects_a_wrong_hash_and_an_unknown_repo(hub):
+    import httpx2
+
+    hub.state.create_repo(REPO_ID)
+    from hub_server import _signature
+
+    oid = "0" * 64
+    bad = httpx2.put(f"{hub.url}/lfs-upload/{oid}?size=12&signature={_signature(oid, 12)}", content=b"not matching")
+    assert bad.status_code == 400 and "SHA-256" in bad.json()["error"]
+    unsigned = httpx2.put(f"{hub.url}/lfs-upload/{oid}?size=12", content=b"not matching")
+    assert unsigned.status_code == 403
+    missing = httpx2.get(f"{hub.url}/api/datasets/org/nothing-here")
+    assert missing.status_code == 404 and missing.headers["X-Error-Code"] == "RepoNotFound"
+    ranged = httpx2.get(f"{hub.url}/datasets/{REPO_ID}/resolve/main/.gitattributes", headers={"Range": "bytes=0-3"})
+    assert ranged.status_code == 206 and ranged.content == b"*.pa" and ranged.headers["X-Repo-Commit"]
+
+
+def test_full_data_publish_streams_in_four_shards_each_row_once(hub, token, real_build):
+    assert run("--folder", str(real_build)) == 0
+    stream = datasets.load_dataset(REPO_ID, split="train", streaming=True)
+    assert stream.num_shards >= 4
+    ids = []
+    for rank in range(4):
+        part = split_dataset_by_node(stream.select_columns(["image_id"]), rank=rank, world_size=4)
+        ids += [row["image_id"] for row in part]
+    expected = [row["image_id"] for row in local_rows(real_build, "train")]
+    assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids)) == 69
+    loaded = datasets.load_dataset(REPO_ID, split="validation")
+    raw = undecoded(loaded).to_list()
+    for ours, theirs in zip(raw, local_rows(real_build, "validation")):
+        for column in ("image", *recipe.MASK_COLUMNS):
+            assert (ours[column] or {}).get("bytes") == (theirs[column] or {}).get("bytes"), column
