@@ -448,7 +448,7 @@ def segmentation_to_rle(segmentation, image: dict, path: Path, record: str) -> O
             text = counts.decode("ascii", errors="replace") if isinstance(counts, bytes) else counts
             # pycocotools decodes without bounds checks: a damaged string would write past the mask.
             runs = _compressed_rle_runs(text)
-            if runs is None or sum(runs) != height * width:
+            if runs is None or int(runs.sum()) != height * width:
                 raise BuildError(path, record, f"compressed RLE counts are damaged or do not cover {height}x{width} pixels")
             rle = {"counts": text.encode("ascii")}
         else:
@@ -554,8 +554,9 @@ def make_record(item: dict) -> dict:
 def encode_mask_png(mask: np.ndarray) -> bytes:
     """A boolean (H, W) mask as a 1-bit PNG: lossless, decodes to a bool array, shows black/white."""
     height, width = mask.shape
-    # Packing bits ourselves avoids convert("1"), which dithers.
-    image = Image.frombytes("1", (width, height), np.packbits(mask, axis=1).tobytes())
+    # Packing bits ourselves avoids convert("1"), which dithers; pycocotools decodes in
+    # column-major order, and packing rows of a C-ordered copy is twice as fast.
+    image = Image.frombytes("1", (width, height), np.packbits(np.ascontiguousarray(mask), axis=1).tobytes())
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -693,27 +694,32 @@ def _rle_bytes(rle: dict) -> dict:
     return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
 
 
-def _compressed_rle_runs(counts: str) -> Optional[list[int]]:
-    """The run lengths of a COCO compressed RLE string (pycocotools' rleFrString), None if malformed."""
-    runs: list[int] = []
-    position = 0
-    while position < len(counts):
-        value, shift, more = 0, 0, True
-        while more:
-            if position >= len(counts):
-                return None
-            char = ord(counts[position]) - 48
-            if not 0 <= char < 64:
-                return None
-            value |= (char & 0x1F) << shift
-            more = bool(char & 0x20)
-            position += 1
-            shift += 5
-            if not more and char & 0x10:
-                value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        if value < 0:
-            return None
-        runs.append(value)
-    return runs
+def _compressed_rle_runs(counts: str) -> Optional[np.ndarray]:
+    """The run lengths of a COCO compressed RLE string (pycocotools' rleFrString), None if malformed.
+
+    Each run is a little-endian group of 5-bit digits (chars 48..111); a digit with bit
+    0x20 set continues the group, bit 0x10 of the last digit is the sign; from the
+    fourth run on, each run is stored as the difference to the run two places before.
+    """
+    try:
+        codes = np.frombuffer(counts.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
+    except UnicodeEncodeError:
+        return None
+    if codes.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if codes.min() < 0 or codes.max() >= 64 or codes[-1] & 0x20:
+        return None
+    ends = np.flatnonzero((codes & 0x20) == 0)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > 12:  # more digits than any image size needs: damaged, and would overflow
+        return None
+    group = np.repeat(np.arange(ends.size), lengths)
+    shift = 5 * (np.arange(codes.size) - starts[group])
+    values = np.bincount(group, weights=(codes & 0x1F) << shift, minlength=ends.size).astype(np.int64)
+    negative = (codes[ends] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * lengths[negative])
+    runs = values.copy()
+    runs[1::2] = np.cumsum(values[1::2])
+    runs[2::2] = np.cumsum(values[2::2])
+    return None if (runs < 0).any() else runs

@@ -225,12 +225,14 @@ def test_polygons_are_rasterized_like_pycocotools(tmp_path):
 
 def test_compressed_rle_parser_matches_pycocotools():
     rng = np.random.default_rng(7)
-    for shape in [(1, 1), (3, 7), (40, 31)]:
+    for shape in [(1, 1), (3, 7), (40, 31), (600, 500)]:
         mask = np.asfortranarray(rng.random(shape) > 0.6).astype(np.uint8)
+        mask[: shape[0] // 2] = 0  # long runs need several digits
         rle = mask_utils.encode(mask)
         runs = recipe._compressed_rle_runs(rle["counts"].decode())
-        assert runs == uncompressed_rle(mask.astype(bool)), shape
-    assert recipe._compressed_rle_runs("0") == [0]
+        assert runs.tolist() == uncompressed_rle(mask.astype(bool)), shape
+    assert recipe._compressed_rle_runs("0").tolist() == [0]
+    assert recipe._compressed_rle_runs("A") is None  # a negative run
     assert recipe._compressed_rle_runs("\x7f") is None  # outside the alphabet
     assert recipe._compressed_rle_runs("o") is None  # a continuation bit with nothing after it
 
