@@ -537,7 +537,8 @@ def make_record(item: dict) -> dict:
         elif not anns:
             masks[column] = {"path": None, "bytes": empty_mask_png(width, height)}
         else:
-            pixels = mask_utils.decode([_rle_bytes(a["segmentation"]) for a in anns]).any(axis=2)
+            decoded = mask_utils.decode([_rle_bytes(a["segmentation"]) for a in anns])
+            pixels = decoded[:, :, 0] if len(anns) == 1 else decoded.any(axis=2)
             masks[column] = {"path": None, "bytes": encode_mask_png(pixels)}
     return {
         "image": {"path": image["file_name"], "bytes": data},
@@ -633,6 +634,9 @@ def check_image(path: Path, image: dict, coco_path: Path) -> None:
     try:
         with Image.open(path) as opened:
             size = opened.size
+            if opened.format == "JPEG":
+                # libjpeg still reads every byte at 1/8 scale, so truncation is caught, 2x faster.
+                opened.draft(opened.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
             opened.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise BuildError(path, f"image id {image['id']}", f"cannot be decoded as an image: {error}") from None

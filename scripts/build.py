@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -44,6 +45,10 @@ CONFIG_NAME = "default"
 DEFAULT_OUT = REPO_ROOT / "build"
 DEFAULT_SHARDS = 4
 DEFAULT_ROWS_PER_ROW_GROUP = 4
+# Streaming reads a Parquet file in 5 MB blocks: files this small let the first row
+# arrive after one small file, not a tenth of the split.
+DEFAULT_MAX_SHARD_MB = 3
+DEFAULT_MAX_SHARD_BYTES = DEFAULT_MAX_SHARD_MB * 1_000_000
 CARD_TEMPLATE = REPO_ROOT / "README.md"
 INFOS_FILENAME = "dataset_infos.json"
 
@@ -91,7 +96,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--shards", type=int, default=DEFAULT_SHARDS,
-        help=f"Parquet files per split, at most one per row (default: {DEFAULT_SHARDS}, one per streaming worker)",
+        help=f"Parquet files per split at least, at most one per row (default: {DEFAULT_SHARDS}, one per streaming worker)",
+    )
+    parser.add_argument(
+        "--max-shard-mb", type=int, default=DEFAULT_MAX_SHARD_MB,
+        help=f"more files when a split would otherwise have files over this size in MB (default: {DEFAULT_MAX_SHARD_MB})",
     )
     parser.add_argument(
         "--rows-per-row-group", type=int, default=DEFAULT_ROWS_PER_ROW_GROUP,
@@ -102,7 +111,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--sync-repo", action="store_true", help="also write the card and dataset_infos.json to the repository root")
     parser.add_argument("--quiet", action="store_true", help="no progress bars: only warnings, errors and the summary")
     args = parser.parse_args(argv)
-    for name in ("shards", "rows_per_row_group", "num_proc"):
+    for name in ("shards", "max_shard_mb", "rows_per_row_group", "num_proc"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     return args
@@ -122,6 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             annotation_file=args.annotation_file,
             verify_upstream=not args.allow_modified,
             shards=args.shards,
+            max_shard_bytes=args.max_shard_mb * 1_000_000,
             rows_per_row_group=args.rows_per_row_group,
             num_proc=args.num_proc,
             template=args.template,
@@ -145,6 +155,7 @@ def build(
     annotation_file: str = recipe.ANNOTATION_FILE,
     verify_upstream: bool = True,
     shards: int = DEFAULT_SHARDS,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     rows_per_row_group: int = DEFAULT_ROWS_PER_ROW_GROUP,
     num_proc: int = 1,
     template: Path = CARD_TEMPLATE,
@@ -174,7 +185,8 @@ def build(
             for split in recipe.SPLITS:
                 dataset = builder.as_dataset(split=split)
                 splits[split] = write_split(
-                    dataset, staging / "data" / CONFIG_NAME, split, shards=shards, rows_per_row_group=rows_per_row_group
+                    dataset, staging / "data" / CONFIG_NAME, split,
+                    shards=shards, max_shard_bytes=max_shard_bytes, rows_per_row_group=rows_per_row_group,
                 )
             info = hub_info(builder.info, staging, {split: arrow_bytes(paths) for split, paths in splits.items()})
             stats = compute_stats(staging)
@@ -213,37 +225,73 @@ def _swap_into_place(staging: Path, out: Path) -> None:
         os.replace(staging, out)
 
 
-def write_split(dataset: datasets.Dataset, folder: Path, split: str, *, shards: int, rows_per_row_group: int) -> list[Path]:
-    """Write `dataset` as `shards` Parquet files of near-equal row counts, streaming from the Arrow cache."""
+def write_split(
+    dataset: datasets.Dataset, folder: Path, split: str, *, shards: int, max_shard_bytes: int, rows_per_row_group: int
+) -> list[Path]:
+    """Write `dataset` as Parquet files of near-equal row counts: at least `shards` of them, more when
+    that keeps each under `max_shard_bytes`, never more than rows.
+
+    Rows are read batch by batch from the Arrow cache files (not memory-mapped as a whole),
+    so memory stays bounded by one batch whatever the size of the data.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    table = dataset.data.table
-    count = min(shards, max(1, table.num_rows))
+    cache_files = [entry["filename"] for entry in dataset.cache_files]
+    rows = dataset.num_rows
+    wanted = max(shards, math.ceil(sum(os.path.getsize(f) for f in cache_files) / max_shard_bytes))
+    count = min(wanted, max(1, rows))
+    bounds = [index * rows // count for index in range(count + 1)]
     schema = dataset.features.arrow_schema
     options = get_parquet_column_options(dataset.features, schema)
-    paths = []
-    for index in range(count):
-        start, stop = index * table.num_rows // count, (index + 1) * table.num_rows // count
-        path = folder / f"{split}-{index:05d}-of-{count:05d}.parquet"
-        # The same settings `datasets` uses for Hub uploads: page index, content-defined chunks for Xet dedup.
-        with pq.ParquetWriter(
-            path, schema,
-            use_content_defined_chunking=datasets.config.DEFAULT_CDC_OPTIONS,
-            write_page_index=True,
-            **options,
-        ) as writer:
-            writer.add_key_value_metadata({"content_defined_chunking": json.dumps(datasets.config.DEFAULT_CDC_OPTIONS)})
-            for offset in range(start, stop, rows_per_row_group):
-                chunk = table.slice(offset, min(rows_per_row_group, stop - offset))
-                writer.write_table(pa.Table.from_batches(chunk.to_batches(), schema=schema), row_group_size=rows_per_row_group)
-        paths.append(path)
-    logger.info(f"wrote {split}: {table.num_rows} rows in {count} files")
+    paths = [folder / f"{split}-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
+    shard, position, pending, writer = 0, 0, [], None
+
+    def flush() -> None:
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=rows_per_row_group)
+            pending.clear()
+
+    try:
+        for batch in _cache_batches(cache_files):
+            while batch.num_rows:
+                if writer is None:
+                    # The settings `datasets` uses for Hub uploads: page index, content-defined chunks for Xet dedup.
+                    writer = pq.ParquetWriter(
+                        paths[shard], schema, use_content_defined_chunking=datasets.config.DEFAULT_CDC_OPTIONS,
+                        write_page_index=True, **options,
+                    )
+                    writer.add_key_value_metadata({"content_defined_chunking": json.dumps(datasets.config.DEFAULT_CDC_OPTIONS)})
+                room = min(bounds[shard + 1] - position, rows_per_row_group - sum(b.num_rows for b in pending))
+                pending.append(batch.slice(0, room))
+                batch, position = batch.slice(room), position + min(room, batch.num_rows)
+                if position == bounds[shard + 1] or sum(b.num_rows for b in pending) == rows_per_row_group:
+                    flush()
+                if position == bounds[shard + 1]:
+                    writer.close()
+                    writer, shard = None, shard + 1
+        if rows == 0:
+            pq.write_table(schema.empty_table(), paths[0], **options)
+    finally:
+        if writer is not None:
+            writer.close()
+    logger.info(f"wrote {split}: {rows} rows in {count} files")
     return paths
 
 
+def _cache_batches(cache_files: list[str]):
+    for name in cache_files:
+        with pa.OSFile(name) as source:
+            yield from pa.ipc.open_stream(source)
+
+
 def arrow_bytes(paths: list[Path]) -> int:
-    """In-memory Arrow size of the written rows. The builder's own count depends on how many
-    worker processes wrote the cache, which would make the card differ between machines."""
-    return sum(pq.read_table(path).nbytes for path in paths)
+    """In-memory Arrow size of the written rows, one row group at a time. The builder's own
+    count depends on how many worker processes wrote the cache, which would make the card
+    differ between machines."""
+    total = 0
+    for path in paths:
+        parquet = pq.ParquetFile(path)
+        total += sum(parquet.read_row_group(index).nbytes for index in range(parquet.num_row_groups))
+    return total
 
 
 def hub_info(info: datasets.DatasetInfo, folder: Path, num_bytes: dict[str, int]) -> datasets.DatasetInfo:

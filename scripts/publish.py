@@ -42,6 +42,7 @@ MANAGED_FOLDER = "data/"
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 COMMIT_ATTEMPTS = 4
 COMMIT_RETRY_WAIT = 2.0  # seconds, doubled after each failed attempt
+DEFAULT_COMMIT_MESSAGE = f"Publish covid-chestxray-seg (builder {recipe.BUILDER_VERSION})"
 
 EXAMPLES = """\
 examples:
@@ -105,7 +106,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--revision", default="main", help="branch to commit to, created from main if missing (default: main)")
     parser.add_argument("--create-pr", action="store_true", help="open a pull request against --revision instead of committing to it")
     parser.add_argument(
-        "--commit-message", default=f"Publish covid-chestxray-seg (builder {recipe.BUILDER_VERSION})",
+        "--commit-message", default=DEFAULT_COMMIT_MESSAGE,
         help="commit or pull-request title",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan (files, sizes, changes) and write nothing")
@@ -146,13 +147,15 @@ def publish(
     private: bool = False,
     revision: str = "main",
     create_pr: bool = False,
-    commit_message: str = "",
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
     dry_run: bool = False,
     verify: bool = True,
     say: Callable[[str], None] = print,
 ) -> Optional[str]:
     """Publish `folder` to `repo_id`; returns the commit id that holds it (None on a dry run)."""
     check_repo_id(repo_id=repo_id)
+    if not commit_message.strip():
+        raise PublishError("--commit-message must not be empty")
     local = local_files(folder=Path(folder))
     if not token and not dry_run:
         raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token")

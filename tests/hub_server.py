@@ -79,6 +79,7 @@ class Logged:
     body: bytes
     authorized: bool
     status: int = 0
+    sent: int = 0  # response body bytes
 
 
 @dataclass
@@ -200,6 +201,8 @@ def make_handler(state: HubState):
                 entry.status = error.status
                 return self._error(error)
             entry.status = status
+            if method != "HEAD":
+                entry.sent = len(payload) if isinstance(payload, (bytes, bytearray)) else 0
             self._send(status, payload, headers=headers, head=method == "HEAD")
 
         def _send(self, status: int, payload, *, headers: Optional[dict] = None, head: bool = False) -> None:
@@ -509,9 +512,9 @@ def make_handler(state: HubState):
 class HubServer:
     """The server on a free port of 127.0.0.1, serving in a daemon thread until `stop`."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.state = HubState()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.state))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), make_handler(self.state))
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="hub-server", daemon=True)

@@ -217,6 +217,12 @@ def test_a_model_repo_of_that_name_is_refused(hub, token, fixture_build, capsys)
     assert ("dataset", REPO_ID) not in hub.state.repos
 
 
+def test_an_empty_commit_message_is_refused(hub, token, fixture_build, capsys):
+    assert run("--folder", str(fixture_build), "--commit-message", " ") == 1
+    assert "error: --commit-message must not be empty" in capsys.readouterr().err
+    assert hub.state.log == []
+
+
 def test_a_folder_with_a_python_file_is_refused(hub, token, fixture_build, tmp_path, capsys):
     folder = tmp_path / "with-script"
     shutil.copytree(fixture_build, folder)

@@ -1,0 +1,58 @@
+"""scripts/benchmark.py: a smoke run on the fixture (no timing asserted) and its baselines' correctness."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import FIXTURE_DIR
+from scripts import benchmark
+
+
+def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert benchmark.main(["--data-dir", str(FIXTURE_DIR), "--smoke", "--scale", "2", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    # The naive build and the hand-written loader produce exactly our masks and arrays.
+    assert results["build"]["masks_identical"] is True
+    assert results["load"]["same_arrays"] is True
+    assert results["stream"]["rows"] == 1
+    assert results["stream"]["first_row_bytes"] > 0
+    assert results["scale"]["copies"] == 2
+    assert set(results["targets"]) == {
+        "build_speedup", "load_speedup", "first_row_fraction", "size_ratio", "scale_time_ratio", "scale_rss_ratio"
+    }
+    table = capsys.readouterr().out
+    assert "| build (s) |" in table and "targets: " in table and "machine: " in table
+
+
+def test_replicate_makes_new_ids_names_and_patients(tmp_path):
+    target = tmp_path / "x3"
+    benchmark.replicate(FIXTURE_DIR, target, 3)
+    coco = json.loads((target / "annotation" / "results.json").read_text())
+    original = json.loads((FIXTURE_DIR / "annotation" / "results.json").read_text())
+    assert len(coco["images"]) == 3 * len(original["images"]) == 9
+    assert len({i["id"] for i in coco["images"]}) == 9
+    assert len({a["id"] for a in coco["annotations"]}) == 3 * len(original["annotations"])
+    assert sorted(p.name for p in (target / "images").iterdir()) == sorted(i["file_name"] for i in coco["images"])
+    rows = (target / "metadata.csv").read_text().splitlines()[1:]
+    assert len({row.split(",")[0] for row in rows}) == 9  # patients differ between copies
+
+
+def test_the_naive_build_detects_a_different_mask(tmp_path):
+    ours, naive = tmp_path / "ours", tmp_path / "naive"
+    benchmark.task_build_ours(str(FIXTURE_DIR), str(ours), True)
+    benchmark.task_build_naive(str(FIXTURE_DIR), str(naive))
+    assert benchmark.same_masks(ours, naive)
+    # Damage one mask of ours: the comparison must notice.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import covid_chestxray_seg as recipe
+
+    path = next((ours / "data" / "default").glob("train-*.parquet"))
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    mask = recipe.decode_mask(rows[0]["mask_left_lung"])
+    mask[0, 0] = not mask[0, 0]
+    rows[0]["mask_left_lung"] = {"bytes": recipe.encode_mask_png(mask), "path": None}
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+    assert not benchmark.same_masks(ours, naive)
