@@ -208,6 +208,9 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         )
     ]
     DEFAULT_CONFIG_NAME = "default"
+    # Rows a worker holds before writing them out: a row with 14 full-size masks can be
+    # several MB, and a fixed small batch keeps memory flat however large the data.
+    DEFAULT_WRITER_BATCH_SIZE = 8
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -225,6 +228,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         root = self._data_root(dl_manager)
+        self.data_root = root
         manifest = read_manifest(MANIFEST_PATH)
         report = BuildReport()
         coco = CocoAnnotations(root / self.config.annotation_file, report=report)

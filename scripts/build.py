@@ -14,11 +14,13 @@ under a hidden name and renamed into place, so a failed build leaves nothing.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import math
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from collections import Counter
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.arrow_writer import get_parquet_column_options
@@ -33,6 +36,7 @@ from datasets.exceptions import DatasetGenerationError
 from datasets.info import DatasetInfosDict
 from datasets.utils.py_utils import asdict
 from huggingface_hub import DatasetCard, DatasetCardData
+from pycocotools import mask as mask_utils
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -40,6 +44,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import covid_chestxray_seg as recipe  # noqa: E402
+from scripts import validate as quality  # noqa: E402
 
 CONFIG_NAME = "default"
 DEFAULT_OUT = REPO_ROOT / "build"
@@ -108,7 +113,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--num-proc", type=int, default=os.cpu_count() or 1, help="worker processes for the build (default: all cores)")
     parser.add_argument("--template", type=Path, default=CARD_TEMPLATE, help="card template (default: the repository's README.md)")
-    parser.add_argument("--sync-repo", action="store_true", help="also write the card and dataset_infos.json to the repository root")
+    parser.add_argument(
+        "--validate", action="store_true",
+        help="compare every COCO segmentation with upstream's mask crops and put the summary in the card (scripts/validate.py)",
+    )
+    parser.add_argument(
+        "--sync-repo", action="store_true",
+        help="also write the card, dataset_infos.json and assets/preview.png to the repository root",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars: only warnings, errors and the summary")
     args = parser.parse_args(argv)
     for name in ("shards", "max_shard_mb", "rows_per_row_group", "num_proc"):
@@ -135,15 +147,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rows_per_row_group=args.rows_per_row_group,
             num_proc=args.num_proc,
             template=args.template,
+            validate=args.validate,
         )
     except recipe.BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(format_summary(summary))
     if args.sync_repo:
-        for name in ("README.md", INFOS_FILENAME):
-            shutil.copyfile(args.out / name, REPO_ROOT / name)
-        print(f"updated {REPO_ROOT / 'README.md'} and {REPO_ROOT / INFOS_FILENAME}")
+        for name in SYNCED_FILES:
+            if (args.out / name).exists():
+                (REPO_ROOT / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(args.out / name, REPO_ROOT / name)
+        print(f"updated {', '.join(SYNCED_FILES)} in {REPO_ROOT}")
     return 0
 
 
@@ -159,6 +174,7 @@ def build(
     rows_per_row_group: int = DEFAULT_ROWS_PER_ROW_GROUP,
     num_proc: int = 1,
     template: Path = CARD_TEMPLATE,
+    validate: bool = False,
 ) -> dict:
     """Build into a hidden folder beside `out`, then swap it in; returns the summary."""
     out = Path(out).resolve()
@@ -191,8 +207,14 @@ def build(
             info = hub_info(builder.info, staging, {split: arrow_bytes(paths) for split, paths in splits.items()})
             stats = compute_stats(staging)
             report = builder.report
+            extras = {"preview": render_preview(staging)}
+            if validate:
+                checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
+                if checked.hard_errors:
+                    raise recipe.BuildError(builder.data_root, "--validate", checked.hard_errors[0])
+                extras["validation"] = checked
         write_infos(info, staging / INFOS_FILENAME)
-        card = render_card(template, info=info, stats=stats, report=report)
+        card = render_card(template, info=info, stats=stats, report=report, extras=extras)
         (staging / "README.md").write_text(card, encoding="utf-8")
         # mkdtemp makes the folder private; the result is an ordinary folder.
         umask = os.umask(0)
@@ -247,7 +269,10 @@ def write_split(
 
     def flush() -> None:
         if pending:
-            writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=rows_per_row_group)
+            # One chunk per row group: page boundaries then follow the rows, not how the
+            # Arrow cache happened to be batched (which varies with --num-proc).
+            rows = pa.Table.from_batches(pending, schema=schema).combine_chunks()
+            writer.write_table(rows, row_group_size=rows_per_row_group)
             pending.clear()
 
     try:
@@ -315,39 +340,123 @@ def write_infos(info: datasets.DatasetInfo, path: Path) -> None:
 
 
 def compute_stats(folder: Path) -> dict:
-    """Card statistics computed from the written Parquet files, so the card cannot disagree with them."""
-    columns = ["image_id", "patient_id", "license", "width", "height", "objects"]
-    per_class = {name: {"instances": 0, "images": 0, "without_segmentation": 0} for name in recipe.CLASSES}
-    splits, licences, all_patients = {}, Counter(), set()
+    """Card statistics computed from the written Parquet files, so the card cannot disagree with them.
+
+    Mask areas come from the RLE in `objects` (union per class and image), not from
+    decoding the PNG masks: the same pixels, a hundred times cheaper.
+    """
+    columns = ["image_id", "patient_id", "license", "finding", "width", "height", "objects"]
+    per_class = {name: {"instances": 0, "images": 0, "without_segmentation": 0, "areas": []} for name in recipe.CLASSES}
+    splits, licences, findings, images_per_patient = {}, Counter(), {}, Counter()
     for split in recipe.SPLITS:
         files = sorted((folder / "data" / CONFIG_NAME).glob(f"{split}-*.parquet"))
         table = pa.concat_tables(pq.read_table(path, columns=columns) for path in files).to_pylist()
-        patients = {row["patient_id"] for row in table}
-        all_patients |= patients
         splits[split] = {
             "images": len(table),
-            "patients": len(patients),
+            "patients": len({row["patient_id"] for row in table}),
             "annotations": sum(len(row["objects"]) for row in table),
             "files": len(files),
         }
+        findings[split] = Counter(row["finding"] or "none given" for row in table)
         for row in table:
+            images_per_patient[row["patient_id"]] += 1
             licences[row["license"] or "none given"] += 1
-            seen = set()
+            by_class: dict[str, list] = {}
             for obj in row["objects"]:
                 name = recipe.CLASSES[obj["category"]]
                 per_class[name]["instances"] += 1
                 per_class[name]["without_segmentation"] += obj["segmentation"] is None
-                seen.add(name)
-            for name in seen:
+                by_class.setdefault(name, []).append(obj["segmentation"])
+            for name, segmentations in by_class.items():
                 per_class[name]["images"] += 1
+                if all(seg is not None for seg in segmentations):
+                    rles = [{"size": seg["size"], "counts": seg["counts"].encode()} for seg in segmentations]
+                    area = float(mask_utils.area(mask_utils.merge(rles)))
+                    per_class[name]["areas"].append(100.0 * area / (row["width"] * row["height"]))
+    for row in per_class.values():
+        areas = row.pop("areas")
+        row["mean_area_pct"] = statistics.fmean(areas) if areas else None
+        row["median_area_pct"] = statistics.median(areas) if areas else None
+    all_findings = sorted({f for counter in findings.values() for f in counter}, key=lambda f: (-sum(c[f] for c in findings.values()), f))
+    series = [count for count in images_per_patient.values() if count > 1]
     return {
         "images": sum(s["images"] for s in splits.values()),
         "annotations": sum(s["annotations"] for s in splits.values()),
-        "patients": len(all_patients),
+        "patients": len(images_per_patient),
+        "patients_with_series": len(series),
+        "images_in_series": sum(series),
+        "largest_series": max(series, default=1),
         "splits": splits,
+        "findings": {finding: {split: findings[split][finding] for split in recipe.SPLITS} for finding in all_findings},
         "classes": per_class,
         "licences": dict(sorted(licences.items(), key=lambda item: (-item[1], item[0]))),
     }
+
+
+# ---- the preview picture ---------------------------------------------------------------
+
+PREVIEW_PATH = "assets/preview.png"
+# The repository's README is the card, so it carries the card's generated files too.
+SYNCED_FILES = ("README.md", INFOS_FILENAME, PREVIEW_PATH)
+# Only images whose own licence allows showing them on a public card.
+PREVIEW_LICENCES = ("CC BY", "CC BY-SA")
+PREVIEW_HEIGHT = 320
+PREVIEW_ALPHA = 0.45
+# One colour per class, in class order (Okabe-Ito and Tableau hues, distinct on grey X-rays).
+PALETTE = (
+    (0, 114, 178), (86, 180, 233), (230, 159, 0), (240, 228, 66), (213, 94, 0), (204, 121, 167), (0, 158, 115),
+    (255, 255, 255), (148, 103, 189), (227, 119, 194), (188, 189, 34), (23, 190, 207), (255, 127, 14), (214, 39, 40),
+)
+
+
+def render_preview(folder: Path) -> list[dict]:
+    """Write assets/preview.png: openly licensed images with their masks overlaid, and a legend.
+    Returns the shown images (file name, licence, url) for the caption; [] when none may be shown."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    columns = ["image_id", "file_name", "license", "url", "image", *recipe.MASK_COLUMNS]
+    rows = []
+    for path in sorted((folder / "data" / CONFIG_NAME).glob("*.parquet")):
+        table = pq.read_table(path, columns=["image_id", "license"])
+        keep = [i for i, lic in enumerate(table.column("license").to_pylist()) if lic in PREVIEW_LICENCES]
+        if keep:
+            rows += pq.read_table(path, columns=columns).take(keep).to_pylist()
+    rows = sorted(rows, key=lambda row: row["image_id"])[:3]
+    if not rows:
+        return []
+    tiles = []
+    for row in rows:
+        image = Image.open(io.BytesIO(row["image"]["bytes"]))
+        image.draft("RGB", (image.width // 4, image.height // 4))  # JPEG: decode at reduced scale
+        image = image.convert("RGB")
+        size = (max(1, round(image.width * PREVIEW_HEIGHT / image.height)), PREVIEW_HEIGHT)
+        # reducing_gap shrinks by whole factors first: a thumbnail needs no full-size Lanczos pass.
+        pixels = np.asarray(image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), dtype=np.float32)
+        for colour, column in zip(PALETTE, recipe.MASK_COLUMNS):
+            if row[column] is None:
+                continue
+            mask = Image.open(io.BytesIO(row[column]["bytes"])).resize(size, Image.Resampling.NEAREST)
+            where = np.asarray(mask) > 0
+            pixels[where] = (1 - PREVIEW_ALPHA) * pixels[where] + PREVIEW_ALPHA * np.asarray(colour, dtype=np.float32)
+        tiles.append(Image.fromarray(pixels.round().astype(np.uint8)))
+    font = ImageFont.load_default()
+    legend = Image.new("RGB", (190, PREVIEW_HEIGHT), (255, 255, 255))
+    draw = ImageDraw.Draw(legend)
+    step = PREVIEW_HEIGHT // (len(recipe.CLASSES) + 1)
+    for index, (colour, name) in enumerate(zip(PALETTE, recipe.CLASSES)):
+        top = 8 + index * step
+        draw.rectangle((8, top, 22, top + 12), fill=colour, outline=(0, 0, 0))
+        draw.text((30, top), name, fill=(0, 0, 0), font=font)
+    canvas = Image.new("RGB", (sum(t.width for t in tiles) + 4 * len(tiles) + legend.width, PREVIEW_HEIGHT), (255, 255, 255))
+    x = 0
+    for tile in tiles:
+        canvas.paste(tile, (x, 0))
+        x += tile.width + 4
+    canvas.paste(legend, (x, 0))
+    target = folder / PREVIEW_PATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(target, format="PNG")
+    return [{"file_name": row["file_name"], "license": row["license"], "url": row["url"]} for row in rows]
 
 
 # ---- the card -------------------------------------------------------------------------
@@ -382,16 +491,27 @@ def card_data(info: datasets.DatasetInfo) -> DatasetCardData:
     return data
 
 
-def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report) -> dict[str, str]:
-    classes = ["| # | class | mask column | instances | images | without segmentation |", "|---|---|---|---:|---:|---:|"]
+def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report, extras: dict) -> dict[str, str]:
+    """Every generated part of the card, from the builder's constants and the built files."""
+    def pct(value) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    classes = [
+        "| # | class | mask column | instances | images | without segmentation | mean area % | median area % |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for number, name in enumerate(recipe.CLASSES):
         row = stats["classes"][name]
         classes.append(
-            f"| {number} | {name} | `{recipe.MASK_COLUMNS[number]}` | {row['instances']} | {row['images']} | {row['without_segmentation']} |"
+            f"| {number} | {name} | `{recipe.MASK_COLUMNS[number]}` | {row['instances']} | {row['images']} | "
+            f"{row['without_segmentation']} | {pct(row['mean_area_pct'])} | {pct(row['median_area_pct'])} |"
         )
     splits = ["| split | images | patients | annotations | Parquet files |", "|---|---:|---:|---:|---:|"]
     for split, row in stats["splits"].items():
         splits.append(f"| {split} | {row['images']} | {row['patients']} | {row['annotations']} | {row['files']} |")
+    splits += ["", "| finding | " + " | ".join(recipe.SPLITS) + " |", "|---|" + "---:|" * len(recipe.SPLITS)]
+    for finding, counts in stats["findings"].items():
+        splits.append(f"| {finding} | " + " | ".join(str(counts[split]) for split in recipe.SPLITS) + " |")
     licences = ["| image licence (`license` column) | images |", "|---|---:|"]
     licences += [f"| {name} | {count} |" for name, count in stats["licences"].items()]
     renamed = ", ".join(f"`{old}` -> `{new}`" for old, new in report.renamed_categories.items()) or "none"
@@ -402,7 +522,8 @@ def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report) -> dict
     )
     provenance = [
         f"- Upstream: [{recipe._HOMEPAGE}]({recipe._HOMEPAGE}) at commit `{recipe.UPSTREAM_COMMIT}`.",
-        f"- Files that differ from the upstream manifest (images, `{recipe.METADATA_FILE}`): {modified}.",
+        f"- Manifest check (size and git blob SHA-1 of the images and `{recipe.METADATA_FILE}` against "
+        f"`upstream-manifest.tsv`): files that differ: {modified}.",
         f"- Annotation file: `{report.annotation_file}`, SHA-256 `{report.annotation_sha256}`, {annotation_state}.",
         f"- Builder version {recipe.BUILDER_VERSION}, built with `datasets` {datasets.__version__}.",
     ]
@@ -411,30 +532,51 @@ def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report) -> dict
         "`objects` with a null `segmentation`, and their class mask is null on that image.",
         f"- Renamed upstream categories: {renamed}.",
         f"- {report.images_without_license} images have no licence in `{recipe.METADATA_FILE}`: their `license` is null.",
+        f"- {stats['patients_with_series']} patients have a series of images ({stats['images_in_series']} images, "
+        f"up to {stats['largest_series']} for one patient): the splits keep each series together.",
     ]
+    if not report.annotation_upstream:
+        quirks.append(
+            f"- `{report.annotation_file}` is not upstream's own file: upstream's COCO export could not be used, and "
+            "this one was rebuilt from upstream's mask crops (`masks/`, `structure.csv`); the data-quality report below "
+            "compares it with them."
+        )
+    validation = extras.get("validation")
+    shown = extras.get("preview") or []
+    if shown:
+        credits = "; ".join(f"`{item['file_name']}` ({item['license']}, {item['url']})" for item in shown)
+        preview = (
+            f"![Chest X-rays with their masks overlaid, one colour per class]({PREVIEW_PATH})\n\n"
+            f"Images shown (the openly licensed ones): {credits}."
+        )
+    else:
+        preview = f"No image has a {' or '.join(PREVIEW_LICENCES)} licence, so none is shown here."
     summary = (
         f"{stats['images']} images of {stats['patients']} patients, {stats['annotations']} annotations in "
         f"{len(recipe.CLASSES)} classes; {info.download_size / 1e6:.1f} MB of Parquet."
     )
     return {
         "summary": summary,
+        "preview": preview,
         "classes": "\n".join(classes),
         "splits": "\n".join(splits),
         "licences": "\n".join(licences),
         "provenance": "\n".join(provenance),
         "quirks": "\n".join(quirks),
+        "validation": validation.summary() if validation is not None
+        else "Not run for this build (`scripts/build.py --validate` or `scripts/validate.py` runs it).",
         "citation": f"```bibtex\n{recipe._CITATION.strip()}\n```",
     }
 
 
-def render_card(template: Path, *, info: datasets.DatasetInfo, stats: dict, report) -> str:
+def render_card(template: Path, *, info: datasets.DatasetInfo, stats: dict, report, extras: Optional[dict] = None) -> str:
     """The template with a fresh YAML header and every generated block filled in."""
     try:
         text = template.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise recipe.BuildError(template, "card template", "file not found") from None
     body = DatasetCard(text).text if text.startswith("---") else text
-    for name, content in generated_blocks(info=info, stats=stats, report=report).items():
+    for name, content in generated_blocks(info=info, stats=stats, report=report, extras=extras or {}).items():
         begin, end = BEGIN.format(name), END.format(name)
         head, found, rest = body.partition(begin)
         if not found or end not in rest:

@@ -38,7 +38,7 @@ REPO_TYPE = "dataset"
 # card links to) is left alone. Remote .py files are removed: datasets >= 4 and the
 # viewer refuse a repo with a loading script.
 MANAGED_FILES = ("README.md", "dataset_infos.json")
-MANAGED_FOLDER = "data/"
+MANAGED_FOLDERS = ("data/", "assets/")
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 COMMIT_ATTEMPTS = 4
 COMMIT_RETRY_WAIT = 2.0  # seconds, doubled after each failed attempt
@@ -209,7 +209,7 @@ def local_files(*, folder: Path) -> dict[str, LocalFile]:
         data = path.read_bytes()
         files[relative] = LocalFile(path, len(data), hashlib.sha256(data).hexdigest(), recipe.git_blob_sha1(data))
     missing = [name for name in MANAGED_FILES if name not in files]
-    if missing or not any(name.startswith(MANAGED_FOLDER) and name.endswith(".parquet") for name in files):
+    if missing or not any(name.startswith("data/") and name.endswith(".parquet") for name in files):
         raise PublishError(
             f"{folder} is not a built folder (missing {', '.join(missing) or 'data/**.parquet'}): "
             f"run `python scripts/build.py --out {folder}`"
@@ -246,7 +246,7 @@ def make_plan(*, api: HfApi, repo_id: str, revision: str, local: dict[str, Local
         )
         (plan.unchanged if same else plan.add).append(name)
     plan.delete = sorted(
-        name for name in remote if name not in local and (name.startswith(MANAGED_FOLDER) or name.endswith(".py"))
+        name for name in remote if name not in local and (name.startswith(MANAGED_FOLDERS) or name.endswith(".py"))
     )
     return plan
 
@@ -333,7 +333,7 @@ def verify_remote(*, api: HfApi, repo_id: str, revision: str, local: dict[str, L
             raise PublishError(f"verification failed: {name} is missing from {repo_id}@{revision}")
         if theirs.size != file.size or (theirs.sha256 or theirs.blob_id) != (file.sha256 if theirs.sha256 else file.git_sha1):
             raise PublishError(f"verification failed: {name} on {repo_id}@{revision} differs from the local file")
-    extra = [name for name in remote if name not in local and (name.startswith(MANAGED_FOLDER) or name.endswith(".py"))]
+    extra = [name for name in remote if name not in local and (name.startswith(MANAGED_FOLDERS) or name.endswith(".py"))]
     if extra:
         raise PublishError(f"verification failed: {repo_id}@{revision} still holds {', '.join(extra)}")
 

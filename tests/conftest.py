@@ -98,7 +98,7 @@ def real_build(tmp_path_factory) -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"the full data is not at {SHARED_DIR}")
     out = tmp_path_factory.mktemp("real-build") / "out"
-    assert build.main(["--data-dir", str(SHARED_DIR), "--out", str(out), "--quiet", "--num-proc", "2"]) == 0
+    assert build.main(["--data-dir", str(SHARED_DIR), "--out", str(out), "--quiet", "--num-proc", "2", "--validate"]) == 0
     return out
 
 

@@ -29,6 +29,7 @@ def test_layout_and_shard_names(fixture_build):
     # One image per split in the fixture: one file each, named as the Hub expects.
     assert files == [
         "README.md",
+        "assets/preview.png",
         "data/default/test-00000-of-00001.parquet",
         "data/default/train-00000-of-00001.parquet",
         "data/default/validation-00000-of-00001.parquet",
@@ -93,8 +94,8 @@ def test_card_tables_are_computed_from_the_parquet_files(fixture_build):
     assert "| 10 | Monitoring Probes | `mask_monitoring_probes` | 1 | 1 | 1 |" in text
     assert "| CC BY | 2 |" in text and "| CC BY-SA | 1 |" in text
     assert "`Nosogastric Tube` -> `Nasogastric Tube`" in text
-    assert "`metadata.csv`" in text.split("differ from the upstream manifest")[1].splitlines()[0]
-    assert "arXiv 2003.11597" in text and "do not claim diagnostic performance" in text
+    assert "files that differ: `metadata.csv`." in text
+    assert "arXiv 2003.11597" in text and "Do not claim diagnostic performance" in text
     assert not re.search(r"<!-- BEGIN GENERATED: (\w+) -->\n<!-- END GENERATED: \1 -->", text)
 
 
@@ -155,7 +156,10 @@ def test_summary_names_counts_and_flags(tmp_path, capsys):
 
 def test_template_without_a_generated_block_is_refused(tmp_path, capsys):
     template = tmp_path / "README.md"
-    template.write_text("# card\n<!-- BEGIN GENERATED: summary -->\n<!-- END GENERATED: summary -->\n")
+    template.write_text(
+        "# card\n<!-- BEGIN GENERATED: summary -->\n<!-- END GENERATED: summary -->\n"
+        "<!-- BEGIN GENERATED: preview -->\n<!-- END GENERATED: preview -->\n"
+    )
     code = build.main(
         ["--data-dir", str(FIXTURE_DIR), "--out", str(tmp_path / "o"), "--allow-modified", "--quiet", "--template", str(template)]
     )

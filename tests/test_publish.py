@@ -118,7 +118,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(hub, token, fixture_build, c
     assert run("--folder", str(fixture_build), "--dry-run") == 0
     out = capsys.readouterr().out
     assert "+ data/default/train-00000-of-00001.parquet" in out
-    assert "5 to upload" in out and "dry run: nothing was written" in out
+    assert "6 to upload" in out and "dry run: nothing was written" in out
     assert not posts(hub) and not hub.state.requests("PUT")
     assert hub.state.repos == {}
 

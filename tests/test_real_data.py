@@ -74,7 +74,7 @@ def test_train_is_sharded_for_four_streaming_workers(real_build):
 
 def test_real_data_matches_the_upstream_manifest(real_build):
     card = (real_build / "README.md").read_text()
-    assert "Files that differ from the upstream manifest (images, `metadata.csv`): none." in card
+    assert "against `upstream-manifest.tsv`): files that differ: none." in card
     assert "SHA-256 `" in card
 
 
@@ -82,11 +82,12 @@ def test_committed_card_and_infos_match_a_fresh_build(real_build):
     """Regenerate with: python scripts/build.py --data-dir ../shared/data/covid-19-chest-xray-segmentations-dataset --sync-repo"""
     assert (REPO / "README.md").read_text() == (real_build / "README.md").read_text()
     assert json.loads((REPO / "dataset_infos.json").read_text()) == json.loads((real_build / "dataset_infos.json").read_text())
+    assert (REPO / build.PREVIEW_PATH).read_bytes() == (real_build / build.PREVIEW_PATH).read_bytes()
 
 
 def test_full_builds_are_byte_identical(real_build, tmp_path):
     again = tmp_path / "again"
-    assert build.main(["--data-dir", str(SHARED_DIR), "--out", str(again), "--quiet", "--num-proc", "1"]) == 0
+    assert build.main(["--data-dir", str(SHARED_DIR), "--out", str(again), "--quiet", "--num-proc", "1", "--validate"]) == 0
     files = sorted(p.relative_to(real_build) for p in real_build.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     for name in files:
