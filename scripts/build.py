@@ -13,12 +13,20 @@ under a hidden name and renamed into place, so a failed build leaves nothing.
 
 from __future__ import annotations
 
+import os
+
+# Before pyarrow loads: its default allocator (mimalloc) keeps freed blocks, so the peak
+# memory of a build grew with the number of Parquet files it touched; the system
+# allocator gives them back. (Only when run as a script; an importer chooses its own.)
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
 import argparse
+import contextlib
+import fcntl
 import io
 import json
 import logging
 import math
-import os
 import shutil
 import statistics
 import sys
@@ -179,6 +187,41 @@ def build(
     """Build into a hidden folder beside `out`, then swap it in; returns the summary."""
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        # Under the lock, hidden folders left by a killed build are nobody's: remove them.
+        for leftover in out.parent.glob(f".{out.name}.partial-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in out.parent.glob(f".{out.name}.old-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        stats, report, splits = _build_locked(
+            data_dir=data_dir, out=out, data_url=data_url, annotation_file=annotation_file, verify_upstream=verify_upstream,
+            shards=shards, max_shard_bytes=max_shard_bytes, rows_per_row_group=rows_per_row_group, num_proc=num_proc,
+            template=template, validate=validate,
+        )
+    return {"out": out, "stats": stats, "report": report, "splits": splits, "bytes": _folder_bytes(out)}
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """Hold the lock beside `out` for the whole build: a second build into it refuses at once."""
+    lock_path = out.parent / f".{out.name}.lock"
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise recipe.BuildError(
+                out, "output folder", f"another build is writing it (it holds {lock_path.name}); wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_locked(
+    *, data_dir, out, data_url, annotation_file, verify_upstream, shards, max_shard_bytes, rows_per_row_group, num_proc,
+    template, validate,
+):
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         with tempfile.TemporaryDirectory(prefix="covid-chestxray-seg-cache-") as cache_dir:
@@ -224,7 +267,7 @@ def build(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return {"out": out, "stats": stats, "report": report, "splits": splits, "bytes": _folder_bytes(out)}
+    return stats, report, splits
 
 
 def _build_error_from(error: BaseException) -> BaseException:
@@ -350,15 +393,14 @@ def compute_stats(folder: Path) -> dict:
     splits, licences, findings, images_per_patient = {}, Counter(), {}, Counter()
     for split in recipe.SPLITS:
         files = sorted((folder / "data" / CONFIG_NAME).glob(f"{split}-*.parquet"))
-        table = pa.concat_tables(pq.read_table(path, columns=columns) for path in files).to_pylist()
-        splits[split] = {
-            "images": len(table),
-            "patients": len({row["patient_id"] for row in table}),
-            "annotations": sum(len(row["objects"]) for row in table),
-            "files": len(files),
-        }
-        findings[split] = Counter(row["finding"] or "none given" for row in table)
-        for row in table:
+        splits[split] = {"images": 0, "patients": set(), "annotations": 0, "files": len(files)}
+        findings[split] = Counter()
+        # File by file: the objects of a large build need not all be in memory at once.
+        for row in (row for path in files for row in pq.read_table(path, columns=columns).to_pylist()):
+            splits[split]["images"] += 1
+            splits[split]["patients"].add(row["patient_id"])
+            splits[split]["annotations"] += len(row["objects"])
+            findings[split][row["finding"] or "none given"] += 1
             images_per_patient[row["patient_id"]] += 1
             licences[row["license"] or "none given"] += 1
             by_class: dict[str, list] = {}
@@ -373,6 +415,8 @@ def compute_stats(folder: Path) -> dict:
                     rles = [{"size": seg["size"], "counts": seg["counts"].encode()} for seg in segmentations]
                     area = float(mask_utils.area(mask_utils.merge(rles)))
                     per_class[name]["areas"].append(100.0 * area / (row["width"] * row["height"]))
+    for row in splits.values():
+        row["patients"] = len(row["patients"])
     for row in per_class.values():
         areas = row.pop("areas")
         row["mean_area_pct"] = statistics.fmean(areas) if areas else None
@@ -415,13 +459,11 @@ def render_preview(folder: Path) -> list[dict]:
     from PIL import Image, ImageDraw, ImageFont
 
     columns = ["image_id", "file_name", "license", "url", "image", *recipe.MASK_COLUMNS]
-    rows = []
+    candidates = []  # (image_id, file, row index): the first three openly licensed images
     for path in sorted((folder / "data" / CONFIG_NAME).glob("*.parquet")):
-        table = pq.read_table(path, columns=["image_id", "license"])
-        keep = [i for i, lic in enumerate(table.column("license").to_pylist()) if lic in PREVIEW_LICENCES]
-        if keep:
-            rows += pq.read_table(path, columns=columns).take(keep).to_pylist()
-    rows = sorted(rows, key=lambda row: row["image_id"])[:3]
+        table = pq.read_table(path, columns=["image_id", "license"]).to_pylist()
+        candidates += [(row["image_id"], path, i) for i, row in enumerate(table) if row["license"] in PREVIEW_LICENCES]
+    rows = [pq.read_table(path, columns=columns).slice(index, 1).to_pylist()[0] for _, path, index in sorted(candidates)[:3]]
     if not rows:
         return []
     tiles = []

@@ -155,7 +155,7 @@ def test_bad_input_stops_the_build_with_one_clear_message(case, data_copy, tmp_p
     assert len(error_lines) == 1, err
     assert re.search(message, error_lines[0]), error_lines[0]
     assert "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no output, no hidden partial folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "data"]  # no output, no hidden partial folder
 
 
 @pytest.mark.parametrize("case", ["annotation on an unknown image", "corrupt image bytes", "image missing from metadata.csv"])

@@ -125,7 +125,7 @@ def test_rebuild_replaces_the_output_folder(tmp_path):
     assert build.main(["--data-dir", str(FIXTURE_DIR), "--out", str(out), "--allow-modified", "--quiet"]) == 0
     assert not (out / "stale.parquet").exists()
     assert (out / "README.md").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
 
 
 def test_help_lists_options_and_examples(capsys):
