@@ -214,6 +214,9 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Filled by _split_generators: where the data was read from, and what was flagged.
+        self.data_root: Optional[Path] = None
+        self.report: Optional[BuildReport] = None
         # datasets sets config kwargs on a copy of the default config, past __post_init__.
         self.config.validate()
 
