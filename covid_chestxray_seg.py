@@ -22,8 +22,12 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import re
+import shutil
+import tarfile
+import zipfile
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -217,6 +221,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         # Filled by _split_generators: where the data was read from, and what was flagged.
         self.data_root: Optional[Path] = None
         self.report: Optional[BuildReport] = None
+        self._downloaded: list[Path] = []  # cached archive and its extraction, when the source was downloaded
         # datasets sets config kwargs on a copy of the default config, past __post_init__.
         self.config.validate()
 
@@ -230,6 +235,20 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
+        try:
+            return self._read_source(dl_manager)
+        except BuildError as error:
+            if self._downloaded:
+                # A bad archive must not stay in the cache, or every later run would reuse it.
+                for path in self._downloaded:
+                    _remove_cached(path)
+                raise BuildError(
+                    error.file, error.record,
+                    f"{error.problem} (the downloaded copy was removed from the cache: the next run downloads it again)",
+                ) from None
+            raise
+
+    def _read_source(self, dl_manager):
         root = self._data_root(dl_manager)
         self.data_root = root
         manifest = read_manifest(MANIFEST_PATH)
@@ -277,7 +296,19 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
             if not root.is_dir():
                 raise BuildError(root, "data_dir", "is not a folder; pass a clone or copy of the upstream repository")
             return root
-        extracted = Path(dl_manager.download_and_extract(self.config.data_url))
+        url = self.config.data_url
+        try:
+            archive = dl_manager.download(url)
+        except Exception as error:  # noqa: BLE001 - aiohttp, fsspec and datasets raise unrelated types here
+            raise BuildError(url, "download", f"failed: {type(error).__name__}: {error}") from None
+        self._downloaded = [Path(archive)]
+        try:
+            extracted = Path(dl_manager.extract(archive))
+        except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
+            raise BuildError(url, "archive", f"cannot be extracted ({type(error).__name__}: {error}); truncated or not an archive") from None
+        self._downloaded.append(extracted)
+        if not extracted.is_dir():
+            raise BuildError(url, "archive", "is not a zip or tar archive (datasets could not extract it)")
         # GitHub archives hold one top-level folder named <repo>-<commit>.
         entries = [entry for entry in extracted.iterdir() if entry.is_dir()]
         if len(entries) != 1:
@@ -391,6 +422,8 @@ class CocoAnnotations:
             if category is None:
                 raise BuildError(path, record, f"category_id {annotation.get('category_id')!r} is not in 'categories'")
             rle = segmentation_to_rle(annotation.get("segmentation"), image, path, record)
+            if not _is_number(annotation.get("area", 0.0)):
+                raise BuildError(path, record, f"area {annotation.get('area')!r} is not a number")
             if rle is None:
                 report.annotations_without_segmentation += 1
             self._by_image[image["id"]].append(
@@ -435,8 +468,8 @@ def segmentation_to_rle(segmentation, image: dict, path: Path, record: str) -> O
         return None
     if isinstance(segmentation, list):
         for number, polygon in enumerate(segmentation):
-            if not isinstance(polygon, list) or not all(isinstance(v, (int, float)) for v in polygon):
-                raise BuildError(path, record, f"polygon {number} is not a list of numbers")
+            if not isinstance(polygon, list) or not all(_is_number(v) for v in polygon):
+                raise BuildError(path, record, f"polygon {number} is not a list of finite numbers")
             if len(polygon) < 6 or len(polygon) % 2:
                 raise BuildError(
                     path, record, f"polygon {number} has {len(polygon)} coordinates; a polygon needs at least 3 (x, y) points"
@@ -444,7 +477,7 @@ def segmentation_to_rle(segmentation, image: dict, path: Path, record: str) -> O
         rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
     elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         size = segmentation["size"]
-        if list(size) != [height, width]:
+        if not isinstance(size, list) or size != [height, width]:
             raise BuildError(path, record, f"RLE size {size} disagrees with the image size [height, width] = [{height}, {width}]")
         counts = segmentation["counts"]
         if isinstance(counts, list):
@@ -466,7 +499,7 @@ def segmentation_to_rle(segmentation, image: dict, path: Path, record: str) -> O
 
 
 def check_bbox(bbox, image: dict, path: Path, record: str) -> list[float]:
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
         raise BuildError(path, record, f"bbox {bbox!r} is not [x, y, width, height]")
     x, y, w, h = bbox
     if x < 0 or y < 0 or w < 0 or h < 0 or x + w > image["width"] or y + h > image["height"]:
@@ -668,6 +701,16 @@ def safe_join(root: Path, folder: str, file_name, source: Path, record: str) -> 
     return path
 
 
+def _remove_cached(path: Path) -> None:
+    """Remove a downloaded or extracted file from the datasets cache, with its metadata files."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    for suffix in (".json", ".lock"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def _load_json(path: Path) -> dict:
     try:
         with open(path, "rb") as handle:
@@ -695,6 +738,10 @@ def _parse_value(text: str, kind: str, path: Path, record: str):
     except (ValueError, KeyError):
         raise BuildError(path, record, f"value {text!r} is not a {'Y/N flag' if kind == 'bool' else kind}") from None
     return text
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_int(value) -> bool:

@@ -96,6 +96,10 @@ CASES = {
         lambda d: edit_coco(d, lambda c: first_annotation(c, iscrowd=1, segmentation={"size": [751, 943], "counts": [5, 5]})),
         r"results\.json: annotation id 1: uncompressed RLE counts must be non-negative and sum to 708193",
     ),
+    "area that is not a number": (
+        lambda d: edit_coco(d, lambda c: first_annotation(c, area="big")),
+        r"results\.json: annotation id 1: area 'big' is not a number",
+    ),
     "bbox outside the image": (
         lambda d: edit_coco(d, lambda c: first_annotation(c, bbox=[900.0, 0.0, 100.0, 10.0])),
         r"results\.json: annotation id 1: bbox \[900\.0, 0\.0, 100\.0, 10\.0\] lies outside the 943x751 image",

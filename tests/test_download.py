@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,7 @@ def archive_server(tmp_path, monkeypatch):
             if path.is_file():
                 archive.write(path, f"{top}/{path.relative_to(FIXTURE_DIR).as_posix()}")
     requests: list[str] = []
+    faults: list[int] = []  # statuses to answer the next GETs with
 
     class Handler(SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
@@ -32,6 +34,9 @@ def archive_server(tmp_path, monkeypatch):
 
         def do_GET(self):
             requests.append(self.path)
+            if faults:
+                self.send_error(faults.pop(0))
+                return
             super().do_GET()
 
         def log_message(self, *args):
@@ -42,7 +47,7 @@ def archive_server(tmp_path, monkeypatch):
     thread.start()
     monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", tmp_path / "downloads")
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/archive.zip", requests
+        yield f"http://127.0.0.1:{server.server_address[1]}/archive.zip", requests, faults, root
     finally:
         server.shutdown()
         server.server_close()
@@ -50,7 +55,7 @@ def archive_server(tmp_path, monkeypatch):
 
 
 def test_build_without_data_dir_downloads_the_archive_once(archive_server, tmp_path):
-    url, requests = archive_server
+    url, requests, _, _ = archive_server
     for name in ("first", "second"):
         out = tmp_path / name
         assert build.main(["--data-url", url, "--out", str(out), "--allow-modified", "--quiet"]) == 0
@@ -70,8 +75,7 @@ def test_the_default_url_is_the_pinned_upstream_archive():
 
 
 def test_an_archive_without_one_top_folder_is_refused(archive_server, tmp_path, capsys):
-    url, _ = archive_server
-    served = tmp_path / "served"
+    url, _, _, served = archive_server
     with zipfile.ZipFile(served / "flat.zip", "w") as archive:
         archive.writestr("a/x.txt", "1")
         archive.writestr("b/y.txt", "2")
@@ -79,3 +83,41 @@ def test_an_archive_without_one_top_folder_is_refused(archive_server, tmp_path, 
     assert code == 1
     assert "flat.zip: archive: expected one top-level folder, found 2" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def build_from(url: str, out, *extra: str) -> int:
+    return build.main(["--data-url", url, "--out", str(out), "--quiet", *extra])
+
+
+def test_a_truncated_archive_is_a_clear_error_and_the_next_good_run_works(archive_server, tmp_path, capsys):
+    url, requests, _, served = archive_server
+    good = (served / "archive.zip").read_bytes()
+    (served / "archive.zip").write_bytes(good[: len(good) // 2])
+    assert build_from(url, tmp_path / "out", "--allow-modified") == 1
+    err = capsys.readouterr().err
+    assert re.search(r"archive\.zip: archive: (cannot be extracted|is not a zip or tar archive).*removed from the cache", err), err
+    assert not (tmp_path / "out").exists()
+    (served / "archive.zip").write_bytes(good)
+    assert build_from(url, tmp_path / "out", "--allow-modified") == 0  # no manual cache cleaning
+    assert (tmp_path / "out" / "README.md").is_file()
+
+
+def test_a_wrong_archive_fails_the_manifest_check_and_is_not_kept(archive_server, tmp_path, capsys):
+    url, requests, _, _ = archive_server
+    # The fixture's metadata.csv is cut down: without --allow-modified the manifest refuses it.
+    assert build_from(url, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "metadata.csv: has 1395 bytes, upstream 495738" in err and "removed from the cache" in err
+    assert build_from(url, tmp_path / "out", "--allow-modified") == 0
+    assert len([p for p in requests if p.endswith(".zip")]) == 2  # downloaded again, not reused
+
+
+def test_a_server_error_during_download_is_clear_and_the_retry_works(archive_server, tmp_path, capsys):
+    url, requests, faults, _ = archive_server
+    faults.extend([500] * 10)  # more than any client retries
+    assert build_from(url, tmp_path / "out", "--allow-modified") == 1
+    err = capsys.readouterr().err
+    assert re.search(r"archive\.zip: download: failed: ", err), err
+    assert "Traceback" not in err
+    faults.clear()
+    assert build_from(url, tmp_path / "out", "--allow-modified") == 0

@@ -1,0 +1,130 @@
+"""Property-based tests of the COCO handling: any valid segmentation gives exactly its mask, any
+invalid one the build's clear error, never another exception."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from pycocotools import mask as mask_utils
+
+import covid_chestxray_seg as recipe
+
+SOURCE = Path("results.json")
+
+
+def runs_to_mask(runs: list[int], height: int, width: int) -> np.ndarray:
+    """An independent decoder: COCO runs alternate 0 and 1, filled in column-major order."""
+    flat = np.zeros(height * width, dtype=bool)
+    position = 0
+    for index, run in enumerate(runs):
+        if index % 2:
+            flat[position : position + run] = True
+        position += run
+    return flat.reshape((width, height)).T
+
+
+def mask_to_runs(mask: np.ndarray) -> list[int]:
+    flat = mask.T.ravel().astype(np.int8)
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
+    return runs if flat[0] == 0 else [0] + runs
+
+
+masks = st.tuples(st.integers(1, 48), st.integers(1, 48)).flatmap(lambda shape: arrays(np.bool_, shape))
+
+
+def image_for(mask: np.ndarray) -> dict:
+    return {"id": 1, "file_name": "x.png", "height": mask.shape[0], "width": mask.shape[1]}
+
+
+def stored_mask(rle: dict) -> np.ndarray:
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+
+
+@settings(max_examples=150, deadline=None)
+@given(masks)
+def test_compressed_rle_round_trips_exactly(mask):
+    encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    segmentation = {"size": list(encoded["size"]), "counts": encoded["counts"].decode()}
+    rle = recipe.segmentation_to_rle(segmentation, image_for(mask), SOURCE, "annotation id 1")
+    assert np.array_equal(stored_mask(rle), mask)
+    assert recipe._compressed_rle_runs(segmentation["counts"]).tolist() == mask_to_runs(mask)
+
+
+@settings(max_examples=150, deadline=None)
+@given(masks)
+def test_uncompressed_rle_gives_the_independently_decoded_mask(mask):
+    runs = mask_to_runs(mask)
+    assert np.array_equal(runs_to_mask(runs, *mask.shape), mask)
+    segmentation = {"size": list(mask.shape), "counts": runs}
+    rle = recipe.segmentation_to_rle(segmentation, image_for(mask), SOURCE, "annotation id 1")
+    assert np.array_equal(stored_mask(rle), mask)
+
+
+@settings(max_examples=150, deadline=None)
+@given(masks)
+def test_mask_png_is_lossless(mask):
+    assert np.array_equal(recipe.decode_mask(recipe.encode_mask_png(mask)), mask)
+
+
+points = st.lists(st.tuples(st.floats(-10, 60, allow_nan=False), st.floats(-10, 60, allow_nan=False)), min_size=3, max_size=10)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 48), st.integers(1, 48), st.lists(points, min_size=1, max_size=3))
+def test_polygons_union_and_stay_inside_the_image_and_their_hull(height, width, polygons):
+    # Several polygons per object, concave or self-touching, crossing the border or degenerate.
+    segmentation = [[coordinate for point in polygon for coordinate in point] for polygon in polygons]
+    image = {"id": 1, "file_name": "x.png", "height": height, "width": width}
+    rle = recipe.segmentation_to_rle(segmentation, image, SOURCE, "annotation id 1")
+    mask = stored_mask(rle)
+    assert mask.shape == (height, width)
+    # Union: each polygon's own mask is contained in the object's mask.
+    for polygon in segmentation:
+        alone = stored_mask(recipe.segmentation_to_rle([polygon], image, SOURCE, "annotation id 1"))
+        assert not (alone & ~mask).any()
+    # Nothing is set outside the points' bounding box (widened by a pixel for rounding).
+    xs = [x for polygon in polygons for x, _ in polygon]
+    ys = [y for polygon in polygons for _, y in polygon]
+    rows, columns = np.nonzero(mask)
+    if rows.size:
+        assert columns.min() >= np.floor(min(xs)) - 1 and columns.max() <= np.ceil(max(xs)) + 1
+        assert rows.min() >= np.floor(min(ys)) - 1 and rows.max() <= np.ceil(max(ys)) + 1
+
+
+anything = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=True) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=8) | st.dictionaries(st.sampled_from(["size", "counts", "x"]), children, max_size=3),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(anything, st.integers(1, 32), st.integers(1, 32))
+def test_any_segmentation_value_gives_a_mask_or_the_clear_error(value, height, width):
+    image = {"id": 1, "file_name": "x.png", "height": height, "width": width}
+    try:
+        rle = recipe.segmentation_to_rle(value, image, SOURCE, "annotation id 1")
+    except recipe.BuildError as error:
+        assert str(error).startswith("results.json: annotation id 1: ")
+        return
+    if rle is not None:
+        assert stored_mask(rle).shape == (height, width)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=130), max_size=30), st.integers(1, 40), st.integers(1, 40))
+def test_damaged_compressed_counts_never_reach_pycocotools_unchecked(counts, height, width):
+    image = {"id": 1, "file_name": "x.png", "height": height, "width": width}
+    try:
+        rle = recipe.segmentation_to_rle({"size": [height, width], "counts": counts}, image, SOURCE, "annotation id 1")
+    except recipe.BuildError as error:
+        assert "compressed RLE counts are damaged" in str(error)
+        return
+    runs = recipe._compressed_rle_runs(counts)
+    assert int(runs.sum()) == height * width
+    assert np.array_equal(stored_mask(rle), runs_to_mask(runs.tolist(), height, width))
