@@ -136,6 +136,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (PublishError, HfHubHTTPError, httpx2.TransportError, OSError) as error:
         print(f"error: {scrub(describe(error), token)}", file=sys.stderr)
         return 1
+    except ValueError as error:  # huggingface_hub's parsing of an answer it did not expect
+        print(f"error: unexpected answer from the Hub ({type(error).__name__}: {scrub(str(error), token)}); "
+              "nothing was committed unless the output above says so", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -107,7 +108,7 @@ class HubState:
 
     # --- for tests ---------------------------------------------------------------------
     def fail(self, method: str, path_regex: str, status: int, *, times: int = 1, body: bytes = b"", headers: Optional[dict] = None) -> None:
-        """Answer the next `times` requests matching method and path with `status`."""
+        """Answer the next `times` requests matching method and path with `status` (0: drop the connection)."""
         with self.lock:
             self.faults.append(Fault(method, re.compile(path_regex), status, times, body, headers or {}))
 
@@ -187,6 +188,11 @@ def make_handler(state: HubState):
                 if hook:
                     state.hooks.remove(hook)
                     hook[2](state)
+            if fault and fault.status == 0:
+                # A dropped connection: no answer at all.
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if fault:
                 entry.status = fault.status
                 return self._send(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,23 @@ def resize_image_one(coco: dict) -> None:
     next(image for image in coco["images"] if image["id"] == 1).update(width=944)
     # Its RLEs would disagree first; the image-size check is the one under test.
     coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] != 1]
+
+
+def make_bomb(path: Path) -> None:
+    """The PNG with its header claiming 30000 x 30000 pixels: Pillow refuses it on opening."""
+    data = bytearray(path.read_bytes())
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", 30000, 30000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def link_outside(data: Path) -> None:
+    """An image that is a symlink to a file outside the data folder."""
+    outside = data.parent / "secret.png"
+    outside.write_bytes((data / "images" / "ARDSSevere.png").read_bytes())
+    (data / "images" / "ARDSSevere.png").unlink()
+    (data / "images" / "ARDSSevere.png").symlink_to(outside)
 
 
 def truncate(path: Path) -> None:
@@ -124,6 +143,14 @@ CASES = {
         lambda d: (d / "images" / "ARDSSevere.png").write_bytes(b"not a png"),
         r"images/ARDSSevere\.png: image id 83: cannot be decoded as an image",
     ),
+    "decompression bomb": (
+        lambda d: make_bomb(d / "images" / "ARDSSevere.png"),
+        r"images/ARDSSevere\.png: image id 83: cannot be decoded as an image: Image size \(900000000 pixels\) exceeds limit",
+    ),
+    "symlink leaving the data folder": (
+        link_outside,
+        r"results\.json: image id 83: file_name 'ARDSSevere\.png' resolves outside images/",
+    ),
     "image missing from metadata.csv": (
         lambda d: drop_metadata_row(d, "ARDSSevere.png"),
         r"metadata\.csv: image 'ARDSSevere\.png': has no row \(1 images missing from metadata\.csv\)",
@@ -159,7 +186,8 @@ def test_bad_input_stops_the_build_with_one_clear_message(case, data_copy, tmp_p
     assert len(error_lines) == 1, err
     assert re.search(message, error_lines[0]), error_lines[0]
     assert "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "data"]  # no output, no hidden partial folder
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name == "out" or p.name.startswith((".out.partial", ".out.old"))]
+    assert leftovers == []  # no output, no hidden partial folder
 
 
 @pytest.mark.parametrize("case", ["annotation on an unknown image", "corrupt image bytes", "image missing from metadata.csv"])

@@ -181,6 +181,39 @@ def test_a_stale_parent_commits_nothing(hub, token, fixture_build, capsys):
     assert [r.status for r in posts(hub, r"/commit/")] == [412]
 
 
+def test_a_dropped_connection_during_the_lfs_upload_is_retried(hub, token, fixture_build):
+    hub.state.fail("PUT", r"^/lfs-upload/", 0)
+    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert len(new_commits(hub)) == 1
+    assert sorted(hub.state.files(REPO_ID)) == sorted(
+        [".gitattributes"] + [p.relative_to(fixture_build).as_posix() for p in fixture_build.rglob("*") if p.is_file()]
+    )
+
+
+def test_garbage_from_the_server_is_a_clear_error_and_commits_nothing(hub, token, fixture_build, capsys):
+    hub.state.fail("POST", r"/preupload/main$", 200, body=b"<html>not json</html>")
+    assert run("--folder", str(fixture_build), "--no-verify") == 1
+    err = capsys.readouterr().err
+    assert "error: unexpected answer from the Hub (JSONDecodeError" in err and "Traceback" not in err
+    assert new_commits(hub) == []
+    assert run("--folder", str(fixture_build), "--no-verify") == 0  # rerunning completes
+    assert len(new_commits(hub)) == 1
+
+
+def test_a_commit_rejected_after_the_uploads_keeps_the_repo_and_a_rerun_completes(hub, token, fixture_build, tmp_path, capsys):
+    older = tmp_path / "older"
+    shutil.copytree(fixture_build, older)
+    (older / "README.md").write_text((older / "README.md").read_text() + "\nolder\n")
+    assert run("--folder", str(older), "--no-verify") == 0
+    before = hub.state.files(REPO_ID)
+    hub.state.fail("POST", r"/commit/main$", 422, body=b'{"error": "rejected"}')
+    assert run("--folder", str(fixture_build), "--no-verify") == 1
+    assert "HTTP 422" in capsys.readouterr().err
+    assert hub.state.files(REPO_ID) == before  # the previous state, untouched
+    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert hub.state.files(REPO_ID)["README.md"] == (fixture_build / "README.md").read_bytes()
+
+
 def test_missing_token_is_a_clear_error(hub, fixture_build, capsys, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(publish, "get_token", lambda: None)
