@@ -279,6 +279,13 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         report.images = len(items)
         report.annotations = sum(len(item["annotations"]) for item in items)
         by_split = assign_splits(items)
+        empty = [split for split, chosen in by_split.items() if not chosen]
+        if empty:
+            patients = len({item["metadata"]["patient_id"] for item in items})
+            raise BuildError(
+                coco.path, "images", f"{patients} patient(s) cannot fill {len(SPLITS)} patient-disjoint splits "
+                f"({', '.join(empty)} would be empty); the data needs at least {len(SPLITS)} patients"
+            )
         report.log()
         self.report = report
         return [

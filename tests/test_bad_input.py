@@ -151,6 +151,10 @@ CASES = {
         link_outside,
         r"results\.json: image id 83: file_name 'ARDSSevere\.png' resolves outside images/",
     ),
+    "fewer patients than splits": (
+        lambda d: edit_coco(d, lambda c: (c.update(images=c["images"][:2]), c.update(annotations=[a for a in c["annotations"] if a["image_id"] in {i["id"] for i in c["images"]}]))),
+        r"results\.json: images: 2 patient\(s\) cannot fill 3 patient-disjoint splits \(test would be empty\)",
+    ),
     "image missing from metadata.csv": (
         lambda d: drop_metadata_row(d, "ARDSSevere.png"),
         r"metadata\.csv: image 'ARDSSevere\.png': has no row \(1 images missing from metadata\.csv\)",

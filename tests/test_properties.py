@@ -128,3 +128,72 @@ def test_damaged_compressed_counts_never_reach_pycocotools_unchecked(counts, hei
     runs = recipe._compressed_rle_runs(counts)
     assert int(runs.sum()) == height * width
     assert np.array_equal(stored_mask(rle), runs_to_mask(runs.tolist(), height, width))
+
+
+objects = st.lists(
+    st.tuples(st.integers(0, len(recipe.CLASSES) - 1), st.sampled_from(["compressed", "uncompressed", "polygon", "none"]), st.randoms()),
+    max_size=6,
+)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(2, 40), st.integers(2, 40), objects)
+def test_a_built_dataset_stores_exactly_the_generated_masks(tmp_path_factory, height, width, specs):
+    """Tiny datasets built end to end: every stored class mask equals the union of its objects,
+    decoded independently (runs filled by hand; polygons by pycocotools' own rasterizer)."""
+    import csv
+    import json
+
+    from PIL import Image
+
+    from conftest import FIXTURE_DIR
+
+    data = tmp_path_factory.mktemp("generated")
+    (data / "images").mkdir()
+    (data / "annotation").mkdir()
+    names = ["x.png", "y.png", "z.png"]  # three patients, so that no split is empty
+    for name in names:
+        Image.new("L", (width, height), 128).save(data / "images" / name)
+    with open(FIXTURE_DIR / "metadata.csv", newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle))
+    with open(data / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for patient, file_name in enumerate(names, start=1):
+            writer.writerow([str(patient) if c == "patientid" else file_name if c == "filename" else "" for c in header])
+    annotations, expected = [], {}
+    for number, (category, kind, rng) in enumerate(specs, start=1):
+        mask = np.array([[rng.random() < 0.4 for _ in range(width)] for _ in range(height)], dtype=bool)
+        if kind == "compressed":
+            encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            segmentation = {"size": [height, width], "counts": encoded["counts"].decode()}
+        elif kind == "uncompressed":
+            segmentation = {"size": [height, width], "counts": mask_to_runs(mask)}
+        elif kind == "polygon":
+            segmentation = [[rng.uniform(0, width), rng.uniform(0, height)] * 1 + [rng.uniform(0, width), rng.uniform(0, height)] * 2]
+            mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))).astype(bool)
+        else:
+            segmentation, mask = [], None
+        annotations.append({"id": number, "image_id": 1, "category_id": category + 1, "iscrowd": int(kind == "uncompressed"),
+                            "bbox": [0, 0, width, height], "area": 0, "segmentation": segmentation})
+        name = recipe.MASK_COLUMNS[category]
+        if mask is None or expected.get(name, 0) is None:
+            expected[name] = None
+        else:
+            expected[name] = expected.get(name, np.zeros((height, width), dtype=bool)) | mask
+    coco = {
+        "images": [{"id": i, "file_name": name, "width": width, "height": height} for i, name in enumerate(names, start=1)],
+        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(recipe.CLASSES)],
+        "annotations": annotations,
+    }
+    (data / "annotation" / "results.json").write_text(json.dumps(coco))
+    builder = recipe.CovidChestXraySeg(data_dir=str(data), cache_dir=str(data / "cache"), verify_upstream=False)
+    builder.download_and_prepare()
+    rows = [row for split in builder.as_dataset().values() for row in split if row["image_id"] == 1]
+    assert len(rows) == 1 and len(rows[0]["objects"]) == len(specs)
+    for column in recipe.MASK_COLUMNS:
+        want = expected.get(column, np.zeros((height, width), dtype=bool))
+        got = recipe.decode_mask(rows[0][column])
+        assert (got is None) == (want is None), column
+        if want is not None:
+            assert np.array_equal(got, want), column
