@@ -244,11 +244,7 @@ def make_plan(*, api: HfApi, repo_id: str, revision: str, local: dict[str, Local
     remote = remote_files(api=api, repo_id=repo_id, revision=info.sha)
     plan = Plan(head=info.sha, repo_exists=True, branch_exists=True)
     for name, file in local.items():
-        theirs = remote.get(name)
-        same = theirs is not None and theirs.size == file.size and (
-            theirs.sha256 == file.sha256 if theirs.sha256 else theirs.blob_id == file.git_sha1
-        )
-        (plan.unchanged if same else plan.add).append(name)
+        (plan.unchanged if _same(file, remote.get(name)) else plan.add).append(name)
     plan.delete = sorted(
         name for name in remote if name not in local and (name.startswith(MANAGED_FOLDERS) or name.endswith(".py"))
     )
@@ -261,6 +257,13 @@ def remote_files(*, api: HfApi, repo_id: str, revision: str) -> dict[str, Remote
         if hasattr(entry, "blob_id"):
             files[entry.path] = RemoteFile(entry.size, entry.lfs.sha256 if entry.lfs else None, entry.blob_id)
     return files
+
+
+def _same(local: LocalFile, remote: Optional[RemoteFile]) -> bool:
+    """Same size and content hash: SHA-256 for LFS files, the git blob id for the others."""
+    if remote is None or remote.size != local.size:
+        return False
+    return remote.sha256 == local.sha256 if remote.sha256 else remote.blob_id == local.git_sha1
 
 
 def format_plan(*, plan: Plan, local: dict[str, LocalFile], repo_id: str, revision: str) -> str:
@@ -332,10 +335,9 @@ def _landed(*, api: HfApi, repo_id: str, revision: str, plan: Plan, local, creat
 def verify_remote(*, api: HfApi, repo_id: str, revision: str, local: dict[str, LocalFile]) -> None:
     remote = remote_files(api=api, repo_id=repo_id, revision=revision)
     for name, file in local.items():
-        theirs = remote.get(name)
-        if theirs is None:
+        if name not in remote:
             raise PublishError(f"verification failed: {name} is missing from {repo_id}@{revision}")
-        if theirs.size != file.size or (theirs.sha256 or theirs.blob_id) != (file.sha256 if theirs.sha256 else file.git_sha1):
+        if not _same(file, remote[name]):
             raise PublishError(f"verification failed: {name} on {repo_id}@{revision} differs from the local file")
     extra = [name for name in remote if name not in local and (name.startswith(MANAGED_FOLDERS) or name.endswith(".py"))]
     if extra:

@@ -79,6 +79,14 @@ def crop_masks(data_dir: Path) -> dict[tuple[str, str], np.ndarray]:
     return masks
 
 
+def mask_to_runs(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE of a mask: run lengths in column-major order, starting with zeros."""
+    flat = mask.ravel(order="F").astype(np.int8)
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
+    return runs if flat[0] == 0 else [0] + runs
+
+
 def structure_rows(data_dir: Path) -> list[dict]:
     with open(data_dir / "structure.csv", newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))

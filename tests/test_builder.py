@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 import covid_chestxray_seg as recipe
-from conftest import FIXTURE_DIR, crop_masks, structure_rows
+from conftest import FIXTURE_DIR, crop_masks, mask_to_runs, structure_rows
 
 
 def prepare(data_dir: Path, tmp_path: Path, **config) -> datasets.DatasetDict:
@@ -171,22 +171,13 @@ def test_assign_splits_keeps_patients_whole_and_near_the_fractions():
     assert recipe.assign_splits(list(reversed(items))) == splits
 
 
-def uncompressed_rle(mask: np.ndarray) -> list[int]:
-    """COCO's uncompressed RLE of a mask: run lengths in column-major order, starting with zeros."""
-    flat = mask.ravel(order="F").astype(np.int8)
-    changes = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate([[0], changes, [flat.size]])
-    runs = np.diff(bounds).tolist()
-    return runs if flat[0] == 0 else [0] + runs
-
-
 def test_uncompressed_rle_gives_the_same_masks(tmp_path, fixture_dataset):
     coco = json.loads((FIXTURE_DIR / "annotation" / "results.json").read_text())
     for annotation in coco["annotations"]:
         seg = annotation["segmentation"]
         if seg:
             mask = mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()})
-            annotation["segmentation"] = {"size": seg["size"], "counts": uncompressed_rle(mask)}
+            annotation["segmentation"] = {"size": seg["size"], "counts": mask_to_runs(mask)}
             annotation["iscrowd"] = 1
     data = tmp_path / "data"
     import shutil
@@ -230,7 +221,7 @@ def test_compressed_rle_parser_matches_pycocotools():
         mask[: shape[0] // 2] = 0  # long runs need several digits
         rle = mask_utils.encode(mask)
         runs = recipe._compressed_rle_runs(rle["counts"].decode())
-        assert runs.tolist() == uncompressed_rle(mask.astype(bool)), shape
+        assert runs.tolist() == mask_to_runs(mask.astype(bool)), shape
     assert recipe._compressed_rle_runs("0").tolist() == [0]
     assert recipe._compressed_rle_runs("A") is None  # a negative run
     assert recipe._compressed_rle_runs("\x7f") is None  # outside the alphabet

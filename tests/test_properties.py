@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
+from conftest import mask_to_runs
 
 SOURCE = Path("results.json")
 
@@ -25,13 +26,6 @@ def runs_to_mask(runs: list[int], height: int, width: int) -> np.ndarray:
             flat[position : position + run] = True
         position += run
     return flat.reshape((width, height)).T
-
-
-def mask_to_runs(mask: np.ndarray) -> list[int]:
-    flat = mask.T.ravel().astype(np.int8)
-    changes = np.flatnonzero(np.diff(flat)) + 1
-    runs = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
-    return runs if flat[0] == 0 else [0] + runs
 
 
 masks = st.tuples(st.integers(1, 48), st.integers(1, 48)).flatmap(lambda shape: arrays(np.bool_, shape))
