@@ -32,7 +32,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import datasets
 import numpy as np
@@ -629,6 +629,26 @@ def decode_mask(value) -> Optional[np.ndarray]:
     if isinstance(value, (bytes, bytearray)):
         value = Image.open(io.BytesIO(value))
     return np.asarray(value) > 0
+
+
+def stack_masks(example: dict, classes: Optional[Sequence[str]] = None, *, fill_missing: bool = False) -> np.ndarray:
+    """The class masks of one record as a bool array (C, H, W), in `classes` order (default: all 14).
+
+    Works on records as `datasets` gives them: PIL images (the default format), numpy arrays
+    (`with_format("numpy")`) or undecoded `{"bytes": ...}`. A null mask (the class is annotated
+    on the image but upstream has no mask) becomes `fill_missing` everywhere; pass True to
+    mark those pixels as "maybe" and mask them out of a loss yourself.
+    """
+    names = list(CLASSES if classes is None else classes)
+    unknown = [name for name in names if name not in CLASSES]
+    if unknown:
+        raise ValueError(f"classes={unknown!r} are not classes of this dataset; choose from {list(CLASSES)}")
+    height, width = int(example["height"]), int(example["width"])
+    stacked = np.empty((len(names), height, width), dtype=bool)
+    for index, name in enumerate(names):
+        mask = decode_mask(example[mask_column(name)])
+        stacked[index] = fill_missing if mask is None else mask
+    return stacked
 
 
 def read_manifest(path: Path) -> dict[str, tuple[Optional[int], str]]:

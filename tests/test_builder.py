@@ -237,3 +237,28 @@ def test_mask_columns_derive_from_the_class_list():
     assert recipe.MASK_COLUMNS[0] == "mask_left_lung"
     assert recipe.MASK_COLUMNS[recipe.CLASSES.index("Ground Glass Opacities")] == "mask_ground_glass_opacities"
     assert len(set(recipe.MASK_COLUMNS)) == len(recipe.CLASSES) == 14
+
+
+def test_stack_masks_gives_class_order_arrays_in_every_format(fixture_build):
+    loaded = datasets.load_dataset(str(fixture_build), split="validation")
+    plain = loaded[0]
+    as_numpy = loaded.with_format("numpy")[0]
+    undecoded = loaded.cast_column("mask_left_lung", datasets.Image(decode=False))[0]
+    stacked = recipe.stack_masks(plain)
+    assert stacked.shape == (14, plain["height"], plain["width"]) and stacked.dtype == bool
+    assert np.array_equal(recipe.stack_masks(as_numpy), stacked)
+    assert np.array_equal(recipe.stack_masks(undecoded), stacked)
+    for index, column in enumerate(recipe.MASK_COLUMNS):
+        expected = recipe.decode_mask(plain[column])
+        assert np.array_equal(stacked[index], expected if expected is not None else np.zeros_like(stacked[0]))
+    lungs = recipe.stack_masks(as_numpy, classes=["Right Lung", "Left Lung"])
+    assert np.array_equal(lungs, stacked[[1, 0]])
+
+
+def test_stack_masks_fills_null_masks_and_refuses_unknown_classes(fixture_dataset):
+    row = next(r for split in fixture_dataset.values() for r in split if r["mask_monitoring_probes"] is None)
+    probes = recipe.CLASSES.index("Monitoring Probes")
+    assert not recipe.stack_masks(row)[probes].any()
+    assert recipe.stack_masks(row, fill_missing=True)[probes].all()
+    with pytest.raises(ValueError, match=r"classes=\['Lungs'\] are not classes of this dataset; choose from \['Left Lung'"):
+        recipe.stack_masks(row, classes=["Lungs"])
