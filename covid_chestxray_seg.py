@@ -255,9 +255,9 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         report = BuildReport()
         coco = CocoAnnotations(root / self.config.annotation_file, report=report)
         report.annotation_file = self.config.annotation_file
-        report.annotation_sha256, report.annotation_upstream = check_annotation_file(
-            root, self.config.annotation_file, manifest
-        )
+        expected = manifest.get(self.config.annotation_file)
+        report.annotation_sha256 = coco.sha256
+        report.annotation_upstream = expected is not None and coco.git_blob_sha1 == expected[1]
         paths = [safe_join(root, IMAGES_DIR, image["file_name"], coco.path, f"image id {image['id']}") for image in coco.images]
         metadata_path = root / METADATA_FILE
         check_upstream(metadata_path, METADATA_FILE, manifest, self.config.verify_upstream, report)
@@ -397,7 +397,10 @@ class CocoAnnotations:
 
     def __init__(self, path: Path, *, report: BuildReport):
         self.path = path
-        data = _load_json(path)
+        raw = _read_annotation_bytes(path)
+        # Hashed here, from the bytes parsed, so provenance never reads the file a second time.
+        self.sha256, self.git_blob_sha1 = hashlib.sha256(raw).hexdigest(), git_blob_sha1(raw)
+        data = _parse_json(raw, path)
         for key in ("images", "annotations", "categories"):
             if not isinstance(data.get(key), list):
                 raise BuildError(path, f"top-level key {key!r}", "missing or not a list; is this a COCO file?")
@@ -689,13 +692,6 @@ def check_upstream(path: Path, upstream_path: str, manifest: dict, strict: bool,
     report.modified_files.append(upstream_path)
 
 
-def check_annotation_file(root: Path, relative: str, manifest: dict) -> tuple[str, bool]:
-    """(SHA-256, equals upstream's blob) of the annotation file; a rebuilt file is allowed."""
-    data = (root / relative).read_bytes()
-    expected = manifest.get(relative)
-    return hashlib.sha256(data).hexdigest(), expected is not None and git_blob_sha1(data) == expected[1]
-
-
 def check_image(path: Path, image: dict, coco_path: Path) -> None:
     """The image file decodes completely and has the size the COCO file gives."""
     try:
@@ -738,12 +734,16 @@ def _remove_cached(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def _load_json(path: Path) -> dict:
+def _read_annotation_bytes(path: Path) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            data = json.load(handle)
+        return path.read_bytes()
     except FileNotFoundError:
         raise BuildError(path, "annotation file", "file not found") from None
+
+
+def _parse_json(raw: bytes, path: Path) -> dict:
+    try:
+        data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BuildError(path, "JSON", f"unreadable or truncated: {error}") from None
     if not isinstance(data, dict):
