@@ -193,12 +193,12 @@ def build(
             shutil.rmtree(leftover, ignore_errors=True)
         for leftover in out.parent.glob(f".{out.name}.old-*"):
             shutil.rmtree(leftover, ignore_errors=True)
-        stats, report, splits = _build_locked(
+        stats, report = _build_locked(
             data_dir=data_dir, out=out, data_url=data_url, annotation_file=annotation_file, verify_upstream=verify_upstream,
             shards=shards, max_shard_bytes=max_shard_bytes, rows_per_row_group=rows_per_row_group, num_proc=num_proc,
             template=template, validate=validate,
         )
-    return {"out": out, "stats": stats, "report": report, "splits": splits, "bytes": _folder_bytes(out)}
+    return {"out": out, "stats": stats, "report": report, "bytes": _folder_bytes(out)}
 
 
 @contextlib.contextmanager
@@ -267,7 +267,7 @@ def _build_locked(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return stats, report, splits
+    return stats, report
 
 
 def _build_error_from(error: BaseException) -> BaseException:
