@@ -142,7 +142,8 @@ SPLITS = {"train": 0.70, "validation": 0.15, "test": 0.15}
 ANNOTATION_FILE = "annotation/results.json"
 METADATA_FILE = "metadata.csv"
 IMAGES_DIR = "images"
-MANIFEST_PATH = Path(__file__).with_name("upstream-manifest.tsv")
+MANIFEST_NAME = "upstream-manifest.tsv"
+MANIFEST_PATH = Path(__file__).with_name(MANIFEST_NAME)
 
 # The COCO input, one record of each list (from annotation/results.json):
 #
@@ -155,7 +156,7 @@ MANIFEST_PATH = Path(__file__).with_name("upstream-manifest.tsv")
 #
 # `segmentation` may also be a list of polygons ([[x1, y1, x2, y2, ...], ...]), an
 # uncompressed RLE ({"size": [h, w], "counts": [int, ...]}, with iscrowd 1), or []
-# when the annotation has no mask (13 upstream "Monitoring Probes").
+# when the annotation has no mask (14 upstream "Monitoring Probes").
 
 
 class BuildError(ValueError):
@@ -251,7 +252,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
     def _read_source(self, dl_manager):
         root = self._data_root(dl_manager)
         self.data_root = root
-        manifest = read_manifest(MANIFEST_PATH)
+        manifest = read_manifest(self._manifest_path())
         report = BuildReport()
         coco = CocoAnnotations(root / self.config.annotation_file, report=report)
         report.annotation_file = self.config.annotation_file
@@ -296,6 +297,20 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
     def _generate_examples(self, items: list[dict]) -> Iterator[tuple[int, dict]]:
         for item in items:
             yield item["image"]["id"], make_record(item)
+
+    def _manifest_path(self) -> Path:
+        # datasets 3.x runs a copy of this script from its modules cache and passes the
+        # script's own folder as base_path; the manifest stays in that folder.
+        candidates = [MANIFEST_PATH]
+        if self.base_path and "://" not in str(self.base_path):
+            candidates.append(Path(self.base_path) / MANIFEST_NAME)
+        for path in candidates:
+            if path.is_file():
+                return path
+        raise BuildError(
+            MANIFEST_PATH, "upstream manifest", "not found; keep it beside covid_chestxray_seg.py, "
+            "it lists the upstream files the build checks"
+        )
 
     def _data_root(self, dl_manager) -> Path:
         if self.config.data_dir:
@@ -343,7 +358,9 @@ def features() -> datasets.Features:
                     "area": datasets.Value("float64"),
                     "iscrowd": datasets.Value("bool"),
                     "segmentation": {
-                        "size": datasets.Sequence(datasets.Value("int32"), length=2),
+                        # [height, width]. Not a fixed-length Sequence: datasets 3.x cannot cast one
+                        # under a null struct (an annotation without mask), pyarrow leaves [] there.
+                        "size": [datasets.Value("int32")],
                         "counts": datasets.Value("string"),
                     },
                 }

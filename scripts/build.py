@@ -305,7 +305,7 @@ def write_split(
     wanted = max(shards, math.ceil(sum(os.path.getsize(f) for f in cache_files) / max_shard_bytes))
     count = min(wanted, max(1, rows))
     bounds = [index * rows // count for index in range(count + 1)]
-    schema = dataset.features.arrow_schema
+    schema = portable_schema(dataset.features)
     options = get_parquet_column_options(dataset.features, schema)
     paths = [folder / f"{split}-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
     shard, position, pending, writer = 0, 0, [], None
@@ -351,6 +351,56 @@ def _cache_batches(cache_files: list[str]):
             yield from pa.ipc.open_stream(source)
 
 
+# datasets >= 4 writes lists as `{"_type": "List"}` (YAML `list:` with `length:`), which
+# datasets 3.x cannot read: "Feature type 'List' not found". Both read a plain JSON list
+# for a list of any length and `Sequence` for a fixed length, so every file the Hub
+# serves (Parquet schema, dataset_infos.json, card YAML) uses that dialect.
+
+
+def portable_features(features: datasets.Features) -> dict:
+    """`features.to_dict()` in the dialect that datasets 3.x and >= 4 both read."""
+    def convert(node):
+        if isinstance(node, list):
+            return [convert(value) for value in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("_type") == "List":
+            feature = convert(node["feature"])
+            length = node.get("length", -1)
+            if length == -1:
+                return [feature]
+            if isinstance(feature, (dict, list)) and "_type" not in feature:
+                # datasets 3.x turns a Sequence of dicts into a dict of lists: not the same rows.
+                raise ValueError(f"a fixed-length list of {feature!r} has no form datasets 3.x reads as a list; drop length={length}")
+            return {"_type": "Sequence", "feature": feature, "length": length}
+        return {key: convert(value) for key, value in node.items()}
+
+    return convert(features.to_dict())
+
+
+def portable_schema(features: datasets.Features) -> pa.Schema:
+    """The Arrow schema of `features`, its `huggingface` metadata in the portable dialect."""
+    schema = features.arrow_schema
+    metadata = {**(schema.metadata or {}), b"huggingface": json.dumps({"info": {"features": portable_features(features)}}).encode()}
+    return schema.with_metadata(metadata)
+
+
+def portable_yaml_features(yaml_features: list) -> list:
+    """The card's `dataset_info.features` with fixed-length `list:` entries as `sequence:`."""
+    def convert(node):
+        if isinstance(node, list):
+            return [convert(value) for value in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: convert(value) for key, value in node.items()}
+        if "list" in node and "length" in node:
+            # The type key must stay first: both readers dispatch on the first key.
+            node = {("sequence" if key == "list" else key): value for key, value in node.items()}
+        return node
+
+    return convert(yaml_features)
+
+
 def arrow_bytes(paths: list[Path]) -> int:
     """In-memory Arrow size of the written rows, one row group at a time. The builder's own
     count depends on how many worker processes wrote the cache, which would make the card
@@ -378,7 +428,7 @@ def hub_info(info: datasets.DatasetInfo, folder: Path, num_bytes: dict[str, int]
 
 
 def write_infos(info: datasets.DatasetInfo, path: Path) -> None:
-    payload = {CONFIG_NAME: asdict(info)}
+    payload = {CONFIG_NAME: {**asdict(info), "features": portable_features(info.features)}}
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -530,6 +580,7 @@ def card_data(info: datasets.DatasetInfo) -> DatasetCardData:
         ],
     )
     DatasetInfosDict({CONFIG_NAME: info}).to_dataset_card_data(data)
+    data["dataset_info"]["features"] = portable_yaml_features(data["dataset_info"]["features"])
     return data
 
 
