@@ -26,7 +26,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import httpx2  # noqa: E402  (huggingface_hub's HTTP client: its transport errors mean "network down")
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token  # noqa: E402
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi, get_token  # noqa: E402
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError  # noqa: E402
 from huggingface_hub.utils import validate_repo_id  # noqa: E402
 
@@ -163,6 +163,7 @@ def publish(
     local = local_files(folder=Path(folder))
     if not token and not dry_run:
         raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token")
+    check_card(folder=Path(folder))
     api = HfApi(token=token or False)
     plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local)
     say(format_plan(plan=plan, local=local, repo_id=repo_id, revision=revision))
@@ -226,6 +227,19 @@ def local_files(*, folder: Path) -> dict[str, LocalFile]:
             f"rebuild with `python scripts/build.py --out {folder}`"
         )
     return files
+
+
+def check_card(*, folder: Path) -> None:
+    """Ask the Hub to validate the card's metadata before anything is uploaded: a card it
+    refuses would otherwise fail the commit after every shard had been sent."""
+    card = DatasetCard.load(folder / "README.md")
+    try:
+        card.validate(repo_type=REPO_TYPE)
+    except ValueError as error:
+        raise PublishError(
+            f"{folder / 'README.md'}: the Hub refuses the card's metadata ({error}); nothing was uploaded. "
+            "The card's YAML comes from scripts/build.py: fix it there and rebuild"
+        ) from None
 
 
 def make_plan(*, api: HfApi, repo_id: str, revision: str, local: dict[str, LocalFile]) -> Plan:

@@ -29,7 +29,8 @@ def run(*args: str) -> int:
 
 
 def posts(hub, path_regex: str = "") -> list:
-    return hub.state.requests("POST", path_regex)
+    """POSTs that can change the Hub: validating the card changes nothing."""
+    return [r for r in hub.state.requests("POST", path_regex) if r.path != "/api/validate-yaml"]
 
 
 def new_commits(hub, repo_id: str = REPO_ID) -> list:
@@ -64,7 +65,7 @@ def test_publish_commits_once_and_loads_back_identical(hub, token, fixture_build
     assert all(b".py\"" not in r.body for r in hub.state.log)
     assert all(VALID_TOKEN.encode() not in r.body for r in hub.state.log)
     # Hub API calls carry the token; uploads go to signed storage URLs, as on the real Hub.
-    assert all(r.authorized for r in hub.state.log if r.method == "POST")
+    assert all(r.authorized for r in posts(hub))
     assert all("signature" in r.query for r in hub.state.requests("PUT"))
     assert VALID_TOKEN not in out
 
@@ -280,6 +281,16 @@ def test_a_folder_from_another_builder_version_is_refused(hub, token, fixture_bu
     infos.write_text(infos.read_text().replace(f'"version_str": "{recipe.BUILDER_VERSION}"', '"version_str": "0.9.0"'))
     assert run("--folder", str(folder)) == 1
     assert f"was built by builder version 0.9.0, this checkout is {recipe.BUILDER_VERSION}" in capsys.readouterr().err
+
+
+def test_a_card_the_hub_refuses_stops_before_any_upload(hub, token, fixture_build, tmp_path, capsys):
+    folder = tmp_path / "bad-card"
+    shutil.copytree(fixture_build, folder)
+    card = folder / "README.md"
+    card.write_text(re.sub(r"(?m)^license_name: .*\n", "", card.read_text(), count=1))
+    assert run("--folder", str(folder)) == 1
+    assert re.search(r"README\.md: the Hub refuses the card's metadata \(.*license_name: None must be set with license: other.*\); nothing was uploaded", capsys.readouterr().err)
+    assert [r.path for r in hub.state.log] == ["/api/validate-yaml"]
 
 
 def test_network_down_is_a_clear_error(token, fixture_build, capsys, monkeypatch):
