@@ -95,6 +95,12 @@ CLASSES = (
 
 # Upstream spellings that name one of CLASSES differently.
 UPSTREAM_CLASS_ALIASES = {"Nosogastric Tube": "Nasogastric Tube"}
+# Upstream's COCO supercategory of each class; exports back to COCO write it again.
+SUPERCATEGORIES = {
+    **dict.fromkeys(CLASSES[:4], "Anatomical"),
+    **dict.fromkeys(CLASSES[4:8], "Pathology"),
+    **dict.fromkeys(CLASSES[8:], "Objects"),
+}
 
 
 def mask_column(class_name: str) -> str:
