@@ -647,23 +647,29 @@ def empty_mask_png(width: int, height: int) -> bytes:
 
 
 def decode_mask(value) -> Optional[np.ndarray]:
-    """A stored mask (PIL image, bytes or {"bytes": ...}) as a bool (H, W) array; None stays None."""
+    """A stored mask (PIL image, array, tensor, bytes or {"bytes": ...}) as a bool (H, W) array;
+    None stays None."""
     if value is None:
         return None
     if isinstance(value, dict):
         value = value["bytes"]
     if isinstance(value, (bytes, bytearray)):
         value = Image.open(io.BytesIO(value))
-    return np.asarray(value) > 0
+    array = np.asarray(value)
+    if array.ndim == 3 and array.shape[0] == 1:
+        # with_format("torch") gives every image channel-first: a mask is (1, H, W).
+        array = array[0]
+    return array > 0
 
 
 def stack_masks(example: dict, classes: Optional[Sequence[str]] = None, *, fill_missing: bool = False) -> np.ndarray:
     """The class masks of one record as a bool array (C, H, W), in `classes` order (default: all 14).
 
     Works on records as `datasets` gives them: PIL images (the default format), numpy arrays
-    (`with_format("numpy")`) or undecoded `{"bytes": ...}`. A null mask (the class is annotated
-    on the image but upstream has no mask) becomes `fill_missing` everywhere; pass True to
-    mark those pixels as "maybe" and mask them out of a loss yourself.
+    (`with_format("numpy")`), torch tensors (`with_format("torch")`, then the result is a torch
+    bool tensor too) or undecoded `{"bytes": ...}`. A null mask (the class is annotated on the
+    image but upstream has no mask) becomes `fill_missing` everywhere; pass True to mark those
+    pixels as "maybe" and mask them out of a loss yourself.
     """
     names = list(CLASSES if classes is None else classes)
     unknown = [name for name in names if name not in CLASSES]
@@ -674,6 +680,11 @@ def stack_masks(example: dict, classes: Optional[Sequence[str]] = None, *, fill_
     for index, name in enumerate(names):
         mask = decode_mask(example[mask_column(name)])
         stacked[index] = fill_missing if mask is None else mask
+    if any(type(example[mask_column(name)]).__module__ == "torch" for name in names):
+        # torch is not a dependency: it is imported only when the rows already hold its tensors.
+        import torch
+
+        return torch.from_numpy(stacked)
     return stacked
 
 

@@ -116,3 +116,13 @@ def data_copy(tmp_path) -> Path:
     target = tmp_path / "data"
     shutil.copytree(FIXTURE_DIR, target)
     return target
+
+
+def require_torch():
+    """torch, or a skip where it is not installed. CI installs it and sets
+    COVID_SEG_REQUIRE_TORCH=1, so there a missing torch fails instead of skipping."""
+    if os.environ.get("COVID_SEG_REQUIRE_TORCH") == "1":
+        import torch
+
+        return torch
+    return pytest.importorskip("torch", reason="torch is not installed (CI installs torch==2.13.0)")

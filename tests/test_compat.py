@@ -4,14 +4,17 @@ streaming, the Hub viewer's limits, and exports back to COCO and to plain files.
 from __future__ import annotations
 
 import json
+import re
 
 import datasets
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
+from PIL import Image
 
 import covid_chestxray_seg as recipe
-from conftest import REPO
+from conftest import REPO, require_torch
 from scripts import build
 
 
@@ -96,3 +99,164 @@ def test_missing_manifest_is_one_clear_error(monkeypatch, tmp_path):
     builder = recipe.CovidChestXraySeg(cache_dir=str(tmp_path / "cache"), base_path=str(tmp_path / "elsewhere"))
     with pytest.raises(recipe.BuildError, match=r"upstream-manifest\.tsv: upstream manifest: not found; keep it beside covid_chestxray_seg\.py"):
         builder._manifest_path()
+
+
+# --- arrays and tensors ------------------------------------------------------------------
+
+
+def test_numpy_format_gives_arrays_and_stack_masks_stacks_them(fixture_build):
+    split = datasets.load_dataset(str(fixture_build), split="train")
+    row, decoded = split.with_format("numpy")[0], split[0]
+    height, width = int(row["height"]), int(row["width"])
+    assert isinstance(row["image"], np.ndarray) and row["image"].dtype == np.uint8
+    assert row["image"].shape[:2] == (height, width) and row["image"].ndim in (2, 3)
+    assert row["mask_left_lung"].dtype == bool and row["mask_left_lung"].shape == (height, width)
+    stacked = recipe.stack_masks(row, classes=["Right Lung", "Left Lung"])
+    assert isinstance(stacked, np.ndarray) and stacked.shape == (2, height, width)
+    assert np.array_equal(stacked[1], np.asarray(decoded["mask_left_lung"]))
+    assert np.array_equal(recipe.stack_masks(row), recipe.stack_masks(decoded))
+
+
+def test_torch_format_gives_tensors_and_stack_masks_keeps_them_tensors(fixture_build):
+    torch = require_torch()
+    split = datasets.load_dataset(str(fixture_build), split="train")
+    row, decoded = split.with_format("torch")[0], split[0]
+    height, width = int(row["height"]), int(row["width"])
+    channels = len(decoded["image"].getbands())
+    assert row["image"].dtype == torch.uint8 and tuple(row["image"].shape) == (channels, height, width)
+    assert row["mask_left_lung"].dtype == torch.bool and tuple(row["mask_left_lung"].shape) == (1, height, width)
+    stacked = recipe.stack_masks(row)
+    assert isinstance(stacked, torch.Tensor) and stacked.dtype == torch.bool
+    assert tuple(stacked.shape) == (len(recipe.CLASSES), height, width)
+    assert np.array_equal(stacked.numpy(), recipe.stack_masks(decoded))
+
+
+def readme_block(first_line: str) -> str:
+    """The README's python code block that starts with `first_line`."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    found = [block for block in blocks if block.startswith(first_line)]
+    assert len(found) == 1, f"README has {len(found)} python blocks starting with {first_line!r}"
+    return found[0]
+
+
+def _resized(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize with PIL: an independent check of the example's torch resize."""
+    return np.asarray(Image.fromarray(mask).resize(size[::-1], Image.Resampling.NEAREST))
+
+
+def test_readme_dataloader_example_runs_and_gives_aligned_batches(real_build):
+    torch = require_torch()
+    code = readme_block("# Train with PyTorch").replace('"ORG/covid-chestxray-seg"', repr(str(real_build)))
+    namespace: dict = {}
+    exec(compile(code, "README.md (Train with PyTorch)", "exec"), namespace)
+    images, masks = namespace["images"], namespace["masks"]
+    assert images.dtype == torch.float32 and tuple(images.shape) == (8, 1, 256, 256)
+    assert masks.dtype == torch.bool and tuple(masks.shape) == (8, 2, 256, 256)
+    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    # One epoch through both workers: every row once.
+    train = namespace["train"]
+    assert sum(len(batch_images) for batch_images, _ in namespace["loader"]) == len(train) == 69
+    # Channel c is class CLASSES[c] of that row, resized in place.
+    for index in range(3):
+        row = train[index]
+        _, row_masks = namespace["to_tensors"](row)
+        for channel, column in enumerate(["mask_left_lung", "mask_right_lung"]):
+            expected = _resized(np.asarray(row[column]), (256, 256))
+            got = row_masks[channel].numpy()
+            assert (got & expected).sum() / max(1, (got | expected).sum()) > 0.95, (row["image_id"], column)
+
+
+# --- Colab-style streaming ---------------------------------------------------------------
+
+
+REPO_ID = "tester/covid-chestxray-seg"
+
+
+@pytest.fixture
+def published_real(hub, real_build) -> str:
+    """The full build in the local Hub, file for file as publish.py commits it."""
+    hub.state.create_repo(REPO_ID)
+    hub.state.commit_directly(REPO_ID, {p.relative_to(real_build).as_posix(): p.read_bytes() for p in sorted(real_build.rglob("*")) if p.is_file()})
+    return REPO_ID
+
+
+def _train_ids(folder) -> list[int]:
+    files = sorted((folder / "data" / "default").glob("train-*.parquet"))
+    return [row["image_id"] for path in files for row in pq.read_table(path, columns=["image_id"]).to_pylist()]
+
+
+def test_colab_streaming_through_two_workers_sees_each_row_once_per_epoch(published_real, real_build):
+    torch = require_torch()
+    from torch.utils.data import DataLoader
+
+    expected = sorted(_train_ids(real_build))
+    stream = datasets.load_dataset(published_real, split="train", streaming=True)
+    assert stream.num_shards >= 2
+    stream = stream.shuffle(seed=0, buffer_size=16).with_format("numpy")
+    orders = []
+    for epoch in range(2):
+        stream.set_epoch(epoch)
+        rows = [row for batch in DataLoader(stream, batch_size=4, num_workers=2, collate_fn=list) for row in batch]
+        ids = [int(row["image_id"]) for row in rows]
+        assert sorted(ids) == expected, f"epoch {epoch}: a row missing or seen twice"
+        orders.append(ids)
+        first = rows[0]
+        assert isinstance(first["image"], np.ndarray) and first["image"].shape[:2] == (int(first["height"]), int(first["width"]))
+        assert recipe.stack_masks(first).shape == (len(recipe.CLASSES), int(first["height"]), int(first["width"]))
+    assert orders[0] != orders[1], "set_epoch must reshuffle"
+    assert torch.utils.data.get_worker_info() is None  # the loop above ran in worker processes, not here
+
+
+def test_colab_take_gives_n_rows_in_all_across_workers(published_real, real_build):
+    require_torch()
+    from torch.utils.data import DataLoader
+
+    stream = datasets.load_dataset(published_real, split="train", streaming=True)
+    taken = stream.shuffle(seed=1, buffer_size=16).take(20).with_format("numpy").select_columns(["image_id"])
+    ids = [int(row["image_id"]) for batch in DataLoader(taken, batch_size=4, num_workers=2, collate_fn=list) for row in batch]
+    assert len(ids) == len(set(ids)) == 20 and set(ids) <= set(_train_ids(real_build))
+
+
+# --- the Hub's dataset viewer ------------------------------------------------------------
+
+# dataset-viewer's PARQUET_AND_INFO_MAX_ROW_GROUP_BYTE_SIZE_FOR_COPY and FIRST_ROWS_MAX_NUMBER.
+VIEWER_ROW_GROUP_BYTES = 100_000_000
+VIEWER_FIRST_ROWS = 100
+
+
+def test_every_row_group_is_under_the_viewer_limit(real_build):
+    largest = 0
+    for path in sorted(real_build.rglob("*.parquet")):
+        metadata = pq.ParquetFile(path).metadata
+        for index in range(metadata.num_row_groups):
+            largest = max(largest, metadata.row_group(index).total_byte_size)
+    assert 0 < largest < VIEWER_ROW_GROUP_BYTES / 10
+
+
+def test_first_rows_of_each_split_stream_from_the_hub_as_pictures(published_real):
+    for split in ("train", "validation", "test"):
+        stream = datasets.load_dataset(published_real, split=split, streaming=True)
+        image_columns = [name for name, feature in stream.features.items() if isinstance(feature, datasets.Image)]
+        assert image_columns == ["image", *recipe.MASK_COLUMNS]
+        rows = list(stream.take(VIEWER_FIRST_ROWS))
+        assert len(rows) == min(VIEWER_FIRST_ROWS, {"train": 69, "validation": 15, "test": 16}[split])
+        for row in rows:
+            assert isinstance(row["image"], Image.Image) and row["image"].size == (row["width"], row["height"])
+            shown = [row[column] for column in recipe.MASK_COLUMNS if row[column] is not None]
+            assert shown and all(mask.mode == "1" and mask.size == row["image"].size for mask in shown)
+
+
+def test_card_yaml_passes_the_hubs_metadata_validation(hub, real_build):
+    DatasetCard.load(real_build / "README.md").validate(repo_type="dataset")
+    assert hub.state.requests("POST", r"^/api/validate-yaml$")
+
+
+def test_the_local_hub_refuses_a_card_the_real_one_would(hub, real_build):
+    text = (real_build / "README.md").read_text(encoding="utf-8")
+    broken = DatasetCard(re.sub(r"(?m)^license_name: .*\n", "", text, count=1))
+    with pytest.raises(ValueError, match=r"license_name: None must be set with license: other"):
+        broken.validate(repo_type="dataset")
+    wrong_size = DatasetCard(text.replace("- n<1K", "- tiny", 1))
+    with pytest.raises(ValueError, match=r"size_categories: 'tiny' is not one of the Hub's size categories"):
+        wrong_size.validate(repo_type="dataset")
