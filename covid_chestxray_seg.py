@@ -32,12 +32,15 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import datasets
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
+
+if TYPE_CHECKING:
+    import torch
 
 _CITATION = """\
 @article{cohen2020covid,
@@ -662,7 +665,9 @@ def decode_mask(value) -> Optional[np.ndarray]:
     return array > 0
 
 
-def stack_masks(example: dict, classes: Optional[Sequence[str]] = None, *, fill_missing: bool = False) -> np.ndarray:
+def stack_masks(
+    example: dict, classes: Optional[Sequence[str]] = None, *, fill_missing: bool = False
+) -> np.ndarray | torch.Tensor:
     """The class masks of one record as a bool array (C, H, W), in `classes` order (default: all 14).
 
     Works on records as `datasets` gives them: PIL images (the default format), numpy arrays

@@ -132,8 +132,6 @@ def _built_splits(folder: str):
 
 
 def task_load_ours(folder: str, variant: str) -> dict:
-    import datasets
-
     loaded = _built_splits(folder)  # Arrow cache made before the clock starts, as after a first load
     start = time.perf_counter()
     rows = 0

@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from hub_server import VALID_TOKEN, HubServer  # noqa: E402
+from hub_server import VALID_TOKEN, HubServer, use_local_hub  # noqa: E402
 
-# Before datasets / huggingface_hub are imported (they read these once): a private cache,
-# and the local Hub on 127.0.0.1 as the endpoint, so no test can reach the real Hub.
-_HF_HOME = tempfile.mkdtemp(prefix="covid-chestxray-seg-tests-hf-")
+# Before datasets / huggingface_hub are imported: a private cache, and the local Hub on
+# 127.0.0.1 as the endpoint, so no test can reach the real Hub.
 HUB = HubServer().start()
-os.environ.update(
-    {
-        "HF_HOME": _HF_HOME,
-        "HF_DATASETS_CACHE": str(Path(_HF_HOME) / "datasets"),
-        "HF_ENDPOINT": HUB.url,
-        # The Xet upload protocol cannot be served locally; uploads go through LFS.
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
-    }
-)
-for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-    os.environ.pop(_name, None)
+_HF_HOME = use_local_hub(HUB)
 
 import csv  # noqa: E402
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -617,3 +619,24 @@ class HubServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+def use_local_hub(server: HubServer) -> str:
+    """Point datasets and huggingface_hub at `server`, with a private Hugging Face home,
+    and return that home. Call it before either library is imported: they read these once."""
+    home = tempfile.mkdtemp(prefix="covid-chestxray-seg-tests-hf-")
+    os.environ.update(
+        {
+            "HF_HOME": home,
+            "HF_DATASETS_CACHE": os.path.join(home, "datasets"),
+            "HF_ENDPOINT": server.url,
+            # The Xet upload protocol cannot be served locally; uploads go through LFS.
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+        }
+    )
+    # A token or offline switch from the caller's shell must not leak into the tests.
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.pop(name, None)
+    return home

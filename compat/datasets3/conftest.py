@@ -3,32 +3,18 @@ an isolated Hugging Face home and the local Hub from tests/hub_server.py as the 
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from hub_server import HubServer  # noqa: E402
+from hub_server import HubServer, use_local_hub  # noqa: E402
 
 # Before datasets / huggingface_hub are imported: they read these once.
-_HF_HOME = tempfile.mkdtemp(prefix="covid-chestxray-seg-datasets3-hf-")
 HUB = HubServer().start()
-os.environ.update(
-    {
-        "HF_HOME": _HF_HOME,
-        "HF_DATASETS_CACHE": str(Path(_HF_HOME) / "datasets"),
-        "HF_ENDPOINT": HUB.url,
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
-    }
-)
-for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-    os.environ.pop(_name, None)
+_HF_HOME = use_local_hub(HUB)
 
 import pytest  # noqa: E402
 
