@@ -149,11 +149,13 @@ def test_readme_dataloader_example_runs_and_gives_aligned_batches(real_build):
     torch = require_torch()
     code = readme_block("# Train with PyTorch").replace('"ORG/covid-chestxray-seg"', repr(str(real_build)))
     namespace: dict = {}
+    torch.manual_seed(0)  # the example shuffles: the same batches on every run
     exec(compile(code, "README.md (Train with PyTorch)", "exec"), namespace)
     images, masks = namespace["images"], namespace["masks"]
     assert images.dtype == torch.float32 and tuple(images.shape) == (8, 1, 256, 256)
     assert masks.dtype == torch.bool and tuple(masks.shape) == (8, 2, 256, 256)
-    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    # Antialiased bilinear resizing is a weighted mean: [0, 1] up to float32 rounding.
+    assert -1e-5 <= float(images.min()) and float(images.max()) <= 1.0 + 1e-5
     # One epoch through both workers: every row once.
     train = namespace["train"]
     assert sum(len(batch_images) for batch_images, _ in namespace["loader"]) == len(train) == 69
