@@ -665,6 +665,16 @@ def decode_mask(value) -> Optional[np.ndarray]:
     return array > 0
 
 
+def class_names(classes: Optional[Sequence[str]] = None, *, argument: str = "classes=") -> list[str]:
+    """`classes` as a list (all 14 when None), refusing names that are not classes; `argument`
+    is how the caller's user passed them, for the message."""
+    names = list(CLASSES if classes is None else classes)
+    unknown = [name for name in names if name not in CLASSES]
+    if unknown:
+        raise ValueError(f"{argument}{unknown!r} are not classes of this dataset; choose from {list(CLASSES)}")
+    return names
+
+
 def stack_masks(
     example: dict, classes: Optional[Sequence[str]] = None, *, fill_missing: bool = False
 ) -> np.ndarray | torch.Tensor:
@@ -676,10 +686,7 @@ def stack_masks(
     image but upstream has no mask) becomes `fill_missing` everywhere; pass True to mark those
     pixels as "maybe" and mask them out of a loss yourself.
     """
-    names = list(CLASSES if classes is None else classes)
-    unknown = [name for name in names if name not in CLASSES]
-    if unknown:
-        raise ValueError(f"classes={unknown!r} are not classes of this dataset; choose from {list(CLASSES)}")
+    names = class_names(classes)
     height, width = int(example["height"]), int(example["width"])
     stacked = np.empty((len(names), height, width), dtype=bool)
     for index, name in enumerate(names):

@@ -259,11 +259,7 @@ def _build_locked(
         write_infos(info, staging / INFOS_FILENAME)
         card = render_card(template, info=info, stats=stats, report=report, extras=extras)
         (staging / "README.md").write_text(card, encoding="utf-8")
-        # mkdtemp makes the folder private; the result is an ordinary folder.
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)
-        _swap_into_place(staging, out)
+        move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -278,6 +274,15 @@ def _build_error_from(error: BaseException) -> BaseException:
             return cause
         cause = cause.__cause__ or cause.__context__
     return error
+
+
+def move_into_place(staging: Path, out: Path) -> None:
+    """Make the finished hidden `staging` folder `out`, replacing an older `out` whole."""
+    # mkdtemp makes the folder private; the result is an ordinary folder.
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
+    _swap_into_place(staging, out)
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:

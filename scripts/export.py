@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -35,12 +34,13 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import covid_chestxray_seg as recipe  # noqa: E402
+from scripts import build  # noqa: E402
 
 logger = logging.getLogger("covid_chestxray_seg.export")
 
 FORMATS = ("coco", "folder")
-# Columns a COCO export reads; skipping the 14 masks makes it read a tenth of the bytes.
-COCO_COLUMNS = ("image", "image_id", "file_name", "width", "height", "objects", "license", "url")
+# Columns a COCO document is made of; skipping the image and the 14 masks reads a small part of the bytes.
+COCO_COLUMNS = ("image_id", "file_name", "width", "height", "objects", "license", "url")
 
 EXAMPLES = """\
 examples:
@@ -159,9 +159,9 @@ def export_coco(splits: dict[str, datasets.Dataset], *, out: Path) -> dict[str, 
     (out / "images").mkdir()
     counts = {"images": 0, "annotations": 0}
     for name, split in splits.items():
-        rows = split.select_columns(list(COCO_COLUMNS)).cast_column("image", datasets.Image(decode=False))
-        document = coco_dict(rows, description=f"covid-chestxray-seg {name} split, exported from Parquet")
-        write_coco_images(rows, out=out, split=name)
+        document = coco_dict(split.select_columns(list(COCO_COLUMNS)), description=f"covid-chestxray-seg {name} split, exported from Parquet")
+        images = split.select_columns(["image", "image_id", "file_name"]).cast_column("image", datasets.Image(decode=False))
+        write_coco_images(images, out=out, split=name)
         (out / "annotations" / f"{name}.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
         counts["images"] += len(document["images"])
         counts["annotations"] += len(document["annotations"])
@@ -180,11 +180,7 @@ def write_coco_images(rows: Iterable[dict], *, out: Path, split: str) -> None:
 
 def export_folder(splits: dict[str, datasets.Dataset], *, out: Path, classes: Optional[Sequence[str]] = None) -> dict[str, int]:
     """OUT/<split>/<image_id>/image.png and one mask_<class>.png per class with a mask."""
-    names = list(recipe.CLASSES if classes is None else classes)
-    unknown = [name for name in names if name not in recipe.CLASSES]
-    if unknown:
-        raise ValueError(f"--classes {unknown!r} are not classes of this dataset; choose from {list(recipe.CLASSES)}")
-    columns = [recipe.mask_column(name) for name in names]
+    columns = [recipe.mask_column(name) for name in recipe.class_names(classes, argument="--classes ")]
     counts = {"images": 0, "masks": 0, "masks without data upstream (no file)": 0}
     for name, split in splits.items():
         for row in split.select_columns(["image", "image_id", *columns]):
@@ -206,7 +202,7 @@ def export_folder(splits: dict[str, datasets.Dataset], *, out: Path, classes: Op
 
 @contextlib.contextmanager
 def staged(*, out: Path) -> Iterator[Path]:
-    """A hidden folder beside `out`, renamed to `out` only when the block succeeds."""
+    """A hidden folder beside `out`, moved to `out` only when the block succeeds."""
     out = Path(out)
     if out.exists():
         raise ValueError(f"{out}: already exists; choose a new --out (an export never overwrites)")
@@ -217,11 +213,7 @@ def staged(*, out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    # mkdtemp makes the folder private; the result is an ordinary folder.
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)
-    os.replace(staging, out)
+    build.move_into_place(staging, out)
 
 
 if __name__ == "__main__":
