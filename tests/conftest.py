@@ -15,7 +15,10 @@ _HF_HOME = use_local_hub(HUB)
 
 import csv  # noqa: E402
 
+from typing import Optional  # noqa: E402
+
 import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -24,6 +27,9 @@ from scripts import build  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_DIR = REPO / "tests" / "fixtures" / "data"
+# dataset-viewer's PARQUET_AND_INFO_MAX_ROW_GROUP_BYTE_SIZE_FOR_COPY: larger row groups are
+# not served as they are.
+VIEWER_ROW_GROUP_BYTES = 100_000_000
 SHARED_DIR = REPO.parent / "shared" / "data" / "covid-19-chest-xray-segmentations-dataset"
 
 
@@ -71,6 +77,12 @@ def mask_to_runs(mask: np.ndarray) -> list[int]:
     changes = np.flatnonzero(np.diff(flat)) + 1
     runs = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
     return runs if flat[0] == 0 else [0] + runs
+
+
+def parquet_rows(folder: Path, split: Optional[str] = None, columns: Optional[list] = None) -> list[dict]:
+    """The raw rows of a built folder (image and mask bytes undecoded), one split or all."""
+    pattern = f"{split}-*.parquet" if split else "*.parquet"
+    return [row for path in sorted((folder / "data" / "default").glob(pattern)) for row in pq.read_table(path, columns=columns).to_pylist()]
 
 
 def structure_rows(data_dir: Path) -> list[dict]:

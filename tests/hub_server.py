@@ -142,6 +142,11 @@ class HubState:
             repo.refs[revision] = oid
             return oid
 
+    def commit_folder(self, repo_id: str, folder, *, revision: str = "main") -> str:
+        """Every file of `folder` in one direct commit: a build as publish.py would commit it."""
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+        return self.commit_directly(repo_id, files, revision=revision)
+
     def create_repo(self, repo_id: str, repo_type: str = "dataset", private: bool = False) -> Repo:
         with self.lock:
             repo = Repo(repo_type, repo_id, private)

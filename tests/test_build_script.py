@@ -13,12 +13,8 @@ import pytest
 from huggingface_hub import DatasetCard
 
 import covid_chestxray_seg as recipe
-from conftest import FIXTURE_DIR, REPO
+from conftest import FIXTURE_DIR, REPO, VIEWER_ROW_GROUP_BYTES
 from scripts import build
-
-# The Hub viewer reads row groups up to a few hundred MB; stay far below.
-ROW_GROUP_LIMIT = 100 * 1024 * 1024
-
 
 def parquet_files(folder: Path, split: str) -> list[Path]:
     return sorted((folder / "data" / "default").glob(f"{split}-*.parquet"))
@@ -115,7 +111,7 @@ def test_row_groups_are_small(fixture_build):
         for index in range(metadata.num_row_groups):
             group = metadata.row_group(index)
             assert group.num_rows <= build.DEFAULT_ROWS_PER_ROW_GROUP
-            assert group.total_byte_size < ROW_GROUP_LIMIT
+            assert group.total_byte_size < VIEWER_ROW_GROUP_BYTES
 
 
 def test_rebuild_replaces_the_output_folder(tmp_path):

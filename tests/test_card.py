@@ -16,13 +16,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
-from conftest import FIXTURE_DIR, SHARED_DIR
+from conftest import FIXTURE_DIR, SHARED_DIR, parquet_rows
 from scripts import build, validate
-
-
-def parquet_rows(folder, split=None, columns=None) -> list[dict]:
-    pattern = f"{split}-*.parquet" if split else "*.parquet"
-    return [row for path in sorted((folder / "data" / "default").glob(pattern)) for row in pq.read_table(path, columns=columns).to_pylist()]
 
 
 def card_numbers_match_parquet(folder) -> None:

@@ -14,7 +14,7 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from conftest import REPO, require_torch
+from conftest import REPO, VIEWER_ROW_GROUP_BYTES, parquet_rows, require_torch
 from scripts import build
 
 
@@ -179,13 +179,12 @@ REPO_ID = "tester/covid-chestxray-seg"
 def published_real(hub, real_build) -> str:
     """The full build in the local Hub, file for file as publish.py commits it."""
     hub.state.create_repo(REPO_ID)
-    hub.state.commit_directly(REPO_ID, {p.relative_to(real_build).as_posix(): p.read_bytes() for p in sorted(real_build.rglob("*")) if p.is_file()})
+    hub.state.commit_folder(REPO_ID, real_build)
     return REPO_ID
 
 
 def _train_ids(folder) -> list[int]:
-    files = sorted((folder / "data" / "default").glob("train-*.parquet"))
-    return [row["image_id"] for path in files for row in pq.read_table(path, columns=["image_id"]).to_pylist()]
+    return [row["image_id"] for row in parquet_rows(folder, "train", ["image_id"])]
 
 
 def test_colab_streaming_through_two_workers_sees_each_row_once_per_epoch(published_real, real_build):
@@ -222,8 +221,7 @@ def test_colab_take_gives_n_rows_in_all_across_workers(published_real, real_buil
 
 # --- the Hub's dataset viewer ------------------------------------------------------------
 
-# dataset-viewer's PARQUET_AND_INFO_MAX_ROW_GROUP_BYTE_SIZE_FOR_COPY and FIRST_ROWS_MAX_NUMBER.
-VIEWER_ROW_GROUP_BYTES = 100_000_000
+# dataset-viewer's FIRST_ROWS_MAX_NUMBER.
 VIEWER_FIRST_ROWS = 100
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import datasets
 import huggingface_hub
-import pyarrow.parquet as pq
 import pytest
 from datasets.distributed import split_dataset_by_node
 
 import covid_chestxray_seg as recipe
+from conftest import parquet_rows
 from hub_server import VALID_TOKEN
 from scripts import publish
 
@@ -35,12 +34,6 @@ def posts(hub, path_regex: str = "") -> list:
 
 def new_commits(hub, repo_id: str = REPO_ID) -> list:
     return [c for c in hub.state.commits(repo_id) if c.parent is not None]
-
-
-def local_rows(folder: Path, split: str) -> list[dict]:
-    """The raw rows (image and mask bytes undecoded) of the local build."""
-    files = sorted((folder / "data" / "default").glob(f"{split}-*.parquet"))
-    return [row for path in files for row in pq.read_table(path).to_pylist()]
 
 
 def undecoded(dataset: datasets.Dataset) -> datasets.Dataset:
@@ -75,7 +68,7 @@ def test_publish_commits_once_and_loads_back_identical(hub, token, fixture_build
     for split, dataset in loaded.items():
         assert dataset.features == recipe.features()
         raw = undecoded(dataset).to_list()
-        local = local_rows(fixture_build, split)
+        local = parquet_rows(fixture_build, split)
         assert [r["image_id"] for r in raw] == [r["image_id"] for r in local]
         for ours, theirs in zip(raw, local):
             for column in ("image", *recipe.MASK_COLUMNS):
@@ -339,10 +332,10 @@ def test_full_data_publish_streams_in_four_shards_each_row_once(hub, token, real
     for rank in range(4):
         part = split_dataset_by_node(stream.select_columns(["image_id"]), rank=rank, world_size=4)
         ids += [row["image_id"] for row in part]
-    expected = [row["image_id"] for row in local_rows(real_build, "train")]
+    expected = [row["image_id"] for row in parquet_rows(real_build, "train")]
     assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids)) == 69
     loaded = datasets.load_dataset(REPO_ID, split="validation")
     raw = undecoded(loaded).to_list()
-    for ours, theirs in zip(raw, local_rows(real_build, "validation")):
+    for ours, theirs in zip(raw, parquet_rows(real_build, "validation")):
         for column in ("image", *recipe.MASK_COLUMNS):
             assert (ours[column] or {}).get("bytes") == (theirs[column] or {}).get("bytes"), column

@@ -83,7 +83,7 @@ def test_loading_script_rows_decode_to_images_and_masks(script_dataset):
 def published(hub, built):
     """The built folder as publish.py commits it: every file, nothing else."""
     hub.state.create_repo(REPO_ID)
-    hub.state.commit_directly(REPO_ID, {p.relative_to(built).as_posix(): p.read_bytes() for p in sorted(built.rglob("*")) if p.is_file()})
+    hub.state.commit_folder(REPO_ID, built)
     return REPO_ID
 
 
