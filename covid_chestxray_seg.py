@@ -32,7 +32,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import datasets
 import numpy as np
@@ -42,7 +42,7 @@ from pycocotools import mask as mask_utils
 if TYPE_CHECKING:
     import torch
 
-_CITATION = """\
+CITATION = """\
 @article{cohen2020covid,
   title   = {COVID-19 Image Data Collection},
   author  = {Joseph Paul Cohen and Paul Morrison and Lan Dao},
@@ -58,23 +58,22 @@ _CITATION = """\
 }
 """
 
-_DESCRIPTION = """\
+DESCRIPTION = """\
 100 chest X-rays from the ieee8023 COVID-19 image data collection with radiologist
 segmentations in 14 classes (anatomy, pathology, devices), one full-size mask per
 class, the COCO annotations as RLE, and each image's metadata and own licence.
 """
 
-_HOMEPAGE = "https://github.com/GeneralBlockchain/covid-19-chest-xray-segmentations-dataset"
+HOMEPAGE = "https://github.com/GeneralBlockchain/covid-19-chest-xray-segmentations-dataset"
 
 # Annotations are CC BY 4.0; every image keeps the licence of its source, recorded
 # per record in the `license` column (null where upstream names none).
-_LICENSE = "Annotations: CC BY 4.0. Images: each image's own licence, see the `license` column."
+LICENSE = "Annotations: CC BY 4.0. Images: each image's own licence, see the `license` column."
 
 UPSTREAM_COMMIT = "377a49490e910a66a7f7aee1b92cdc3d5ac4bddf"
 
-_URLS = {
-    "archive": f"{_HOMEPAGE}/archive/{UPSTREAM_COMMIT}.zip",
-}
+# GitHub's archive of the upstream repository at the pinned commit: the default source.
+ARCHIVE_URL = f"{HOMEPAGE}/archive/{UPSTREAM_COMMIT}.zip"
 
 BUILDER_VERSION = "1.0.0"
 
@@ -193,7 +192,7 @@ class CovidChestXraySegConfig(datasets.BuilderConfig):
     """
 
     annotation_file: str = ANNOTATION_FILE
-    data_url: str = _URLS["archive"]
+    data_url: str = ARCHIVE_URL
     verify_upstream: bool = True
 
     def __post_init__(self):
@@ -229,19 +228,19 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Filled by _split_generators: where the data was read from, and what was flagged.
-        self.data_root: Optional[Path] = None
-        self.report: Optional[BuildReport] = None
+        self.data_root: Path | None = None
+        self.report: BuildReport | None = None
         self._downloaded: list[Path] = []  # cached archive and its extraction, when the source was downloaded
         # datasets sets config kwargs on a copy of the default config, past __post_init__.
         self.config.validate()
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
-            description=_DESCRIPTION,
+            description=DESCRIPTION,
             features=features(),
-            homepage=_HOMEPAGE,
-            license=_LICENSE,
-            citation=_CITATION,
+            homepage=HOMEPAGE,
+            license=LICENSE,
+            citation=CITATION,
         )
 
     def _split_generators(self, dl_manager):
@@ -386,9 +385,9 @@ class BuildReport:
     images: int = 0
     annotations: int = 0
     annotations_without_segmentation: int = 0
-    renamed_categories: Optional[dict] = None
+    renamed_categories: dict | None = None
     images_without_license: int = 0
-    modified_files: Optional[list] = None
+    modified_files: list | None = None
     annotation_file: str = ANNOTATION_FILE
     annotation_sha256: str = ""
     annotation_upstream: bool = False
@@ -497,7 +496,7 @@ class CocoAnnotations:
         return index
 
 
-def segmentation_to_rle(segmentation, image: dict, path: Path, record: str) -> Optional[dict]:
+def segmentation_to_rle(segmentation, image: dict, path: Path, record: str) -> dict | None:
     """Any COCO segmentation as one compressed RLE {"size": [h, w], "counts": str}; None when empty."""
     height, width = image["height"], image["width"]
     if segmentation is None or (isinstance(segmentation, list) and not segmentation):
@@ -523,7 +522,7 @@ def segmentation_to_rle(segmentation, image: dict, path: Path, record: str) -> O
         elif isinstance(counts, (str, bytes)):
             text = counts.decode("ascii", errors="replace") if isinstance(counts, bytes) else counts
             # pycocotools decodes without bounds checks: a damaged string would write past the mask.
-            runs = _compressed_rle_runs(text)
+            runs = compressed_rle_runs(text)
             if runs is None or int(runs.sum()) != height * width:
                 raise BuildError(path, record, f"compressed RLE counts are damaged or do not cover {height}x{width} pixels")
             rle = {"counts": text.encode("ascii")}
@@ -613,7 +612,7 @@ def make_record(item: dict) -> dict:
         elif not anns:
             masks[column] = {"path": None, "bytes": empty_mask_png(width, height)}
         else:
-            decoded = mask_utils.decode([_rle_bytes(a["segmentation"]) for a in anns])
+            decoded = mask_utils.decode([rle_for_pycocotools(a["segmentation"]) for a in anns])
             pixels = decoded[:, :, 0] if len(anns) == 1 else decoded.any(axis=2)
             masks[column] = {"path": None, "bytes": encode_mask_png(pixels)}
     return {
@@ -649,7 +648,7 @@ def empty_mask_png(width: int, height: int) -> bytes:
     return _EMPTY_MASKS[key]
 
 
-def decode_mask(value) -> Optional[np.ndarray]:
+def decode_mask(value) -> np.ndarray | None:
     """A stored mask (PIL image, array, tensor, bytes or {"bytes": ...}) as a bool (H, W) array;
     None stays None."""
     if value is None:
@@ -665,7 +664,7 @@ def decode_mask(value) -> Optional[np.ndarray]:
     return array > 0
 
 
-def class_names(classes: Optional[Sequence[str]] = None, *, argument: str = "classes=") -> list[str]:
+def class_names(classes: Sequence[str] | None = None, *, argument: str = "classes=") -> list[str]:
     """`classes` as a list (all 14 when None), refusing names that are not classes; `argument`
     is how the caller's user passed them, for the message."""
     names = list(CLASSES if classes is None else classes)
@@ -676,7 +675,7 @@ def class_names(classes: Optional[Sequence[str]] = None, *, argument: str = "cla
 
 
 def stack_masks(
-    example: dict, classes: Optional[Sequence[str]] = None, *, fill_missing: bool = False
+    example: dict, classes: Sequence[str] | None = None, *, fill_missing: bool = False
 ) -> np.ndarray | torch.Tensor:
     """The class masks of one record as a bool array (C, H, W), in `classes` order (default: all 14).
 
@@ -700,7 +699,7 @@ def stack_masks(
     return stacked
 
 
-def read_manifest(path: Path) -> dict[str, tuple[Optional[int], str]]:
+def read_manifest(path: Path) -> dict[str, tuple[int | None, str]]:
     """Upstream path -> (size or None, git blob SHA-1)."""
     manifest = {}
     with open(path, newline="", encoding="utf-8") as handle:
@@ -732,8 +731,7 @@ def check_upstream(path: Path, upstream_path: str, manifest: dict, strict: bool,
         return
     if strict:
         raise BuildError(
-            path, upstream_path, f"{problem} (commit {UPSTREAM_COMMIT}); to build from modified data pass "
-            "--allow-modified (verify_upstream=False)"
+            path, upstream_path, f"{problem} (commit {UPSTREAM_COMMIT}); to build from modified data set verify_upstream=False"
         )
     report.modified_files.append(upstream_path)
 
@@ -821,11 +819,13 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _rle_bytes(rle: dict) -> dict:
-    return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+def rle_for_pycocotools(rle: dict) -> dict:
+    """A stored segmentation ({"size": [h, w], "counts": str}) in the form pycocotools'
+    decode, area, merge and toBbox take: counts as ASCII bytes."""
+    return {"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}
 
 
-def _compressed_rle_runs(counts: str) -> Optional[np.ndarray]:
+def compressed_rle_runs(counts: str) -> np.ndarray | None:
     """The run lengths of a COCO compressed RLE string (pycocotools' rleFrString), None if malformed.
 
     Each run is a little-endian group of 5-bit digits (chars 48..111); a digit with bit
