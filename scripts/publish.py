@@ -1,48 +1,23 @@
-"""Publish the Hub-ready folder from scripts/build.py to a Hugging Face dataset repo.
+"""Publish the folder scripts/build.py wrote to a Hugging Face dataset repo: the command line.
 
-One atomic commit (README.md, dataset_infos.json, data/**, stale shards deleted in the
-same commit), made on top of the head it was planned against, so the repo is never
-half-published. Publishing an unchanged folder makes no commit. Afterwards the remote
-files are compared with the local ones and the dataset is loaded back with plain
-`datasets`, normally and streaming.
+The work is `covid_chestxray_seg_tools.publish.publish` (one verified commit); this script
+parses the options, calls it and turns its errors into one line, never printing the token.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import re
 import sys
-import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Sequence
+
+from huggingface_hub import get_token
+
+from covid_chestxray_seg_tools import cli
+from covid_chestxray_seg_tools.publish import DEFAULT_COMMIT_MESSAGE, publish
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    # Running `python scripts/publish.py` from a checkout that is not pip-installed.
-    sys.path.insert(0, str(REPO_ROOT))
-
-import httpx2  # noqa: E402  (huggingface_hub's HTTP client: its transport errors mean "network down")
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi, get_token  # noqa: E402
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError  # noqa: E402
-from huggingface_hub.utils import validate_repo_id  # noqa: E402
-
-import covid_chestxray_seg as recipe  # noqa: E402
-
 DEFAULT_FOLDER = REPO_ROOT / "build"
-REPO_TYPE = "dataset"
-# Paths this script owns in the repo: anything else there (for example a picture the
-# card links to) is left alone. Remote .py files are removed: datasets >= 4 and the
-# viewer refuse a repo with a loading script.
-MANAGED_FILES = ("README.md", "dataset_infos.json")
-MANAGED_FOLDERS = ("data/", "assets/")
-RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
-COMMIT_ATTEMPTS = 4
-COMMIT_RETRY_WAIT = 2.0  # seconds, doubled after each failed attempt
-DEFAULT_COMMIT_MESSAGE = f"Publish covid-chestxray-seg (builder {recipe.BUILDER_VERSION})"
 
 EXAMPLES = """\
 examples:
@@ -60,40 +35,7 @@ examples:
 """
 
 
-class PublishError(ValueError):
-    """A publish that cannot go ahead; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    path: Path
-    size: int
-    sha256: str
-    git_sha1: str
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    size: int
-    sha256: Optional[str]  # LFS files only
-    blob_id: str
-
-
-@dataclass
-class Plan:
-    head: Optional[str]  # the commit the plan was made against; None: repo or branch to be created
-    repo_exists: bool
-    branch_exists: bool
-    add: list[str] = field(default_factory=list)
-    delete: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-
-    @property
-    def changes(self) -> bool:
-        return bool(self.add or self.delete)
-
-
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python scripts/publish.py",
         description="Publish the built folder to a Hugging Face dataset repo in one commit, then load it back.",
@@ -105,10 +47,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--private", action="store_true", help="create the repo as private (an existing repo keeps its visibility)")
     parser.add_argument("--revision", default="main", help="branch to commit to, created from main if missing (default: main)")
     parser.add_argument("--create-pr", action="store_true", help="open a pull request against --revision instead of committing to it")
-    parser.add_argument(
-        "--commit-message", default=DEFAULT_COMMIT_MESSAGE,
-        help="commit or pull-request title",
-    )
+    parser.add_argument("--commit-message", default=DEFAULT_COMMIT_MESSAGE, help="commit or pull-request title")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (files, sizes, changes) and write nothing")
     parser.add_argument(
         "--token", default=None,
@@ -118,11 +57,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     token = args.token or get_token()
-    try:
-        publish(
+    return cli.run(
+        lambda: publish(
             folder=args.folder,
             repo_id=args.repo_id,
             token=token,
@@ -132,278 +71,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             commit_message=args.commit_message,
             dry_run=args.dry_run,
             verify=not args.no_verify,
-        )
-    except (PublishError, HfHubHTTPError, httpx2.TransportError, OSError) as error:
-        print(f"error: {scrub(describe(error), token)}", file=sys.stderr)
-        return 1
-    except ValueError as error:  # huggingface_hub's parsing of an answer it did not expect
-        print(f"error: unexpected answer from the Hub ({type(error).__name__}: {scrub(str(error), token)}); "
-              "nothing was committed unless the output above says so", file=sys.stderr)
-        return 1
-    return 0
-
-
-def publish(
-    *,
-    folder: Path,
-    repo_id: str,
-    token: Optional[str],
-    private: bool = False,
-    revision: str = "main",
-    create_pr: bool = False,
-    commit_message: str = DEFAULT_COMMIT_MESSAGE,
-    dry_run: bool = False,
-    verify: bool = True,
-    say: Callable[[str], None] = print,
-) -> Optional[str]:
-    """Publish `folder` to `repo_id`; returns the commit id that holds it (None on a dry run)."""
-    check_repo_id(repo_id=repo_id)
-    if not commit_message.strip():
-        raise PublishError("--commit-message must not be empty")
-    local = local_files(folder=Path(folder))
-    if not token and not dry_run:
-        raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token")
-    check_card(folder=Path(folder))
-    api = HfApi(token=token or False)
-    plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local)
-    say(format_plan(plan=plan, local=local, repo_id=repo_id, revision=revision))
-    if dry_run:
-        say("dry run: nothing was written")
-        return None
-    if not plan.repo_exists:
-        api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
-        plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local)
-    if not plan.branch_exists and not create_pr:
-        api.create_branch(repo_id, repo_type=REPO_TYPE, branch=revision, exist_ok=True)
-        plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local)
-    if plan.changes:
-        commit = commit_plan(
-            api=api, repo_id=repo_id, revision=revision, plan=plan, local=local, create_pr=create_pr, message=commit_message, say=say
-        )
-    else:
-        say(f"nothing to commit: {repo_id}@{revision} already holds these files")
-        commit = plan.head
-    if verify:
-        verify_remote(api=api, repo_id=repo_id, revision=commit, local=local)
-        say(f"verified: {len(local)} remote files equal the local ones")
-        say(verify_load(repo_id=repo_id, revision=commit, token=token, folder=Path(folder)))
-    return commit
-
-
-def check_repo_id(*, repo_id: str) -> None:
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise PublishError(f"--repo-id {repo_id!r} is not a valid repo id: {error}") from None
-    if repo_id.count("/") != 1:
-        raise PublishError(f"--repo-id {repo_id!r} must be ORG/NAME (or USER/NAME), so that load_dataset(ORG/NAME) finds it")
-
-
-def local_files(*, folder: Path) -> dict[str, LocalFile]:
-    """The built folder's files by repo path, after checking it is a complete build of this builder."""
-    if not folder.is_dir():
-        raise PublishError(f"{folder} does not exist: build it first with `python scripts/build.py --out {folder}`")
-    files = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if relative.endswith(".py"):
-            raise PublishError(
-                f"{folder} holds {relative}: a loading script would make datasets >= 4 and the Hub viewer refuse the repo; "
-                "publish only what scripts/build.py writes"
-            )
-        data = path.read_bytes()
-        files[relative] = LocalFile(path, len(data), hashlib.sha256(data).hexdigest(), recipe.git_blob_sha1(data))
-    missing = [name for name in MANAGED_FILES if name not in files]
-    if missing or not any(name.startswith("data/") and name.endswith(".parquet") for name in files):
-        raise PublishError(
-            f"{folder} is not a built folder (missing {', '.join(missing) or 'data/**.parquet'}): "
-            f"run `python scripts/build.py --out {folder}`"
-        )
-    infos = json.loads(files["dataset_infos.json"].path.read_text(encoding="utf-8"))
-    built = (infos.get("default", {}).get("version") or {}).get("version_str")
-    if built != recipe.BUILDER_VERSION:
-        raise PublishError(
-            f"{folder} was built by builder version {built}, this checkout is {recipe.BUILDER_VERSION}: "
-            f"rebuild with `python scripts/build.py --out {folder}`"
-        )
-    return files
-
-
-def check_card(*, folder: Path) -> None:
-    """Ask the Hub to validate the card's metadata before anything is uploaded: a card it
-    refuses would otherwise fail the commit after every shard had been sent."""
-    card = DatasetCard.load(folder / "README.md")
-    try:
-        card.validate(repo_type=REPO_TYPE)
-    except ValueError as error:
-        raise PublishError(
-            f"{folder / 'README.md'}: the Hub refuses the card's metadata ({error}); nothing was uploaded. "
-            "The card's YAML comes from scripts/build.py: fix it there and rebuild"
-        ) from None
-
-
-def make_plan(*, api: HfApi, repo_id: str, revision: str, local: dict[str, LocalFile]) -> Plan:
-    """Compare the local files with the repo's at `revision`."""
-    try:
-        info = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision)
-    except RevisionNotFoundError:
-        return Plan(head=None, repo_exists=True, branch_exists=False, add=sorted(local))
-    except RepositoryNotFoundError:
-        for other in ("model", "space"):
-            if api.repo_exists(repo_id, repo_type=other):
-                raise PublishError(
-                    f"{repo_id} exists as a {other} repository, not a dataset; choose another --repo-id"
-                ) from None
-        return Plan(head=None, repo_exists=False, branch_exists=False, add=sorted(local))
-    remote = remote_files(api=api, repo_id=repo_id, revision=info.sha)
-    plan = Plan(head=info.sha, repo_exists=True, branch_exists=True)
-    for name, file in local.items():
-        (plan.unchanged if _same(file, remote.get(name)) else plan.add).append(name)
-    plan.delete = sorted(
-        name for name in remote if name not in local and (name.startswith(MANAGED_FOLDERS) or name.endswith(".py"))
+        ) and None,
+        secrets=[token],
     )
-    return plan
-
-
-def remote_files(*, api: HfApi, repo_id: str, revision: str) -> dict[str, RemoteFile]:
-    files = {}
-    for entry in api.list_repo_tree(repo_id, repo_type=REPO_TYPE, revision=revision, recursive=True):
-        if hasattr(entry, "blob_id"):
-            files[entry.path] = RemoteFile(entry.size, entry.lfs.sha256 if entry.lfs else None, entry.blob_id)
-    return files
-
-
-def _same(local: LocalFile, remote: Optional[RemoteFile]) -> bool:
-    """Same size and content hash: SHA-256 for LFS files, the git blob id for the others."""
-    if remote is None or remote.size != local.size:
-        return False
-    return remote.sha256 == local.sha256 if remote.sha256 else remote.blob_id == local.git_sha1
-
-
-def format_plan(*, plan: Plan, local: dict[str, LocalFile], repo_id: str, revision: str) -> str:
-    state = "new repo" if not plan.repo_exists else ("new branch" if not plan.branch_exists else f"head {plan.head[:12]}")
-    lines = [f"plan for {repo_id}@{revision} ({state}):"]
-    lines += [f"  + {name} ({_size(local[name].size)})" for name in plan.add]
-    lines += [f"  - {name} (stale)" for name in plan.delete]
-    lines.append(
-        f"  {len(plan.add)} to upload ({_size(sum(local[n].size for n in plan.add))}), "
-        f"{len(plan.delete)} to delete, {len(plan.unchanged)} unchanged"
-    )
-    return "\n".join(lines)
-
-
-def commit_plan(
-    *, api: HfApi, repo_id: str, revision: str, plan: Plan, local: dict[str, LocalFile], create_pr: bool, message: str, say
-) -> str:
-    """One commit with every addition and deletion, on top of plan.head; retried on server errors."""
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(local[name].path)) for name in plan.add]
-    operations += [CommitOperationDelete(path_in_repo=name) for name in plan.delete]
-    wait = COMMIT_RETRY_WAIT
-    for attempt in range(1, COMMIT_ATTEMPTS + 1):
-        try:
-            info = api.create_commit(
-                repo_id,
-                operations,
-                commit_message=message,
-                repo_type=REPO_TYPE,
-                revision=revision,
-                create_pr=create_pr,
-                parent_commit=plan.head,
-            )
-        except HfHubHTTPError as error:
-            status = error.response.status_code if error.response is not None else None
-            if status == 412:
-                raise PublishError(
-                    f"{repo_id}@{revision} changed while publishing (its head is no longer {plan.head[:12]}); "
-                    "nothing was committed: run the command again"
-                ) from None
-            if status not in RETRY_STATUSES or attempt == COMMIT_ATTEMPTS:
-                raise PublishError(
-                    f"the Hub refused the commit to {repo_id}@{revision} (HTTP {status}) after {attempt} attempt(s); "
-                    f"nothing was committed: {describe(error)}"
-                ) from None
-            landed = _landed(api=api, repo_id=repo_id, revision=revision, plan=plan, local=local, create_pr=create_pr)
-            if landed:
-                say(f"the commit landed although the Hub answered HTTP {status}")
-                return landed
-            say(f"HTTP {status} from the Hub, retrying the commit in {wait:g} s (attempt {attempt + 1} of {COMMIT_ATTEMPTS})")
-            time.sleep(wait)
-            wait *= 2
-            continue
-        say(f"committed {info.oid[:12]}: {info.pr_url or info.commit_url}")
-        return info.oid
-    raise AssertionError("unreachable")
-
-
-def _landed(*, api: HfApi, repo_id: str, revision: str, plan: Plan, local, create_pr: bool) -> Optional[str]:
-    """The new head if a commit the Hub answered with an error went through after all."""
-    if create_pr:
-        return None
-    head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision).sha
-    if head == plan.head:
-        return None
-    again = make_plan(api=api, repo_id=repo_id, revision=revision, local=local)
-    return head if not again.changes else None
-
-
-def verify_remote(*, api: HfApi, repo_id: str, revision: str, local: dict[str, LocalFile]) -> None:
-    remote = remote_files(api=api, repo_id=repo_id, revision=revision)
-    for name, file in local.items():
-        if name not in remote:
-            raise PublishError(f"verification failed: {name} is missing from {repo_id}@{revision}")
-        if not _same(file, remote[name]):
-            raise PublishError(f"verification failed: {name} on {repo_id}@{revision} differs from the local file")
-    extra = [name for name in remote if name not in local and (name.startswith(MANAGED_FOLDERS) or name.endswith(".py"))]
-    if extra:
-        raise PublishError(f"verification failed: {repo_id}@{revision} still holds {', '.join(extra)}")
-
-
-def verify_load(*, repo_id: str, revision: str, token: Optional[str], folder: Path) -> str:
-    """Load the published dataset with plain `datasets`, normally and streaming, and check it."""
-    import datasets  # imported here: plans and dry runs do not need it
-
-    infos = json.loads((folder / "dataset_infos.json").read_text(encoding="utf-8"))["default"]
-    expected = {name: split["num_examples"] for name, split in infos["splits"].items()}
-    features = datasets.Features.from_dict(infos["features"])
-    with tempfile.TemporaryDirectory(prefix="covid-chestxray-seg-verify-") as cache_dir:
-        loaded = datasets.load_dataset(repo_id, revision=revision, token=token, cache_dir=cache_dir)
-        rows = {name: len(split) for name, split in loaded.items()}
-        if rows != expected:
-            raise PublishError(f"verification failed: load_dataset({repo_id!r}) gave rows {rows}, expected {expected}")
-        if any(split.features != features for split in loaded.values()):
-            raise PublishError(f"verification failed: load_dataset({repo_id!r}) gave other features than the build")
-        streamed = datasets.load_dataset(repo_id, revision=revision, token=token, streaming=True, cache_dir=cache_dir)
-        first = {name: next(iter(split))["image_id"] for name, split in streamed.items()}
-        if first != {name: split[0]["image_id"] for name, split in loaded.items()}:
-            raise PublishError(f"verification failed: streaming {repo_id!r} starts with other rows than loading it")
-    return "loaded back: " + ", ".join(f"{name} {count} rows" for name, count in rows.items()) + "; streaming reads the same first rows"
-
-
-def describe(error: BaseException) -> str:
-    if isinstance(error, httpx2.TransportError):
-        return f"cannot reach the Hub ({type(error).__name__}: {error}); check the network or HF_ENDPOINT"
-    if isinstance(error, HfHubHTTPError):
-        status = error.response.status_code if error.response is not None else "?"
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if status == 401:
-            return f"the Hub refused the token (HTTP 401): {first_line}"
-        return f"HTTP {status}: {first_line}"
-    return str(error)
-
-
-def scrub(text: str, token: Optional[str]) -> str:
-    """Never print the token, whatever a library put in a message."""
-    if token:
-        text = text.replace(token, "***")
-    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
-
-
-def _size(count: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    raise AssertionError("unreachable")
 
 
 if __name__ == "__main__":

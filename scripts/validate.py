@@ -1,202 +1,44 @@
 """Data-quality report: the COCO segmentations against upstream's own mask crops.
 
-For every annotation with a segmentation, the mask it decodes to is compared with the
-crop in masks/ placed at its offset (structure.csv): IoU per annotation and a summary
-per class. Bboxes and areas are checked against the masks; annotations without a
-segmentation and images missing from metadata.csv are listed. Exits 1 on hard errors
-(bad input, a missing crop, an image missing from the metadata), 0 otherwise.
+Exits 1 on hard errors (bad input, a missing crop, an image missing from the metadata),
+0 otherwise. The work is `covid_chestxray_seg_tools.validate`.
 
-    python scripts/validate.py --data-dir ../shared/data/covid-19-chest-xray-segmentations-dataset
-    python scripts/validate.py --data-dir DIR --annotation-file annotation/results_polygons.json --json report.json
+examples:
+  python scripts/validate.py --data-dir ../shared/data/covid-19-chest-xray-segmentations-dataset
+  python scripts/validate.py --data-dir DIR --annotation-file annotation/results_polygons.json --json report.json
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import statistics
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import numpy as np  # noqa: E402
-from PIL import Image, ImageChops  # noqa: E402
-from pycocotools import mask as mask_utils  # noqa: E402
-
-import covid_chestxray_seg as recipe  # noqa: E402
-
-STRUCTURE_FILE = "structure.csv"
-# A bbox is "consistent" when every side is within this many pixels of the mask's own box:
-# polygon exports round outward by up to a pixel.
-BBOX_TOLERANCE = 1.0
+import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import cli
+from covid_chestxray_seg_tools.validate import format_report, report_json, validate
 
 
-@dataclass
-class Report:
-    annotation_file: str
-    annotations: int = 0
-    compared: int = 0
-    iou: dict = field(default_factory=dict)  # class -> list of IoU
-    without_segmentation: list = field(default_factory=list)  # annotation ids
-    bbox_mismatches: list = field(default_factory=list)  # (annotation id, given, from mask)
-    area_mismatches: list = field(default_factory=list)  # (annotation id, given, from mask)
-    images_without_metadata: list = field(default_factory=list)
-    hard_errors: list = field(default_factory=list)
-
-    def per_class(self) -> dict:
-        return {
-            name: {
-                "compared": len(self.iou[name]),
-                "mean_iou": statistics.fmean(self.iou[name]),
-                "min_iou": min(self.iou[name]),
-                "exact": sum(v == 1.0 for v in self.iou[name]),
-            }
-            for name in recipe.CLASSES
-            if self.iou.get(name)
-        }
-
-    def summary(self) -> str:
-        exact = sum(row["exact"] for row in self.per_class().values())
-        worst = min(self.per_class().items(), key=lambda item: item[1]["mean_iou"], default=None)
-        text = (
-            f"{self.compared} of {self.annotations} annotations compared with upstream's mask crops: "
-            f"{exact} identical pixel for pixel"
-        )
-        if worst and worst[1]["mean_iou"] < 1.0:
-            text += f"; lowest mean IoU {worst[1]['mean_iou']:.3f} ({worst[0]})"
-        text += (
-            f"; {len(self.without_segmentation)} without segmentation; "
-            f"{len(self.bbox_mismatches)} bboxes and {len(self.area_mismatches)} areas differ from their masks; "
-            f"{len(self.images_without_metadata)} images missing from metadata.csv."
-        )
-        return text
-
-
-def validate(*, data_dir: Path, annotation_file: str = recipe.ANNOTATION_FILE) -> Report:
-    report = Report(annotation_file=annotation_file)
-    try:
-        coco = recipe.CocoAnnotations(data_dir / annotation_file, report=recipe.BuildReport())
-    except recipe.BuildError as error:
-        report.hard_errors.append(str(error))
-        return report
-    crops = _crops_by_image_and_class(data_dir, report)
-    metadata_names = _metadata_file_names(data_dir / recipe.METADATA_FILE, report)
-    for image in coco.images:
-        if metadata_names is not None and image["file_name"] not in metadata_names:
-            report.images_without_metadata.append(image["file_name"])
-        for annotation in coco.annotations_for(image["id"]):
-            report.annotations += 1
-            name = recipe.CLASSES[annotation["category"]]
-            if annotation["segmentation"] is None:
-                report.without_segmentation.append(annotation["id"])
-                continue
-            rle = {"size": annotation["segmentation"]["size"], "counts": annotation["segmentation"]["counts"].encode()}
-            mask = mask_utils.decode(rle).view(bool)
-            pixels = int(mask_utils.area(rle))
-            _check_bbox_and_area(annotation, rle, pixels, report)
-            candidates = crops.get((image["file_name"], name), [])
-            if not candidates:
-                report.hard_errors.append(f"annotation id {annotation['id']}: no crop of {name!r} for {image['file_name']!r}")
-                continue
-            # Several crops of one class on one image: the annotation is the one it overlaps most.
-            best = max(_iou(mask, pixels, crop, top, left) for top, left, crop in candidates)
-            report.iou.setdefault(name, []).append(best)
-            report.compared += 1
-    if report.images_without_metadata:
-        report.hard_errors.append(f"{len(report.images_without_metadata)} images missing from {recipe.METADATA_FILE}")
-    return report
-
-
-def _crops_by_image_and_class(data_dir: Path, report: Report) -> dict:
-    crops: dict[tuple[str, str], list] = {}
-    path = data_dir / STRUCTURE_FILE
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        report.hard_errors.append(f"{path}: file not found (the crops cannot be compared)")
-        return crops
-    for line, row in enumerate(rows, start=2):
-        if not row.get("Mask"):
-            continue
-        name = recipe.UPSTREAM_CLASS_ALIASES.get(row["Template Name"], row["Template Name"])
-        try:
-            with Image.open(data_dir / row["Mask"]) as opened:
-                red, green, blue = opened.convert("RGB").split()
-                # Non-black = any channel above 0; the channel maximum in C is 20x faster than numpy's any.
-                crop = np.asarray(ImageChops.lighter(ImageChops.lighter(red, green), blue)) > 0
-        except (OSError, ValueError) as error:
-            report.hard_errors.append(f"{path}: line {line}: crop {row['Mask']!r} cannot be read: {error}")
-            continue
-        crops.setdefault((row["Filename"], name), []).append((int(row["Top"]), int(row["Left"]), crop))
-    return crops
-
-
-def _metadata_file_names(path: Path, report: Report) -> Optional[set]:
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            return {row[recipe.METADATA_JOIN_COLUMN] for row in csv.DictReader(handle)}
-    except FileNotFoundError:
-        report.hard_errors.append(f"{path}: file not found")
-        return None
-
-
-def _iou(mask: np.ndarray, pixels: int, crop: np.ndarray, top: int, left: int) -> float:
-    """IoU of the full-size mask (with `pixels` set) and the crop placed at (left, top)."""
-    window = mask[top : top + crop.shape[0], left : left + crop.shape[1]]
-    if window.shape != crop.shape:
-        return 0.0
-    inside = int(np.count_nonzero(window & crop))
-    union = pixels + int(np.count_nonzero(crop)) - inside
-    return inside / union if union else 1.0
-
-
-def _check_bbox_and_area(annotation: dict, rle: dict, pixels: int, report: Report) -> None:
-    from_mask = [float(v) for v in mask_utils.toBbox(rle)]
-    given = annotation["bbox"]
-    if any(abs(a - b) > BBOX_TOLERANCE for a, b in zip(given, from_mask)):
-        report.bbox_mismatches.append((annotation["id"], given, from_mask))
-    # Polygon areas are geometric, not pixel counts: allow what rasterizing the outline adds.
-    if abs(annotation["area"] - pixels) > max(1.0, 0.05 * pixels):
-        report.area_mismatches.append((annotation["id"], annotation["area"], pixels))
-
-
-def format_report(report: Report) -> str:
-    lines = [f"data-quality report for {report.annotation_file}", "", "| class | compared | mean IoU | min IoU | identical |", "|---|---:|---:|---:|---:|"]
-    for name, row in report.per_class().items():
-        lines.append(f"| {name} | {row['compared']} | {row['mean_iou']:.4f} | {row['min_iou']:.4f} | {row['exact']} |")
-    lines += ["", report.summary()]
-    if report.without_segmentation:
-        lines.append(f"annotations without segmentation: {', '.join(map(str, report.without_segmentation))}")
-    for annotation_id, given, from_mask in report.bbox_mismatches[:20]:
-        lines.append(f"annotation id {annotation_id}: bbox {given} but its mask spans {from_mask}")
-    for annotation_id, given, pixels in report.area_mismatches[:20]:
-        lines.append(f"annotation id {annotation_id}: area {given} but its mask has {pixels} pixels")
-    for error in report.hard_errors:
-        lines.append(f"error: {error}")
-    return "\n".join(lines)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python scripts/validate.py", description=__doc__.split("\n\n")[0],
-        epilog="examples:\n" + __doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="upstream repository clone or copy")
     parser.add_argument("--annotation-file", default=recipe.ANNOTATION_FILE, help=f"COCO file inside the data folder (default: {recipe.ANNOTATION_FILE})")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     args = parser.parse_args(argv)
-    report = validate(data_dir=args.data_dir, annotation_file=args.annotation_file)
-    print(format_report(report))
-    if args.json:
-        args.json.write_text(json.dumps({**asdict(report), "per_class": report.per_class(), "summary": report.summary()}, indent=2) + "\n")
-    return 1 if report.hard_errors else 0
+
+    def work() -> int:
+        report = validate(data_dir=args.data_dir, annotation_file=args.annotation_file)
+        print(format_report(report))
+        if args.json:
+            args.json.write_text(json.dumps(report_json(report), indent=2) + "\n", encoding="utf-8")
+        return 1 if report.hard_errors else 0
+
+    return cli.run(work)
 
 
 if __name__ == "__main__":

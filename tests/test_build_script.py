@@ -13,7 +13,9 @@ import pytest
 from huggingface_hub import DatasetCard
 
 import covid_chestxray_seg as recipe
-from conftest import FIXTURE_DIR, REPO, VIEWER_ROW_GROUP_BYTES
+from tests.helpers import FIXTURE_DIR, REPO, VIEWER_ROW_GROUP_BYTES
+from covid_chestxray_seg_tools import parquet
+from covid_chestxray_seg_tools.card.stats import compute_stats
 from scripts import build
 
 def parquet_files(folder: Path, split: str) -> list[Path]:
@@ -83,7 +85,7 @@ def test_dataset_infos_json_agrees_with_the_card(fixture_build):
 
 def test_card_tables_are_computed_from_the_parquet_files(fixture_build):
     text = (fixture_build / "README.md").read_text()
-    stats = build.compute_stats(fixture_build)
+    stats = compute_stats(fixture_build)
     for split, row in stats["splits"].items():
         assert f"| {split} | {row['images']} | {row['patients']} | {row['annotations']} | {row['files']} |" in text
     assert "| 12 | Chest Tube | `mask_chest_tube` | 0 | 0 | 0 |" in text
@@ -110,7 +112,7 @@ def test_row_groups_are_small(fixture_build):
         metadata = pq.ParquetFile(path).metadata
         for index in range(metadata.num_row_groups):
             group = metadata.row_group(index)
-            assert group.num_rows <= build.DEFAULT_ROWS_PER_ROW_GROUP
+            assert group.num_rows <= parquet.DEFAULT_ROWS_PER_ROW_GROUP
             assert group.total_byte_size < VIEWER_ROW_GROUP_BYTES
 
 

@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 import covid_chestxray_seg as recipe
-from conftest import FIXTURE_DIR, crop_masks, mask_to_runs, structure_rows
+from tests.helpers import FIXTURE_DIR, crop_masks, mask_to_runs, structure_rows
 
 
 def prepare(data_dir: Path, tmp_path: Path, **config) -> datasets.DatasetDict:
@@ -219,12 +219,12 @@ def test_compressed_rle_parser_matches_pycocotools():
         mask = np.asfortranarray(rng.random(shape) > 0.6).astype(np.uint8)
         mask[: shape[0] // 2] = 0  # long runs need several digits
         rle = mask_utils.encode(mask)
-        runs = recipe._compressed_rle_runs(rle["counts"].decode())
+        runs = recipe.compressed_rle_runs(rle["counts"].decode())
         assert runs.tolist() == mask_to_runs(mask.astype(bool)), shape
-    assert recipe._compressed_rle_runs("0").tolist() == [0]
-    assert recipe._compressed_rle_runs("A") is None  # a negative run
-    assert recipe._compressed_rle_runs("\x7f") is None  # outside the alphabet
-    assert recipe._compressed_rle_runs("o") is None  # a continuation bit with nothing after it
+    assert recipe.compressed_rle_runs("0").tolist() == [0]
+    assert recipe.compressed_rle_runs("A") is None  # a negative run
+    assert recipe.compressed_rle_runs("\x7f") is None  # outside the alphabet
+    assert recipe.compressed_rle_runs("o") is None  # a continuation bit with nothing after it
 
 
 def test_config_rejects_paths_outside_the_data_folder():

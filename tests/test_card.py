@@ -16,7 +16,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
-from conftest import FIXTURE_DIR, SHARED_DIR, parquet_rows
+from tests.helpers import FIXTURE_DIR, SHARED_DIR, parquet_rows
+from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools import validate as quality
+from covid_chestxray_seg_tools.card import preview as card_preview
 from scripts import build, validate
 
 
@@ -71,16 +74,16 @@ def test_real_card_numbers_equal_the_parquet_files(real_build):
 
 
 def test_preview_exists_decodes_and_is_small(fixture_build):
-    path = fixture_build / build.PREVIEW_PATH
+    path = fixture_build / layout.PREVIEW_PATH
     assert path.stat().st_size < 1_000_000
     with Image.open(path) as preview:
         preview.load()
-        assert preview.mode == "RGB" and preview.height == build.PREVIEW_HEIGHT and preview.width > 3 * 150
+        assert preview.mode == "RGB" and preview.height == card_preview.PREVIEW_HEIGHT and preview.width > 3 * 150
         pixels = np.asarray(preview)
     # Overlays tint the X-rays: some pixels are coloured, not grey.
     assert (np.ptp(pixels[:, :-190].astype(int), axis=2) > 30).mean() > 0.05
     text = (fixture_build / "README.md").read_text()
-    assert f"]({build.PREVIEW_PATH})" in text
+    assert f"]({layout.PREVIEW_PATH})" in text
     for name in ("X-ray_of_cyst_in_pneumocystis_pneumonia_1.jpg", "pneumocystis-pneumonia-1.jpg", "ARDSSevere.png"):
         assert f"`{name}`" in text  # credited under the picture
 
@@ -88,14 +91,14 @@ def test_preview_exists_decodes_and_is_small(fixture_build):
 def test_preview_shows_only_openly_licensed_images(tmp_path, fixture_build):
     folder = tmp_path / "out"
     shutil.copytree(fixture_build, folder)
-    (folder / build.PREVIEW_PATH).unlink()
+    (folder / layout.PREVIEW_PATH).unlink()
     for path in (folder / "data" / "default").glob("*.parquet"):
         table = pq.read_table(path)
         column = table.schema.get_field_index("license")
         table = table.set_column(column, table.schema.field(column), pa.array(["CC BY-NC-SA"] * table.num_rows))
         pq.write_table(table, path)
-    assert build.render_preview(folder) == []
-    assert not (folder / build.PREVIEW_PATH).exists()
+    assert card_preview.render_preview(folder) == []
+    assert not (folder / layout.PREVIEW_PATH).exists()
 
 
 def test_card_sections_come_in_reading_order(fixture_build):
@@ -152,7 +155,7 @@ def test_validate_notices_a_changed_mask(tmp_path, capsys):
     rle = mask_utils.encode(np.asfortranarray(mask))
     ann["segmentation"] = {"size": ann["segmentation"]["size"], "counts": rle["counts"].decode()}
     (data / "annotation" / "results.json").write_text(json.dumps(coco))
-    report = validate.validate(data_dir=data)
+    report = quality.validate(data_dir=data)
     assert report.compared == 19 and sum(v < 1 for values in report.iou.values() for v in values) == 1
     assert [a for a, _, _ in report.area_mismatches] == [ann["id"]]
 
@@ -166,7 +169,7 @@ def test_build_with_validate_puts_the_summary_in_the_card(tmp_path):
 def test_real_polygons_report_losses(tmp_path):
     if not SHARED_DIR.is_dir():
         pytest.skip(f"the full data is not at {SHARED_DIR}")
-    report = validate.validate(data_dir=SHARED_DIR, annotation_file="annotation/results_polygons.json")
+    report = quality.validate(data_dir=SHARED_DIR, annotation_file="annotation/results_polygons.json")
     per_class = report.per_class()
     assert report.compared == 588 and not report.hard_errors
     assert per_class["Left Lung"]["mean_iou"] > 0.95

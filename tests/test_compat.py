@@ -14,8 +14,8 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from conftest import REPO, VIEWER_ROW_GROUP_BYTES, parquet_rows, require_torch
-from scripts import build
+from tests.helpers import REPO, VIEWER_ROW_GROUP_BYTES, parquet_rows, require_torch
+from covid_chestxray_seg_tools.dialect import portable_features
 
 
 def _types(node) -> set:
@@ -69,7 +69,7 @@ def test_portable_features_maps_each_list_form():
             "rows": [{"x": datasets.Value("float32")}],
         }
     )
-    assert build.portable_features(features) == {
+    assert portable_features(features) == {
         "fixed": {"_type": "Sequence", "feature": {"_type": "Value", "dtype": "int32"}, "length": 3},
         "free": [{"_type": "Value", "dtype": "string"}],
         "rows": [{"x": {"_type": "Value", "dtype": "float32"}}],
@@ -80,7 +80,7 @@ def test_portable_features_refuses_a_fixed_length_list_of_dicts():
     # datasets 3.x would read Sequence({...}) as a dict of lists: different rows, so no silent output.
     features = datasets.Features({"pairs": datasets.List({"a": datasets.Value("int32")}, length=2)})
     with pytest.raises(ValueError, match=r"fixed-length list of .* datasets 3\.x .* drop length=2"):
-        build.portable_features(features)
+        portable_features(features)
 
 
 # --- the builder run from datasets 3.x's module cache ------------------------------------

@@ -11,7 +11,7 @@ import datasets
 import pytest
 
 import covid_chestxray_seg as recipe
-from conftest import FIXTURE_DIR
+from tests.helpers import FIXTURE_DIR
 from scripts import build
 
 

@@ -14,7 +14,8 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 import covid_chestxray_seg as recipe
-from conftest import FIXTURE_DIR, SHARED_DIR
+from tests.helpers import FIXTURE_DIR, SHARED_DIR
+from covid_chestxray_seg_tools.export import write_coco_images
 from scripts import export
 
 SPLITS = ("train", "validation", "test")
@@ -166,7 +167,7 @@ def test_a_file_name_with_a_folder_is_refused(tmp_path, capsys):
     rows = [{"image": {"bytes": b"x", "path": None}, "image_id": 7, "file_name": "../escape.jpg", "width": 1, "height": 1,
              "objects": [], "license": None, "url": None}]
     with pytest.raises(ValueError, match=r"split train: image id 7: file_name '\.\./escape\.jpg' must be a plain file name"):
-        export.write_coco_images(rows, out=tmp_path, split="train")
+        write_coco_images(rows, out=tmp_path, split="train")
     assert not (tmp_path.parent / "escape.jpg").exists()
 
 

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import FIXTURE_DIR, REPO
+from tests.helpers import FIXTURE_DIR, REPO
+from covid_chestxray_seg_tools import staging
 from scripts import build
 
 BUILD = [sys.executable, str(REPO / "scripts" / "build.py"), "--data-dir", str(FIXTURE_DIR), "--allow-modified", "--quiet"]
@@ -51,7 +52,7 @@ def test_concurrent_builds_into_one_folder_never_mix(tmp_path, fixture_build):
 
 def test_a_second_build_refuses_while_the_first_holds_the_lock(tmp_path, capsys):
     out = tmp_path / "out"
-    with build._exclusive(out.resolve()):
+    with staging.exclusive(out.resolve()):
         code = build.main(["--data-dir", str(FIXTURE_DIR), "--allow-modified", "--quiet", "--out", str(out)])
     assert code == 1
     assert "out: output folder: another build is writing it (it holds .out.lock); wait for it to finish" in capsys.readouterr().err

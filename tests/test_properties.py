@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
-from conftest import mask_to_runs
+from tests.helpers import mask_to_runs
 
 SOURCE = Path("results.json")
 
@@ -46,7 +46,7 @@ def test_compressed_rle_round_trips_exactly(mask):
     segmentation = {"size": list(encoded["size"]), "counts": encoded["counts"].decode()}
     rle = recipe.segmentation_to_rle(segmentation, image_for(mask), SOURCE, "annotation id 1")
     assert np.array_equal(stored_mask(rle), mask)
-    assert recipe._compressed_rle_runs(segmentation["counts"]).tolist() == mask_to_runs(mask)
+    assert recipe.compressed_rle_runs(segmentation["counts"]).tolist() == mask_to_runs(mask)
 
 
 @settings(max_examples=150, deadline=None)
@@ -119,7 +119,7 @@ def test_damaged_compressed_counts_never_reach_pycocotools_unchecked(counts, hei
     except recipe.BuildError as error:
         assert "compressed RLE counts are damaged" in str(error)
         return
-    runs = recipe._compressed_rle_runs(counts)
+    runs = recipe.compressed_rle_runs(counts)
     assert int(runs.sum()) == height * width
     assert np.array_equal(stored_mask(rle), runs_to_mask(runs.tolist(), height, width))
 
@@ -140,7 +140,7 @@ def test_a_built_dataset_stores_exactly_the_generated_masks(tmp_path_factory, he
 
     from PIL import Image
 
-    from conftest import FIXTURE_DIR
+    from tests.helpers import FIXTURE_DIR
 
     data = tmp_path_factory.mktemp("generated")
     (data / "images").mkdir()

@@ -11,8 +11,9 @@ import pytest
 from datasets.distributed import split_dataset_by_node
 
 import covid_chestxray_seg as recipe
-from conftest import parquet_rows
-from hub_server import VALID_TOKEN
+from tests.helpers import parquet_rows
+from covid_chestxray_seg_tools.testing.hub_server import VALID_TOKEN
+from covid_chestxray_seg_tools import publish as publishing
 from scripts import publish
 
 REPO_ID = "org/covid-chestxray-seg"
@@ -20,7 +21,7 @@ REPO_ID = "org/covid-chestxray-seg"
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
-    monkeypatch.setattr(publish, "COMMIT_RETRY_WAIT", 0.0)
+    monkeypatch.setattr(publishing, "COMMIT_RETRY_WAIT", 0.0)
 
 
 def run(*args: str) -> int:
@@ -157,7 +158,7 @@ def test_transient_errors_during_upload_are_retried(hub, token, fixture_build):
 
 
 def test_a_commit_that_keeps_failing_commits_nothing(hub, token, fixture_build, capsys):
-    hub.state.fail("POST", r"/commit/main$", 500, times=publish.COMMIT_ATTEMPTS)
+    hub.state.fail("POST", r"/commit/main$", 500, times=publishing.COMMIT_ATTEMPTS)
     assert run("--folder", str(fixture_build), "--no-verify") == 1
     err = capsys.readouterr().err
     assert re.search(r"the Hub refused the commit to org/covid-chestxray-seg@main \(HTTP 500\) after 4 attempt\(s\); nothing was committed", err)
@@ -311,10 +312,10 @@ def test_the_server_rejects_a_wrong_hash_and_an_unknown_repo(hub):
     import httpx2
 
     hub.state.create_repo(REPO_ID)
-    from hub_server import _signature
+    from covid_chestxray_seg_tools.testing.hub_server import signature
 
     oid = "0" * 64
-    bad = httpx2.put(f"{hub.url}/lfs-upload/{oid}?size=12&signature={_signature(oid, 12)}", content=b"not matching")
+    bad = httpx2.put(f"{hub.url}/lfs-upload/{oid}?size=12&signature={signature(oid, 12)}", content=b"not matching")
     assert bad.status_code == 400 and "SHA-256" in bad.json()["error"]
     unsigned = httpx2.put(f"{hub.url}/lfs-upload/{oid}?size=12", content=b"not matching")
     assert unsigned.status_code == 403

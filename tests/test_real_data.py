@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import covid_chestxray_seg as recipe
-from conftest import REPO, SHARED_DIR, crop_masks, structure_rows
+from tests.helpers import REPO, SHARED_DIR, crop_masks, structure_rows
+from covid_chestxray_seg_tools import layout
 from scripts import build
 
 
@@ -82,7 +83,7 @@ def test_committed_card_and_infos_match_a_fresh_build(real_build):
     """Regenerate with: python scripts/build.py --data-dir ../shared/data/covid-19-chest-xray-segmentations-dataset --sync-repo"""
     assert (REPO / "README.md").read_text() == (real_build / "README.md").read_text()
     assert json.loads((REPO / "dataset_infos.json").read_text()) == json.loads((real_build / "dataset_infos.json").read_text())
-    assert (REPO / build.PREVIEW_PATH).read_bytes() == (real_build / build.PREVIEW_PATH).read_bytes()
+    assert (REPO / layout.PREVIEW_PATH).read_bytes() == (real_build / layout.PREVIEW_PATH).read_bytes()
 
 
 def test_full_builds_are_byte_identical(real_build, tmp_path):

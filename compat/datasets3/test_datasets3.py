@@ -6,15 +6,12 @@ compat/datasets3/requirements.txt after the main tests (see .ci/run)."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
-
 import datasets
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from conftest import REPO, SHARED_DIR
+from tests.helpers import REPO, SHARED_DIR, parquet_rows
 
 SPLITS = ["train", "validation", "test"]
 REPO_ID = "tester/covid-chestxray-seg"
@@ -22,11 +19,6 @@ REPO_ID = "tester/covid-chestxray-seg"
 
 def test_this_venv_is_datasets_3():
     assert datasets.__version__.startswith("3.")
-
-
-def parquet_rows(folder: Path, split: str) -> list[dict]:
-    files = sorted((folder / "data" / "default").glob(f"{split}-*.parquet"))
-    return [row for path in files for row in pq.read_table(path).to_pylist()]
 
 
 def undecoded(dataset):

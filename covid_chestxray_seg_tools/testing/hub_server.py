@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
+
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
@@ -55,7 +55,7 @@ class StoredFile:
 @dataclass
 class Commit:
     oid: str
-    parent: Optional[str]
+    parent: str | None
     message: str
     files: dict[str, StoredFile]
 
@@ -69,7 +69,7 @@ class Repo:
     refs: dict[str, str] = field(default_factory=dict)  # branch or refs/pr/N -> commit oid
     pulls: int = 0
 
-    def resolve(self, revision: str) -> Optional[Commit]:
+    def resolve(self, revision: str) -> Commit | None:
         oid = self.refs.get(revision, revision)
         return self.commits.get(oid)
 
@@ -109,7 +109,7 @@ class HubState:
             self.hooks: list[tuple[str, re.Pattern, object]] = []
 
     # --- for tests ---------------------------------------------------------------------
-    def fail(self, method: str, path_regex: str, status: int, *, times: int = 1, body: bytes = b"", headers: Optional[dict] = None) -> None:
+    def fail(self, method: str, path_regex: str, status: int, *, times: int = 1, body: bytes = b"", headers: dict | None = None) -> None:
         """Answer the next `times` requests matching method and path with `status` (0: drop the connection)."""
         with self.lock:
             self.faults.append(Fault(method, re.compile(path_regex), status, times, body, headers or {}))
@@ -127,7 +127,7 @@ class HubState:
         commit = self.repos[(repo_type, repo_id)].resolve(revision)
         return {path: stored.data for path, stored in commit.files.items()}
 
-    def requests(self, method: Optional[str] = None, path_regex: str = "") -> list[Logged]:
+    def requests(self, method: str | None = None, path_regex: str = "") -> list[Logged]:
         pattern = re.compile(path_regex)
         return [r for r in self.log if (method is None or r.method == method) and pattern.search(r.path)]
 
@@ -236,7 +236,7 @@ def _configs_errors(configs) -> list[str]:
     return errors
 
 
-def _signature(oid: str, size: int) -> str:
+def signature(oid: str, size: int) -> str:
     return hashlib.sha256(f"{VALID_TOKEN}:{oid}:{size}".encode()).hexdigest()[:32]
 
 
@@ -245,7 +245,7 @@ def _oid(*parts) -> str:
 
 
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: Optional[str] = None):
+    def __init__(self, status: int, message: str, code: str | None = None):
         super().__init__(message)
         self.status, self.message, self.code = status, message, code
 
@@ -297,7 +297,7 @@ def make_handler(state: HubState):
                 entry.sent = len(payload) if isinstance(payload, (bytes, bytearray)) else 0
             self._send(status, payload, headers=headers, head=method == "HEAD")
 
-        def _send(self, status: int, payload, *, headers: Optional[dict] = None, head: bool = False) -> None:
+        def _send(self, status: int, payload, *, headers: dict | None = None, head: bool = False) -> None:
             if not isinstance(payload, (bytes, bytearray)):
                 payload = json.dumps(payload).encode()
                 headers = {"Content-Type": "application/json", **(headers or {})}
@@ -454,7 +454,7 @@ def make_handler(state: HubState):
                 if oid not in state.lfs:
                     entry["actions"] = {
                         # Like a presigned storage URL: no Authorization header, a signature in the query.
-                        "upload": {"href": f"{base}/lfs-upload/{oid}?size={size}&signature={_signature(oid, size)}"},
+                        "upload": {"href": f"{base}/lfs-upload/{oid}?size={size}&signature={signature(oid, size)}"},
                         "verify": {"href": f"{base}/lfs-verify/{oid}", "header": {}},
                     }
                 objects.append(entry)
@@ -462,7 +462,7 @@ def make_handler(state: HubState):
 
         def _lfs_upload(self, oid, body, query, **_):
             size = query.get("size", "")
-            if not size.isdigit() or query.get("signature") != _signature(oid, int(size)):
+            if not size.isdigit() or query.get("signature") != signature(oid, int(size)):
                 raise HubError(403, "upload URL signature is missing or wrong")
             if hashlib.sha256(body).hexdigest() != oid:
                 raise HubError(400, f"SHA-256 of the uploaded content does not match the oid {oid}")

@@ -1,0 +1,1 @@
+"""The dataset card: statistics of the built files, the preview picture, the rendered card."""

@@ -1,0 +1,121 @@
+"""Parquet shards and `dataset_infos.json`: the rows of a built split, written as the Hub serves them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Iterator
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets.arrow_writer import get_parquet_column_options
+from datasets.utils.py_utils import asdict
+
+from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.dialect import portable_features, portable_schema
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHARDS = 4
+DEFAULT_ROWS_PER_ROW_GROUP = 4
+# Streaming reads a Parquet file in 5 MB blocks: files this small let the first row
+# arrive after one small file, not a tenth of the split.
+DEFAULT_MAX_SHARD_MB = 3
+
+
+def write_split(
+    dataset: datasets.Dataset, folder: Path, split: str, *, shards: int, max_shard_bytes: int, rows_per_row_group: int,
+    config: str = layout.CONFIG_NAME,
+) -> list[Path]:
+    """Write `dataset` as Parquet files of near-equal row counts: at least `shards` of them, more when
+    that keeps each under `max_shard_bytes`, never more than rows.
+
+    Rows are read batch by batch from the Arrow cache files (not memory-mapped as a whole),
+    so memory stays bounded by one batch whatever the size of the data.
+    """
+    cache_files = [entry["filename"] for entry in dataset.cache_files]
+    rows = dataset.num_rows
+    wanted = max(shards, math.ceil(sum(os.path.getsize(f) for f in cache_files) / max_shard_bytes))
+    count = min(wanted, max(1, rows))
+    bounds = [index * rows // count for index in range(count + 1)]
+    schema = portable_schema(dataset.features)
+    options = get_parquet_column_options(dataset.features, schema)
+    paths = [Path(folder) / layout.shard_name(split, index, count, config=config) for index in range(count)]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    shard, position, pending, writer = 0, 0, [], None
+
+    def flush() -> None:
+        if pending:
+            # One chunk per row group: page boundaries then follow the rows, not how the
+            # Arrow cache happened to be batched (which varies with --num-proc).
+            rows = pa.Table.from_batches(pending, schema=schema).combine_chunks()
+            writer.write_table(rows, row_group_size=rows_per_row_group)
+            pending.clear()
+
+    try:
+        for batch in _cache_batches(cache_files):
+            while batch.num_rows:
+                if writer is None:
+                    # The settings `datasets` uses for Hub uploads: page index, content-defined chunks for Xet dedup.
+                    writer = pq.ParquetWriter(
+                        paths[shard], schema, use_content_defined_chunking=datasets.config.DEFAULT_CDC_OPTIONS,
+                        write_page_index=True, **options,
+                    )
+                    writer.add_key_value_metadata({"content_defined_chunking": json.dumps(datasets.config.DEFAULT_CDC_OPTIONS)})
+                room = min(bounds[shard + 1] - position, rows_per_row_group - sum(b.num_rows for b in pending))
+                pending.append(batch.slice(0, room))
+                batch, position = batch.slice(room), position + min(room, batch.num_rows)
+                if position == bounds[shard + 1] or sum(b.num_rows for b in pending) == rows_per_row_group:
+                    flush()
+                if position == bounds[shard + 1]:
+                    writer.close()
+                    writer, shard = None, shard + 1
+        if rows == 0:
+            pq.write_table(schema.empty_table(), paths[0], **options)
+    finally:
+        if writer is not None:
+            writer.close()
+    logger.info(f"wrote {split}: {rows} rows in {count} files")
+    return paths
+
+
+def _cache_batches(cache_files: list[str]) -> Iterator[pa.RecordBatch]:
+    for name in cache_files:
+        with pa.OSFile(name) as source:
+            yield from pa.ipc.open_stream(source)
+
+
+def arrow_bytes(paths: list[Path]) -> int:
+    """In-memory Arrow size of the written rows, one row group at a time. The builder's own
+    count depends on how many worker processes wrote the cache, which would make the card
+    differ between machines."""
+    total = 0
+    for path in paths:
+        parquet = pq.ParquetFile(path)
+        total += sum(parquet.read_row_group(index).nbytes for index in range(parquet.num_row_groups))
+    return total
+
+
+def hub_info(info: datasets.DatasetInfo, folder: Path, num_bytes: dict[str, int], *, config: str = layout.CONFIG_NAME) -> datasets.DatasetInfo:
+    """The builder's info as the Hub serves it: no local paths, sizes of the written shards."""
+    info = info.copy()
+    info.config_name = config
+    info.download_checksums = None
+    for name, split in info.splits.items():
+        split.num_bytes = num_bytes[name]
+        split.shard_lengths = None
+        split.original_shard_lengths = None
+    info.download_size = sum(path.stat().st_size for path in layout.shard_paths(folder, config=config))
+    info.dataset_size = sum(split.num_bytes for split in info.splits.values())
+    info.size_in_bytes = info.download_size + info.dataset_size
+    return info
+
+
+def write_infos(infos: dict[str, datasets.DatasetInfo], path: Path) -> None:
+    """`dataset_infos.json`: each config's info, features in the portable dialect."""
+    payload = {name: {**asdict(info), "features": portable_features(info.features)} for name, info in infos.items()}
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
