@@ -56,26 +56,54 @@ CITATION = """\
   howpublished = {\\url{https://github.com/GeneralBlockchain/covid-19-chest-xray-segmentations-dataset}},
   year         = {2020}
 }
+@article{cohen2020severity,
+  title   = {Predicting COVID-19 Pneumonia Severity on Chest X-ray with Deep Learning},
+  author  = {Joseph Paul Cohen and Lan Dao and Paul Morrison and Karsten Roth and Yoshua Bengio and Beiyi Shen
+             and Almas Abbasi and Mahsa Hoshmand-Kochi and Marzyeh Ghassemi and Haifang Li and Tim Q Duong},
+  journal = {arXiv 2005.11856},
+  url     = {https://arxiv.org/abs/2005.11856},
+  year    = {2020}
+}
 """
 
 DESCRIPTION = """\
 100 chest X-rays from the ieee8023 COVID-19 image data collection with radiologist
 segmentations in 14 classes (anatomy, pathology, devices), one full-size mask per
-class, the COCO annotations as RLE, and each image's metadata and own licence.
+class, a coloured overlay, the COCO annotations as RLE, each image's metadata and own
+licence, ieee8023's expert severity scores and patient-grouped cross-validation folds.
 """
 
 HOMEPAGE = "https://github.com/GeneralBlockchain/covid-19-chest-xray-segmentations-dataset"
 
 # Annotations are CC BY 4.0; every image keeps the licence of its source, recorded
 # per record in the `license` column (null where upstream names none).
-LICENSE = "Annotations: CC BY 4.0. Images: each image's own licence, see the `license` column."
+LICENSE = (
+    "Annotations: CC BY 4.0. Images: each image's own licence, see the `license` column. "
+    "Severity scores: CC BY-SA 4.0 (ieee8023)."
+)
+ANNOTATIONS_LICENSE = "CC BY 4.0"
 
 UPSTREAM_COMMIT = "377a49490e910a66a7f7aee1b92cdc3d5ac4bddf"
 
 # GitHub's archive of the upstream repository at the pinned commit: the default source.
 ARCHIVE_URL = f"{HOMEPAGE}/archive/{UPSTREAM_COMMIT}.zip"
 
-BUILDER_VERSION = "1.0.0"
+# ieee8023's expert severity scores (Cohen et al. 2020, arXiv 2005.11856), pinned by
+# commit, size and git blob SHA-1 like the upstream files.
+SEVERITY_COMMIT = "81fba7aafbb5739aae44bdf10b970b17faa1e615"
+SEVERITY_PATH = "annotations/covid-severity-scores.csv"
+SEVERITY_HOMEPAGE = "https://github.com/ieee8023/covid-chestxray-dataset"
+SEVERITY_URL = f"https://raw.githubusercontent.com/ieee8023/covid-chestxray-dataset/{SEVERITY_COMMIT}/{SEVERITY_PATH}"
+SEVERITY_MANIFEST = {SEVERITY_PATH: (5162, "4977b770046cc79f59e2208591b28ca27c0c7eb0")}
+SEVERITY_LICENSE = "CC BY-SA 4.0"
+# Severity file column -> (record column, highest score): the mean of 3 raters per image.
+SEVERITY_COLUMNS = {
+    "geographic_mean": ("severity_geographic_extent", 8.0),
+    "opacity_mean": ("severity_opacity", 6.0),
+}
+SEVERITY_JOIN_COLUMN = "filename"
+
+BUILDER_VERSION = "1.1.0"
 
 # The one class list: mask column order, ClassLabel names and card tables derive from it.
 CLASSES = (
@@ -146,6 +174,19 @@ METADATA_JOIN_COLUMN = "filename"
 
 # Fractions of the images per split; whole patients are assigned (see assign_splits).
 SPLITS = {"train": 0.70, "validation": 0.15, "test": 0.15}
+# Cross-validation folds over train + validation, whole patients (see assign_folds); test stays out.
+FOLDS = 5
+FOLD_SPLITS = ("train", "validation")
+
+# The overlay column: the X-ray with every class mask in its colour, small enough for the viewer.
+OVERLAY_MAX_SIDE = 512
+OVERLAY_ALPHA = 0.4
+OVERLAY_JPEG_QUALITY = 80
+# One colour per class, in class order (Okabe-Ito and Tableau hues, distinct on grey X-rays).
+CLASS_COLOURS = (
+    (0, 114, 178), (86, 180, 233), (230, 159, 0), (240, 228, 66), (213, 94, 0), (204, 121, 167), (0, 158, 115),
+    (255, 255, 255), (148, 103, 189), (227, 119, 194), (188, 189, 34), (23, 190, 207), (255, 127, 14), (214, 39, 40),
+)
 
 ANNOTATION_FILE = "annotation/results.json"
 METADATA_FILE = "metadata.csv"
@@ -186,14 +227,21 @@ class CovidChestXraySegConfig(datasets.BuilderConfig):
     Args:
         annotation_file: COCO file to read, relative to the data folder.
         data_url: archive of the upstream repository, used when no `data_dir` is given.
-        verify_upstream: check the images and metadata.csv against the upstream
-            manifest (size and git blob SHA-1) and stop on any difference. Set it to
-            False to build from modified data; differences are then logged and counted.
+        verify_upstream: check the images, metadata.csv and the severity file against
+            their pinned manifests (size and git blob SHA-1) and stop on any difference. Set
+            it to False to build from modified data; differences are then logged and counted.
+        severity_file: local copy of ieee8023's covid-severity-scores.csv; when None, the
+            file is downloaded from `severity_url` (ieee8023's repository at the pinned commit).
+        licensed_only: keep only the images whose own licence is known (`license` not null),
+            each in the split it has in the full dataset.
     """
 
     annotation_file: str = ANNOTATION_FILE
     data_url: str = ARCHIVE_URL
     verify_upstream: bool = True
+    severity_file: str | None = None
+    severity_url: str = SEVERITY_URL
+    licensed_only: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -217,8 +265,14 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         CovidChestXraySegConfig(
             name="default",
             version=datasets.Version(BUILDER_VERSION),
-            description="One record per image: image, 14 class masks, COCO objects, metadata.",
-        )
+            description="One record per image: image, overlay, 14 class masks, COCO objects, metadata, severity, fold.",
+        ),
+        CovidChestXraySegConfig(
+            name="licensed",
+            version=datasets.Version(BUILDER_VERSION),
+            description="The records of `default` whose image has a known licence, each in the same split.",
+            licensed_only=True,
+        ),
     ]
     DEFAULT_CONFIG_NAME = "default"
     # Rows a worker holds before writing them out: a row with 14 full-size masks can be
@@ -271,6 +325,11 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         metadata_path = root / METADATA_FILE
         check_upstream(metadata_path, METADATA_FILE, manifest, self.config.verify_upstream, report)
         metadata = read_metadata(metadata_path, needed={image["file_name"] for image in coco.images})
+        severity_path = self._severity_path(dl_manager)
+        severity_data = check_upstream(
+            severity_path, SEVERITY_PATH, SEVERITY_MANIFEST, self.config.verify_upstream, report, commit=SEVERITY_COMMIT
+        )
+        severity = read_severity(severity_data, severity_path)
 
         items = []
         # Decoding every image here, in threads (Pillow releases the GIL), makes a corrupt file
@@ -283,7 +342,12 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
             meta = metadata[image["file_name"]]
             if meta["license"] is None:
                 report.images_without_license += 1
-            items.append({"image": image, "path": str(path), "annotations": coco.annotations_for(image["id"]), "metadata": meta})
+            scores = severity.get(image["file_name"])
+            report.images_with_severity += scores is not None
+            items.append({
+                "image": image, "path": str(path), "annotations": coco.annotations_for(image["id"]), "metadata": meta,
+                "severity": scores or dict.fromkeys(column for column, _ in SEVERITY_COLUMNS.values()),
+            })
 
         report.images = len(items)
         report.annotations = sum(len(item["annotations"]) for item in items)
@@ -295,6 +359,12 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
                 coco.path, "images", f"{patients} patient(s) cannot fill {len(SPLITS)} patient-disjoint splits "
                 f"({', '.join(empty)} would be empty); the data needs at least {len(SPLITS)} patients"
             )
+        folds = assign_folds([item for split in FOLD_SPLITS for item in by_split[split]])
+        for item in items:
+            item["fold"] = folds.get(item["image"]["id"])
+        if self.config.licensed_only:
+            # Filtered after the splits and folds are drawn, so every image keeps its split and fold.
+            by_split = {split: [item for item in chosen if has_known_licence(item["metadata"])] for split, chosen in by_split.items()}
         report.log()
         self.report = report
         return [
@@ -320,6 +390,20 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
             "it lists the upstream files the build checks"
         )
 
+    def _severity_path(self, dl_manager) -> Path:
+        if self.config.severity_file:
+            path = Path(self.config.severity_file)
+            if not path.is_file():
+                raise BuildError(path, "severity file", "file not found; pass a copy of ieee8023's " + SEVERITY_PATH)
+            return path
+        url = self.config.severity_url
+        try:
+            path = Path(dl_manager.download(url))
+        except Exception as error:  # noqa: BLE001 - aiohttp, fsspec and datasets raise unrelated types here
+            raise BuildError(url, "download", f"failed: {type(error).__name__}: {error}") from None
+        self._downloaded.append(path)
+        return path
+
     def _data_root(self, dl_manager) -> Path:
         if self.config.data_dir:
             root = Path(self.config.data_dir)
@@ -331,7 +415,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
             archive = dl_manager.download(url)
         except Exception as error:  # noqa: BLE001 - aiohttp, fsspec and datasets raise unrelated types here
             raise BuildError(url, "download", f"failed: {type(error).__name__}: {error}") from None
-        self._downloaded = [Path(archive)]
+        self._downloaded.append(Path(archive))
         try:
             extracted = Path(dl_manager.extract(archive))
         except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
@@ -352,6 +436,8 @@ def features() -> datasets.Features:
     return datasets.Features(
         {
             "image": datasets.Image(),
+            # JPEG, at most OVERLAY_MAX_SIDE px: the viewer shows it as a picture of the segmentation.
+            "overlay": datasets.Image(),
             "image_id": datasets.Value("int64"),
             "file_name": datasets.Value("string"),
             "width": datasets.Value("int32"),
@@ -374,6 +460,8 @@ def features() -> datasets.Features:
                 }
             ],
             **{column: datasets.Value(value_types[kind]) for column, kind in METADATA_COLUMNS.values()},
+            **{column: datasets.Value("float64") for column, _ in SEVERITY_COLUMNS.values()},
+            "fold": datasets.Value("int32"),
         }
     )
 
@@ -391,6 +479,7 @@ class BuildReport:
     annotation_file: str = ANNOTATION_FILE
     annotation_sha256: str = ""
     annotation_upstream: bool = False
+    images_with_severity: int = 0
 
     def __post_init__(self):
         self.renamed_categories = dict(self.renamed_categories or {})
@@ -408,6 +497,10 @@ class BuildReport:
             logger.info(f"category {upstream!r} renamed to {name!r}")
         if self.images_without_license:
             logger.warning(f"{self.images_without_license} images have no licence in {METADATA_FILE}: `license` is null")
+        logger.info(
+            f"{self.images_with_severity} of {self.images} images have expert severity scores; "
+            f"the other {self.images - self.images_with_severity} have null severity columns"
+        )
         if not self.annotation_upstream:
             logger.warning(
                 f"{self.annotation_file} is not upstream's file (sha256 {self.annotation_sha256}); "
@@ -595,6 +688,86 @@ def assign_splits(items: list[dict]) -> dict[str, list[dict]]:
     return {split: sorted(chosen, key=lambda item: item["image"]["id"]) for split, chosen in assigned.items()}
 
 
+def read_severity(data: bytes, path: Path) -> dict[str, dict[str, float]]:
+    """ieee8023's severity scores by file name: {file_name: {record column: score}}.
+
+    The file (as stored at SEVERITY_COMMIT) starts with comment lines that begin with
+    "##" and, saved through a spreadsheet, end with ",,"; then the header
+    `filename,geographic_mean,opacity_mean` and one row per scored image::
+
+        ## COVID-19 Pneumonia Severity Scores (Mean of 3 expert raters),,
+        filename,geographic_mean,opacity_mean
+        1-s2.0-S1684118220300682-main.pdf-002-a1.png,0.0,0.0
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BuildError(path, f"byte {error.start}", "is not UTF-8") from None
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if not line.startswith("##")]
+    rows = list(zip((number for number, _ in lines), csv.reader(line for _, line in lines)))
+    expected = [SEVERITY_JOIN_COLUMN, *SEVERITY_COLUMNS]
+    if not rows or rows[0][1] != expected:
+        where = f"line {rows[0][0]}" if rows else "header"
+        raise BuildError(path, where, f"header {rows[0][1] if rows else None} is not {','.join(expected)}; is this covid-severity-scores.csv?")
+    scores: dict[str, dict[str, float]] = {}
+    for number, row in rows[1:]:
+        if not any(value.strip() for value in row):
+            continue
+        if len(row) != len(expected):
+            raise BuildError(path, f"line {number}", f"has {len(row)} fields, the header {len(expected)}")
+        name = row[0].strip()
+        if name in scores:
+            raise BuildError(path, f"line {number}", f"second row for image {name!r}")
+        scores[name] = {}
+        for value, (source, (column, highest)) in zip(row[1:], SEVERITY_COLUMNS.items()):
+            try:
+                score = float(value)
+            except ValueError:
+                raise BuildError(path, f"line {number}, column {source!r}", f"value {value!r} is not a number") from None
+            if not 0.0 <= score <= highest:
+                raise BuildError(path, f"line {number}, column {source!r}", f"score {score} lies outside 0-{highest:g}")
+            scores[name][column] = score
+    return scores
+
+
+def assign_folds(items: list[dict], *, folds: int = FOLDS) -> dict[Any, int]:
+    """image id -> fold (0 .. folds-1), whole patients, deterministic from patient ids.
+
+    Patients are taken finding by finding (the commonest first; a patient's finding is
+    that of their first image), and within a finding the largest series first, ties in
+    the order of the SHA-256 of the patient id. Each goes to the fold with the fewest
+    images of that finding, then the fewest images overall: folds balanced by images and,
+    as far as whole patients allow, by finding.
+    """
+    by_patient: dict[int, list[dict]] = defaultdict(list)
+    for item in sorted(items, key=lambda item: item["image"]["id"]):
+        by_patient[item["metadata"]["patient_id"]].append(item)
+    finding_of = {patient: chosen[0]["metadata"]["finding"] or "" for patient, chosen in by_patient.items()}
+    finding_images: dict[str, int] = defaultdict(int)
+    for patient, chosen in by_patient.items():
+        finding_images[finding_of[patient]] += len(chosen)
+    order = sorted(
+        by_patient,
+        key=lambda p: (-finding_images[finding_of[p]], finding_of[p], -len(by_patient[p]), hashlib.sha256(str(p).encode()).hexdigest()),
+    )
+    images = [0] * folds
+    per_finding: dict[str, list[int]] = defaultdict(lambda: [0] * folds)
+    assigned = {}
+    for patient in order:
+        counts = per_finding[finding_of[patient]]
+        fold = min(range(folds), key=lambda f: (counts[f], images[f], f))
+        size = len(by_patient[patient])
+        counts[fold] += size
+        images[fold] += size
+        assigned.update((item["image"]["id"], fold) for item in by_patient[patient])
+    return assigned
+
+
+def has_known_licence(metadata: dict) -> bool:
+    """Whether upstream names the image's own licence (the `licensed` config keeps only these)."""
+    return metadata.get("license") is not None
+
+
 def make_record(item: dict) -> dict:
     """One dataset record from an image item of _split_generators."""
     image, annotations = item["image"], item["annotations"]
@@ -603,7 +776,7 @@ def make_record(item: dict) -> dict:
     by_class: dict[int, list[dict]] = defaultdict(list)
     for annotation in annotations:
         by_class[annotation["category"]].append(annotation)
-    masks = {}
+    masks, pictures = {}, {}
     for index, column in enumerate(MASK_COLUMNS):
         anns = by_class.get(index, [])
         if any(a["segmentation"] is None for a in anns):
@@ -613,10 +786,11 @@ def make_record(item: dict) -> dict:
             masks[column] = {"path": None, "bytes": empty_mask_png(width, height)}
         else:
             decoded = mask_utils.decode([rle_for_pycocotools(a["segmentation"]) for a in anns])
-            pixels = decoded[:, :, 0] if len(anns) == 1 else decoded.any(axis=2)
-            masks[column] = {"path": None, "bytes": encode_mask_png(pixels)}
+            pictures[index] = mask_image(decoded[:, :, 0] if len(anns) == 1 else decoded.any(axis=2))
+            masks[column] = {"path": None, "bytes": png_bytes(pictures[index])}
     return {
         "image": {"path": image["file_name"], "bytes": data},
+        "overlay": {"path": None, "bytes": overlay_jpeg(data, pictures)},
         "image_id": image["id"],
         "file_name": image["file_name"],
         "width": width,
@@ -624,18 +798,71 @@ def make_record(item: dict) -> dict:
         **masks,
         "objects": annotations,
         **item["metadata"],
+        **item["severity"],
+        "fold": item["fold"],
     }
 
 
 def encode_mask_png(mask: np.ndarray) -> bytes:
     """A boolean (H, W) mask as a 1-bit PNG: lossless, decodes to a bool array, shows black/white."""
+    return png_bytes(mask_image(mask))
+
+
+def mask_image(mask: np.ndarray) -> Image.Image:
+    """A boolean (H, W) mask as a 1-bit PIL image."""
     height, width = mask.shape
     # Packing bits ourselves avoids convert("1"), which dithers; pycocotools decodes in
     # column-major order, and packing rows of a C-ordered copy is twice as fast.
-    image = Image.frombytes("1", (width, height), np.packbits(np.ascontiguousarray(mask), axis=1).tobytes())
+    return Image.frombytes("1", (width, height), np.packbits(np.ascontiguousarray(mask), axis=1).tobytes())
+
+
+def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def overlay_size(width: int, height: int, *, max_side: int = OVERLAY_MAX_SIDE) -> tuple[int, int]:
+    """(width, height) of an overlay: the image's shape, its long side at most `max_side`."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def thumbnail_mask(mask: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """A 1-bit mask image at `size`, nearest neighbour (never blended), as a bool array."""
+    return np.asarray(mask.resize(size, Image.Resampling.NEAREST)) > 0
+
+
+def draw_overlay(image_bytes: bytes, masks: dict[int, Image.Image], *, max_side: int = OVERLAY_MAX_SIDE) -> Image.Image:
+    """The X-ray as RGB, its long side at most `max_side`, each class mask (class index ->
+    1-bit mask image at full size) drawn in its colour: a translucent fill and an opaque
+    one-pixel outline, in class order."""
+    with Image.open(io.BytesIO(image_bytes)) as opened:
+        size = overlay_size(*opened.size, max_side=max_side)
+        opened.draft("RGB", size)  # JPEG: decode at reduced scale, the thumbnail needs no more
+        picture = opened.convert("RGB")
+    # reducing_gap shrinks by whole factors first: a thumbnail needs no full-size Lanczos pass.
+    pixels = np.asarray(picture.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), dtype=np.float32)
+    for index in sorted(masks):
+        inside = thumbnail_mask(masks[index], size)
+        colour = np.asarray(CLASS_COLOURS[index], dtype=np.float32)
+        pixels[inside] = (1 - OVERLAY_ALPHA) * pixels[inside] + OVERLAY_ALPHA * colour
+        pixels[inside & ~_interior(inside)] = colour
+    return Image.fromarray(pixels.round().astype(np.uint8))
+
+
+def overlay_jpeg(image_bytes: bytes, masks: dict[int, Image.Image]) -> bytes:
+    """draw_overlay as the JPEG the `overlay` column stores."""
+    buffer = io.BytesIO()
+    draw_overlay(image_bytes, masks).save(buffer, format="JPEG", quality=OVERLAY_JPEG_QUALITY, optimize=True)
+    return buffer.getvalue()
+
+
+def _interior(mask: np.ndarray) -> np.ndarray:
+    """Pixels of `mask` whose four neighbours are in it too (the image border counts as outside)."""
+    inner = np.zeros_like(mask)
+    inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    return inner
 
 
 _EMPTY_MASKS: dict[tuple[int, int], bytes] = {}
@@ -714,8 +941,10 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def check_upstream(path: Path, upstream_path: str, manifest: dict, strict: bool, report: BuildReport) -> None:
-    """Stop (strict) or count (not strict) when a file differs from the upstream one."""
+def check_upstream(
+    path: Path, upstream_path: str, manifest: dict, strict: bool, report: BuildReport, *, commit: str = UPSTREAM_COMMIT
+) -> bytes:
+    """The file's bytes; stop (strict) or count (not strict) when it differs from the pinned one."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -728,12 +957,11 @@ def check_upstream(path: Path, upstream_path: str, manifest: dict, strict: bool,
     elif git_blob_sha1(data) != expected[1]:
         problem = f"git blob SHA-1 {git_blob_sha1(data)} differs from upstream {expected[1]}"
     else:
-        return
+        return data
     if strict:
-        raise BuildError(
-            path, upstream_path, f"{problem} (commit {UPSTREAM_COMMIT}); to build from modified data set verify_upstream=False"
-        )
+        raise BuildError(path, upstream_path, f"{problem} (commit {commit}); to build from modified data set verify_upstream=False")
     report.modified_files.append(upstream_path)
+    return data
 
 
 def check_image(path: Path, image: dict, coco_path: Path) -> None:
