@@ -4,7 +4,13 @@ Two formats, from a built folder, a Hub repo id or anything `load_dataset` accep
 
     coco     OUT/annotations/<split>.json (COCO: images, categories, annotations with
              compressed RLE, per-image licences) and OUT/images/<file_name> (the original
-             bytes). All splits together give back the upstream annotations.
+             bytes). The annotations that upstream has without a mask (14 monitoring probes,
+             `segmentation: []`, which pycocotools' COCOeval cannot read: annToRLE fails; an
+             empty RLE instead would cost them their match, AP < 1) are left out,
+             counted and logged, so COCOeval scores the ground truth as its own detections
+             with AP 1.0 for segm and bbox. With `upstream_form` (--upstream-form) they are
+             kept as upstream writes them, and all splits together give back the upstream
+             annotations.
     folder   OUT/<split>/<image_id>/image.png and mask_<class>.png (8-bit, 0 or 255, the
              image's size) for every class mask the record has. A class annotated without
              a mask upstream has no file; the export counts and logs them.
@@ -55,8 +61,9 @@ def categories() -> list[dict]:
     ]
 
 
-def coco_dict(rows: Iterable[dict], *, description: str) -> dict:
-    """One COCO document from records (objects as stored: compressed RLE, null when none)."""
+def coco_dict(rows: Iterable[dict], *, description: str, upstream_form: bool = False) -> dict:
+    """One COCO document from records (objects as stored: compressed RLE, null when none).
+    An object without a mask is left out, or with `upstream_form` written as upstream has it."""
     rows = list(rows)
     licences = sorted({row["license"] for row in rows if row["license"]})
     licence_ids = {name: index + 1 for index, name in enumerate(licences)}
@@ -75,6 +82,8 @@ def coco_dict(rows: Iterable[dict], *, description: str) -> dict:
         )
         for obj in row["objects"]:
             segmentation = obj["segmentation"]
+            if segmentation is None and not upstream_form:
+                continue
             annotations.append(
                 {
                     "id": obj["id"],
@@ -97,18 +106,25 @@ def coco_dict(rows: Iterable[dict], *, description: str) -> dict:
     }
 
 
-def export_coco(splits: dict[str, datasets.Dataset], *, out: Path) -> dict[str, int]:
+def export_coco(splits: dict[str, datasets.Dataset], *, out: Path, upstream_form: bool = False) -> dict[str, int]:
     """OUT/annotations/<split>.json and OUT/images/<file_name> (original bytes)."""
     (out / "annotations").mkdir(parents=True)
     (out / "images").mkdir()
     counts = {"images": 0, "annotations": 0}
+    left_out = 0
     for name, split in splits.items():
-        document = coco_dict(split.select_columns(list(COCO_COLUMNS)), description=f"covid-chestxray-seg {name} split, exported from Parquet")
+        rows = split.select_columns(list(COCO_COLUMNS)).to_list()
+        if not upstream_form:
+            left_out += sum(obj["segmentation"] is None for row in rows for obj in row["objects"])
+        document = coco_dict(rows, description=f"covid-chestxray-seg {name} split, exported from Parquet", upstream_form=upstream_form)
         images = split.select_columns(["image", "image_id", "file_name"]).cast_column("image", datasets.Image(decode=False))
         write_coco_images(images, out=out, split=name)
         (out / "annotations" / f"{name}.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
         counts["images"] += len(document["images"])
         counts["annotations"] += len(document["annotations"])
+    if left_out:
+        counts["annotations without mask upstream (left out)"] = left_out
+        logger.info(f"{left_out} annotations have no mask upstream: left out, as COCOeval cannot read `segmentation: []` (--upstream-form keeps them)")
     return counts
 
 
@@ -144,14 +160,18 @@ def export_folder(splits: dict[str, datasets.Dataset], *, out: Path, classes: Se
     return counts
 
 
-def export(*, source: str, out: Path, format: str, splits: Sequence[str] | None = None, classes: Sequence[str] | None = None) -> dict[str, int]:
+def export(
+    *, source: str, out: Path, format: str, splits: Sequence[str] | None = None, classes: Sequence[str] | None = None, upstream_form: bool = False
+) -> dict[str, int]:
     """Export `splits` of `source` to `out` in `format`; returns what was written, counted."""
     if format not in FORMATS:
         raise ValueError(f"format={format!r} is not one of {', '.join(FORMATS)}")
     if classes is not None and format != "folder":
-        raise ValueError("--classes applies to --format folder only (a COCO export keeps every annotation)")
+        raise ValueError("--classes applies to --format folder only (a COCO export writes every class)")
+    if upstream_form and format != "coco":
+        raise ValueError("--upstream-form applies to --format coco only")
     loaded = load_splits(source=source, splits=splits)
     with staging.staged(out, replace=False) as folder:
         if format == "coco":
-            return export_coco(loaded, out=folder)
+            return export_coco(loaded, out=folder, upstream_form=upstream_form)
         return export_folder(loaded, out=folder, classes=classes)

@@ -57,7 +57,7 @@ def assert_round_trip(upstream_file: Path, out: Path) -> int:
 
 def test_coco_export_of_the_full_data_gives_back_upstreams_annotations(real_build, tmp_path, capsys):
     out = tmp_path / "coco"
-    assert export.main(["--source", str(real_build), "--format", "coco", "--out", str(out)]) == 0
+    assert export.main(["--source", str(real_build), "--format", "coco", "--upstream-form", "--out", str(out)]) == 0
     assert "images 100, annotations 602" in capsys.readouterr().out
     assert assert_round_trip(SHARED_DIR / "annotation" / "results.json", out) == 602
     upstream_images = {p.name: p.read_bytes() for p in (SHARED_DIR / "images").iterdir()}
@@ -66,14 +66,17 @@ def test_coco_export_of_the_full_data_gives_back_upstreams_annotations(real_buil
 
 
 def test_coco_export_summary_counts(fixture_build, tmp_path, capsys):
-    assert export.main(["--source", str(fixture_build), "--format", "coco", "--out", str(tmp_path / "coco")]) == 0
     coco = json.loads((FIXTURE_DIR / "annotation" / "results.json").read_text())
-    assert f"images 3, annotations {len(coco['annotations'])}" in capsys.readouterr().out
+    assert export.main(["--source", str(fixture_build), "--format", "coco", "--out", str(tmp_path / "coco")]) == 0
+    # By default the fixture's probe annotation without a mask is left out (COCOeval cannot read it).
+    assert f"images 3, annotations {len(coco['annotations']) - 1}, annotations without mask upstream (left out) 1\n" in capsys.readouterr().out
+    assert export.main(["--source", str(fixture_build), "--format", "coco", "--upstream-form", "--out", str(tmp_path / "upstream")]) == 0
+    assert f"images 3, annotations {len(coco['annotations'])}\n" in capsys.readouterr().out
 
 
 def test_coco_export_reads_in_pycocotools_as_the_stored_masks(fixture_build, tmp_path):
     out = tmp_path / "coco"
-    assert export.main(["--source", str(fixture_build), "--format", "coco", "--out", str(out)]) == 0
+    assert export.main(["--source", str(fixture_build), "--format", "coco", "--upstream-form", "--out", str(out)]) == 0
     assert_round_trip(FIXTURE_DIR / "annotation" / "results.json", out)
     loaded = datasets.load_dataset(str(fixture_build))
     for split in SPLITS:
@@ -130,6 +133,7 @@ def test_folder_export_of_chosen_classes_and_split(fixture_build, tmp_path):
         (["--format", "coco", "--split", "dev"], r"--split dev: .* has splits train, validation, test"),
         (["--format", "folder", "--classes", "Heart"], r"--classes \['Heart'\] are not classes of this dataset"),
         (["--format", "coco", "--classes", "Left Lung"], r"--classes applies to --format folder only"),
+        (["--format", "folder", "--upstream-form"], r"--upstream-form applies to --format coco only"),
     ],
 )
 def test_bad_options_are_one_clear_error_and_no_output(fixture_build, tmp_path, capsys, options, message):
@@ -176,6 +180,6 @@ def test_help_has_options_and_examples(capsys):
         export.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--source", "--format", "--out", "--split", "--classes"):
+    for option in ("--source", "--format", "--out", "--split", "--classes", "--upstream-form"):
         assert option in text
     assert "examples:" in text and "python scripts/export.py --source build --format coco --out exports/coco" in text

@@ -1,0 +1,385 @@
+"""scripts/evaluate.py and the atlas baseline: metrics by hand, the ground truth scoring itself,
+a shifted mask, the skip rules, the patient bootstrap, bad predictions, the atlas."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import baseline, evaluate
+from scripts import evaluate as evaluate_script
+from scripts import export as export_script
+from tests.helpers import parquet_rows
+
+SPLIT = "test"
+
+
+# --- metrics by hand ---------------------------------------------------------------------
+
+
+def test_surface_is_the_pixels_with_a_4_connected_background_neighbour():
+    mask = np.zeros((9, 9), dtype=bool)
+    mask[1:6, 1:6] = True
+    mask[2, 2] = False  # a hole: (3, 3) touches it only diagonally, so it is not surface
+    expected = mask.copy()
+    for interior in [(2, 4), (3, 3), (3, 4), (4, 2), (4, 3), (4, 4)]:
+        expected[interior] = False
+    assert np.array_equal(evaluate.surface(mask=mask), expected)
+    full = np.ones((4, 5), dtype=bool)  # outside the image counts as background
+    assert np.array_equal(evaluate.surface(mask=full), ~np.pad(np.ones((2, 3), dtype=bool), 1, constant_values=False))
+    # The same as scipy's erosion with its default (4-connected) structure, on any shape.
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        mask = rng.random((int(rng.integers(1, 30)), int(rng.integers(1, 30)))) > 0.3
+        assert np.array_equal(evaluate.surface(mask=mask), mask & ~ndimage.binary_erosion(mask))
+
+
+def test_distances_of_a_pixel_and_a_bar_by_hand():
+    truth = np.zeros((10, 10), dtype=bool)
+    truth[5, 5] = True
+    prediction = np.zeros((10, 10), dtype=bool)
+    prediction[5, 5:8] = True
+    # prediction -> truth: 0, 1, 2; truth -> prediction: 0. HD95 (MONAI): the larger of the two
+    # directions' 95th percentiles, linear interpolation: 1 + 0.9 * (2 - 1) = 1.9.
+    # ASSD: (0 + 1 + 2 + 0) / 4. Dice 2 * 1 / (3 + 1), IoU 1 / 3.
+    scores = evaluate.pair_scores(prediction=prediction, truth=truth)
+    assert scores == pytest.approx({"dice": 0.5, "iou": 1 / 3, "hd95": 1.9, "assd": 0.75})
+    to_truth, to_prediction = evaluate.surface_distances(prediction=prediction, truth=truth)
+    assert sorted(to_truth) == [0, 1, 2] and list(to_prediction) == [0]
+
+
+def test_distances_are_euclidean_in_pixels_up_to_the_image_border():
+    truth = np.zeros((6, 6), dtype=bool)
+    truth[0, 0] = True
+    prediction = np.zeros((6, 6), dtype=bool)
+    prediction[3, 4] = True
+    assert evaluate.pair_scores(prediction=prediction, truth=truth) == {"dice": 0.0, "iou": 0.0, "hd95": 5.0, "assd": 5.0}
+
+
+def test_surface_distances_equal_scipys_distance_transform_on_the_full_image():
+    rng = np.random.default_rng(3)
+    truth = ndimage.binary_opening(rng.random((80, 90)) > 0.35, iterations=2)
+    prediction = ndimage.binary_dilation(np.roll(truth, (3, -4), axis=(0, 1)), iterations=1)
+    to_truth, to_prediction = evaluate.surface_distances(prediction=prediction, truth=truth)
+
+    def edge(mask):
+        return mask & ~ndimage.binary_erosion(mask)
+
+    expected_to_truth = ndimage.distance_transform_edt(~edge(truth))[edge(prediction)]
+    expected_to_prediction = ndimage.distance_transform_edt(~edge(prediction))[edge(truth)]
+    assert np.allclose(to_truth, expected_to_truth) and np.allclose(to_prediction, expected_to_prediction)
+
+
+def test_empty_masks_are_skipped_or_have_no_distance():
+    empty = np.zeros((5, 5), dtype=bool)
+    some = empty.copy()
+    some[2, 2] = True
+    assert evaluate.pair_scores(prediction=empty, truth=empty) is None
+    assert evaluate.pair_scores(prediction=None, truth=empty) is None
+    assert evaluate.pair_scores(prediction=None, truth=some) == {"dice": 0.0, "iou": 0.0, "hd95": None, "assd": None}
+    assert evaluate.pair_scores(prediction=some, truth=empty) == {"dice": 0.0, "iou": 0.0, "hd95": None, "assd": None}
+    with pytest.raises(ValueError, match=r"prediction \(4, 5\) and truth \(5, 5\) differ in size"):
+        evaluate.pair_scores(prediction=np.ones((4, 5), dtype=bool), truth=some)
+
+
+def test_bootstrap_resamples_patients_and_is_seeded():
+    # Patient a: four images scored 1; patient b: one image scored 0. Resampling patients, a
+    # resample's mean is 1 (a, a), 0.8 (a, b) or 0 (b, b), each pair a quarter of the time,
+    # so the 2.5th percentile is 0; resampling images it would hardly ever be.
+    values, groups = [1.0, 1.0, 1.0, 1.0, 0.0], ["a", "a", "a", "a", "b"]
+    assert evaluate.bootstrap_interval(values=values, groups=groups) == (0.0, 1.0)
+    values = list(np.random.default_rng(1).random(40))
+    groups = [index // 3 for index in range(40)]
+    first = evaluate.bootstrap_interval(values=values, groups=groups, seed=7)
+    assert first == evaluate.bootstrap_interval(values=values, groups=groups, seed=7)
+    assert first != evaluate.bootstrap_interval(values=values, groups=groups, seed=8)
+    assert first[0] < np.mean(values) < first[1]
+    assert evaluate.bootstrap_interval(values=[0.5, 0.7], groups=[1, 1]) == pytest.approx((0.6, 0.6))
+
+
+# --- the ground truth, exported to files, scores itself --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def truth_folder(real_build, tmp_path_factory) -> Path:
+    """The folder export of the real build's test split: the ground truth as predictions."""
+    out = tmp_path_factory.mktemp("evaluate") / "truth"
+    assert export_script.main(["--source", str(real_build), "--format", "folder", "--out", str(out), "--split", SPLIT]) == 0
+    return out
+
+
+def expected_counts(build: Path) -> dict[str, int]:
+    """Skip counts of the ground truth scored against itself, straight from the Parquet rows."""
+    counts = {"null": 0, "empty": 0, "scored": 0}
+    for row in parquet_rows(build, SPLIT, columns=list(recipe.MASK_COLUMNS)):
+        for column in recipe.MASK_COLUMNS:
+            mask = recipe.decode_mask(row[column])
+            counts["null" if mask is None else "scored" if mask.any() else "empty"] += 1
+    return counts
+
+
+def test_the_ground_truth_scores_dice_1(real_build, truth_folder, tmp_path, capsys):
+    report = tmp_path / "scores.json"
+    args = ["--source", str(real_build), "--split", SPLIT, "--predictions", str(truth_folder), "--json", str(report)]
+    assert evaluate_script.main(args) == 0
+    table = capsys.readouterr().out
+    result = json.loads(report.read_text())
+    assert table == evaluate.format_markdown(result)
+    assert result["split"] == SPLIT and list(result["classes"]) == list(recipe.CLASSES)
+    for name, entry in result["classes"].items():
+        if entry["n"]:
+            assert entry["dice"] == {"mean": 1.0, "ci95": [1.0, 1.0], "n": entry["n"]}, name
+            assert entry["iou"]["mean"] == 1.0 and entry["hd95"]["mean"] == 0.0 and entry["assd"]["mean"] == 0.0, name
+            assert entry["hd95"]["n"] == entry["n"]
+        else:
+            assert entry["dice"] == {"mean": None, "ci95": None, "n": 0}, name
+    expected = expected_counts(real_build)
+    counts = result["counts"]
+    assert (counts["skipped_null_truth"], counts["skipped_both_empty"], counts["scored"]) == (expected["null"], expected["empty"], expected["scored"])
+    # The real test split: 16 images of 10 patients; 4 probe annotations without mask.
+    assert (counts["images"], counts["patients"], counts["skipped_null_truth"], counts["skipped_both_empty"], counts["scored"]) == (16, 10, 4, 123, 97)
+    assert counts["distance_missing_one_side_empty"] == 0
+    assert "| Left Lung | 16 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 16 | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] |" in table
+    assert "| Chest Tube | 0 | – | – | 0 | – | – |" in table
+    assert "4 pairs whose ground truth is null (annotated without mask), 123 where prediction and truth are both empty" in table
+
+
+def shifted(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """`mask` moved down by dy and right by dx; what leaves the image is lost, the rest is empty."""
+    out = np.zeros_like(mask)
+    height, width = mask.shape
+    out[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = mask[max(-dy, 0):height - max(dy, 0), max(-dx, 0):width - max(dx, 0)]
+    return out
+
+
+def test_a_shifted_mask_scores_its_hand_computed_dice(real_build, truth_folder, tmp_path):
+    # One image of the test split, scored alone: its folder copied, its left lung moved.
+    image_id = min(int(folder.name) for folder in (truth_folder / SPLIT).iterdir())
+    predictions = tmp_path / "shifted"
+    shutil.copytree(truth_folder / SPLIT / str(image_id), predictions / SPLIT / str(image_id))
+    path = predictions / SPLIT / str(image_id) / "mask_left_lung.png"
+    with Image.open(path) as image:
+        truth = np.asarray(image) > 0
+    moved = shifted(truth, 7, -12)
+    Image.fromarray(moved.astype(np.uint8) * 255).save(path)
+    overlap = np.logical_and(truth, moved).sum()
+    dice = 2 * overlap / (truth.sum() + moved.sum())
+    iou = overlap / np.logical_or(truth, moved).sum()
+
+    rows = [row for row in parquet_rows(real_build, SPLIT, columns=list(evaluate.TRUTH_COLUMNS)) if row["image_id"] == image_id]
+    sizes = evaluate.image_sizes(rows)
+    result = evaluate.score(truth=rows, predictions=evaluate.load_predictions(path=predictions, split=SPLIT, sizes=sizes), split=SPLIT)
+    (scores,) = [image["classes"]["Left Lung"] for image in result["images"]]
+    assert 0.5 < dice < 0.99
+    assert scores["dice"] == pytest.approx(dice, abs=1e-12) and scores["iou"] == pytest.approx(iou, abs=1e-12)
+    # The distances, independently: Euclidean distance transforms of the full image.
+    edge_truth, edge_moved = truth & ~ndimage.binary_erosion(truth), moved & ~ndimage.binary_erosion(moved)
+    to_truth = ndimage.distance_transform_edt(~edge_truth)[edge_moved]
+    to_moved = ndimage.distance_transform_edt(~edge_moved)[edge_truth]
+    assert scores["hd95"] == pytest.approx(max(np.percentile(to_truth, 95), np.percentile(to_moved, 95)))
+    assert scores["assd"] == pytest.approx(np.concatenate([to_truth, to_moved]).mean())
+    assert result["classes"]["Left Lung"]["dice"] == {"mean": scores["dice"], "ci95": [scores["dice"], scores["dice"]], "n": 1}
+    # The other classes are untouched.
+    assert all(result["classes"][name]["dice"]["mean"] in (1.0, None) for name in recipe.CLASSES[1:])
+
+
+@pytest.fixture(scope="module")
+def fixture_truth(fixture_build, tmp_path_factory) -> Path:
+    """The folder export of the fixture's test split (one image, 83)."""
+    out = tmp_path_factory.mktemp("evaluate-fixture") / "truth"
+    assert export_script.main(["--source", str(fixture_build), "--format", "folder", "--out", str(out), "--split", SPLIT]) == 0
+    return out
+
+
+def test_a_missing_class_file_is_an_empty_prediction_and_parquet_reads_the_same(fixture_build, fixture_truth, tmp_path):
+    predictions = tmp_path / "fewer"
+    shutil.copytree(fixture_truth, predictions)
+    (predictions / SPLIT / "83" / "mask_right_lung.png").unlink()
+    result = evaluate.evaluate(source=str(fixture_build), split=SPLIT, predictions=predictions)
+    right = result["classes"]["Right Lung"]
+    assert right["n"] == 1 and right["dice"]["mean"] == 0.0 and right["iou"]["mean"] == 0.0
+    assert right["hd95"] == {"mean": None, "ci95": None, "n": 0} and right["assd"]["n"] == 0
+    assert right["skipped"] == {"null_truth": 0, "both_empty": 0, "distance_one_side_empty": 1}
+    assert result["counts"]["distance_missing_one_side_empty"] == 1
+    assert "distances missing for 1 pairs where one of the two is empty" in evaluate.format_markdown(result)
+    # The build itself as Parquet predictions, and a save_to_disk copy: the same numbers as its folder export.
+    from_folder = evaluate.evaluate(source=str(fixture_build), split=SPLIT, predictions=fixture_truth)
+    assert all(entry["dice"]["mean"] in (1.0, None) for entry in from_folder["classes"].values())
+    assert evaluate.evaluate(source=str(fixture_build), split=SPLIT, predictions=fixture_build) == from_folder
+    datasets.load_dataset(str(fixture_build)).save_to_disk(str(tmp_path / "saved"))
+    assert evaluate.evaluate(source=str(fixture_build), split=SPLIT, predictions=tmp_path / "saved") == from_folder
+
+
+# --- bad predictions: one clear message naming the file -------------------------------------
+
+
+def _image_folder(root: Path) -> Path:
+    (folder,) = (root / SPLIT).iterdir()  # the fixture's test split is one image
+    return folder
+
+
+def _resize(root: Path) -> None:
+    Image.new("L", (10, 20)).save(_image_folder(root) / "mask_airways.png")
+
+
+def _garbage(root: Path) -> None:
+    (_image_folder(root) / "mask_airways.png").write_bytes(b"not a png")
+
+
+def _truncated(root: Path) -> None:
+    path = _image_folder(root) / "mask_airways.png"
+    path.write_bytes(path.read_bytes()[:80])
+
+
+def _unknown_class(root: Path) -> None:
+    Image.new("L", (790, 631)).save(_image_folder(root) / "mask_heart.png")
+
+
+def _missing_image(root: Path) -> None:
+    shutil.rmtree(_image_folder(root))
+
+
+def _extra_image(root: Path) -> None:
+    (root / SPLIT / "999").mkdir()
+
+
+def _parquet_without_image_id(root: Path) -> None:
+    shutil.rmtree(root / SPLIT)
+    pq.write_table(pa.table({"mask_airways": [None]}), root / f"{SPLIT}.parquet")
+
+
+def _parquet_with_other_image(root: Path) -> None:
+    shutil.rmtree(root / SPLIT)
+    pq.write_table(pa.table({"image_id": [83, 7]}), root / f"{SPLIT}.parquet")
+
+
+def _nothing(root: Path) -> None:
+    shutil.rmtree(root / SPLIT)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_resize, r"truth/test/83/mask_airways\.png: 10x20 pixels, but the image is 790x631 \(width x height\); a prediction must have the image's full size"),
+        (_garbage, r"truth/test/83/mask_airways\.png: not a readable image \(UnidentifiedImageError"),
+        (_truncated, r"truth/test/83/mask_airways\.png: not a readable image"),
+        (_unknown_class, r"truth/test/83/mask_heart\.png: 'mask_heart' is no mask column of this dataset; expected one of mask_left_lung, "),
+        (_missing_image, r"truth/test/83: no such folder: image 83 of split test has no predictions"),
+        (_extra_image, r"truth/test/999: '999' is not an image id of split test"),
+        (_parquet_without_image_id, r"truth/test\.parquet: no image_id column"),
+        (_parquet_with_other_image, r"truth/test\.parquet: image_id 7 is not an image id of split test"),
+        (_nothing, r"truth: no predictions for split test: expected .*truth/test/<image_id>/<mask column>\.png"),
+    ],
+)
+def test_bad_predictions_stop_with_one_message_naming_the_file(fixture_build, fixture_truth, tmp_path, capsys, damage, message):
+    predictions = tmp_path / "truth"
+    shutil.copytree(fixture_truth, predictions)
+    damage(predictions)
+    report = tmp_path / "scores.json"
+    args = ["--source", str(fixture_build), "--split", SPLIT, "--predictions", str(predictions), "--json", str(report)]
+    assert evaluate_script.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and re.search(message, err), err
+    assert not report.exists()
+
+
+def test_bad_sources_and_options(fixture_build, fixture_truth, tmp_path, capsys):
+    assert evaluate_script.main(["--source", str(fixture_build), "--split", "dev", "--predictions", str(fixture_truth)]) == 1
+    assert re.search(r"--split dev: .* has splits train, validation, test", capsys.readouterr().err)
+    assert evaluate_script.main(["--source", str(fixture_build), "--predictions", str(tmp_path / "none")]) == 1
+    assert "none: no such folder (--predictions)" in capsys.readouterr().err
+    for options in (["--baseline", "atlas"], ["--predictions", str(fixture_truth), "--out", "x"], ["--baseline", "atlas", "--out", "x", "--json", "y"]):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate_script.main(["--source", str(fixture_build), *options])
+        assert exit_info.value.code == 2
+    assert "--baseline needs --out DIR" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"bootstrap needs one group per value"):
+        evaluate.bootstrap_interval(values=[1.0], groups=[])
+
+
+def test_a_colour_or_palette_png_counts_any_non_zero_as_foreground(tmp_path):
+    rgba = np.zeros((3, 4, 4), dtype=np.uint8)
+    rgba[..., 3] = 255  # opaque everywhere: alpha is not foreground
+    rgba[1, 2, 0] = 9
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "m.png")
+    expected = np.zeros((3, 4), dtype=bool)
+    expected[1, 2] = True
+    assert np.array_equal(evaluate.read_mask(tmp_path / "m.png", name="m.png", width=4, height=3), expected)
+
+
+# --- the atlas ---------------------------------------------------------------------------------
+
+
+def test_the_atlas_on_the_real_test_split(real_build):
+    result = baseline.score_atlas(real_build)
+    predictor = result["predictor"]
+    assert predictor["name"] == "atlas" and predictor["size"] == [256, 256]
+    for name in ("Left Lung", "Right Lung", "Cardiomediastinum"):
+        assert predictor["classes"][name]["threshold"] in baseline.THRESHOLDS
+        assert result["classes"][name]["dice"]["mean"] > 0.7, name
+    assert predictor["classes"]["Monitoring Probes"]["train_masks"] < predictor["classes"]["Left Lung"]["train_masks"]  # nulls left out
+    table = evaluate.format_markdown(result)
+    assert table.startswith("| Class | n | Dice | IoU | n (distances) | HD95 (px) | ASSD (px) |\n")
+    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 2 + len(recipe.CLASSES)
+    # Seeded: each interval comes back, twice, from the per-image values resampled by patient.
+    for index, name in enumerate(recipe.CLASSES):
+        for metric in evaluate.METRICS:
+            pairs = [(image["classes"][name][metric], image["patient_id"]) for image in result["images"] if image["classes"][name].get(metric) is not None]
+            if pairs:
+                values, groups = zip(*pairs)
+                interval = evaluate.bootstrap_interval(values=values, groups=groups)
+                assert interval == evaluate.bootstrap_interval(values=values, groups=groups)
+                assert list(interval) == result["classes"][name][metric]["ci95"], (name, metric)
+    assert result["counts"]["patients"] == len({image["patient_id"] for image in result["images"]}) < result["counts"]["images"]
+
+
+def test_the_atlas_scores_the_same_in_memory_and_from_its_files(fixture_build, tmp_path, capsys):
+    result = baseline.score_atlas(fixture_build)
+    out = tmp_path / "atlas"
+    assert evaluate_script.main(["--baseline", "atlas", "--source", str(fixture_build), "--out", str(out)]) == 0
+    assert f"wrote {out}: images 1, masks 14" in capsys.readouterr().out
+    for folder in (out / SPLIT).iterdir():
+        assert sorted(p.name for p in folder.iterdir()) == sorted(f"{c}.png" for c in recipe.MASK_COLUMNS)
+    report = tmp_path / "atlas.json"
+    assert evaluate_script.main(["--source", str(fixture_build), "--split", SPLIT, "--predictions", str(out), "--json", str(report)]) == 0
+    scored = json.loads(report.read_text())
+    # The same numbers twice (seeded bootstrap), whether scored in memory or from the files.
+    assert scored["classes"] == result["classes"] and scored["counts"] == result["counts"]
+    assert evaluate.format_markdown(scored) == capsys.readouterr().out
+
+
+def test_the_atlas_reads_only_the_sizes_of_the_split_it_predicts(fixture_build, tmp_path, monkeypatch):
+    calls = []
+    load_rows = evaluate.load_rows
+
+    def spy(*, source, split, columns=evaluate.TRUTH_COLUMNS):
+        calls.append((split, tuple(columns)))
+        return load_rows(source=source, split=split, columns=columns)
+
+    monkeypatch.setattr(evaluate, "load_rows", spy)
+    atlas, counts = baseline.atlas_predictions(source=str(fixture_build), out=tmp_path / "atlas", split=SPLIT)
+    assert calls == [("train", recipe.MASK_COLUMNS), (SPLIT, ("image_id", "width", "height"))]
+    assert counts == {"images": 1, "masks": 14, "empty masks": counts["empty masks"]}
+    with Image.open(tmp_path / "atlas" / SPLIT / "83" / "mask_left_lung.png") as mask:
+        assert mask.size == (790, 631)
+
+
+def test_help_has_both_modes_and_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_script.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--source", "--split", "--predictions", "--json", "--baseline", "--out", "--seed", "--samples"):
+        assert option in text
+    assert "python scripts/evaluate.py --baseline atlas --source build --split test --out preds-atlas" in text

@@ -1,0 +1,119 @@
+"""MONAI on the dataset's rows: the README's recipe (dictionary transforms that move the image and
+its masks together) and MONAI's own metrics giving evaluate.py's numbers.
+
+Runs where monai is installed; CI installs it after torch and sets COVID_SEG_REQUIRE_TORCH=1,
+so there a missing monai fails instead of skipping."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from tests.helpers import REPO, parquet_rows, require_monai, require_torch
+
+pytestmark = pytest.mark.filterwarnings("ignore:monai.metrics.utils get_mask_edges:FutureWarning")  # MONAI calling its own deprecated argument
+
+torch = require_torch()
+monai = require_monai()
+
+import datasets  # noqa: E402
+from monai.metrics import DiceMetric, compute_average_surface_distance, compute_hausdorff_distance  # noqa: E402
+from monai.transforms import Resized  # noqa: E402
+
+import covid_chestxray_seg as recipe  # noqa: E402
+from covid_chestxray_seg_tools import baseline, evaluate  # noqa: E402
+
+
+
+def _readme_recipe() -> dict:
+    """The project README's MONAI recipe, run as it stands there (but for its last line, which
+    loads the published repo)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = next(block for block in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "monai.transforms" in block)
+    code = "\n".join(line for line in block.splitlines() if not line.startswith("sample = to_monai(load_dataset("))
+    namespace: dict = {}
+    exec(compile(code, "README.md (MONAI recipe)", "exec"), namespace)
+    return namespace
+
+
+RECIPE = _readme_recipe()
+keys, transform, to_monai = RECIPE["keys"], RECIPE["transform"], RECIPE["to_monai"]
+
+
+def test_the_recipe_moves_image_and_masks_together(fixture_build):
+    row = datasets.load_dataset(str(fixture_build), split="train")[0]
+    # Black out the left lung (holes filled) in the image and nowhere else: wherever the moved
+    # mask is, the moved image must be black.
+    lung = ndimage.binary_fill_holes(np.asarray(row["mask_left_lung"]))
+    assert lung.any()
+    pixels = np.maximum(np.asarray(row["image"].convert("L")), 1)
+    pixels[lung] = 0
+    marked = dict(row, image=Image.fromarray(pixels), mask_left_lung=Image.fromarray(lung))
+
+    transform.set_random_state(seed=0)
+    sample = to_monai(marked)
+    transform.set_random_state(seed=0)
+    again = to_monai(marked)
+    image, moved = sample["image"], sample["mask_left_lung"]
+    assert tuple(image.shape) == tuple(moved.shape) == (1, 512, 512)
+    assert torch.equal(image, again["image"]) and torch.equal(moved, again["mask_left_lung"])  # seeded
+    assert set(torch.unique(moved).tolist()) <= {0.0, 1.0} and float(image.min()) >= 0 and float(image.max()) <= 1
+
+    # The move is real: the mask is not where resizing alone puts it.
+    still = Resized(["m"], spatial_size=(512, 512), mode="nearest")({"m": lung[None].astype(np.float32)})["m"][0].numpy() > 0
+    moved = moved[0].numpy() > 0
+    assert (moved & still).sum() / (moved | still).sum() < 0.9
+    # Inside the moved mask (3 px in from its edge, past the resampling blend) the image is black,
+    # and just outside it is not.
+    inside = ndimage.binary_erosion(moved, iterations=3)
+    ring = ndimage.binary_dilation(moved, iterations=6) & ~ndimage.binary_dilation(moved, iterations=3)
+    image = image[0].numpy()
+    assert inside.sum() > 1000 and np.all(image[inside] == 0)
+    assert np.mean(image[ring] > 0) > 0.95
+
+
+@pytest.fixture(scope="module")
+def atlas_pairs(real_build):
+    """(prediction, truth, evaluate's scores) of every scored pair of the atlas on the three
+    smallest test images (MONAI's metrics take a few seconds on the largest)."""
+    atlas = baseline.fit_atlas(rows=parquet_rows(real_build, "train", columns=list(recipe.MASK_COLUMNS)))
+    rows = sorted(parquet_rows(real_build, "test", columns=list(evaluate.TRUTH_COLUMNS)), key=lambda row: row["width"] * row["height"])[:3]
+    rows.sort(key=lambda row: row["image_id"])
+    result = evaluate.score(truth=rows, predictions=lambda image_id, width, height: atlas.masks(width=width, height=height), split="test")
+    pairs = []
+    for row, image in zip(rows, result["images"]):
+        predicted = atlas.masks(width=row["width"], height=row["height"])
+        for name, column in zip(recipe.CLASSES, recipe.MASK_COLUMNS):
+            if "skipped" not in image["classes"][name]:
+                pairs.append((predicted[column], recipe.decode_mask(row[column]), image["classes"][name]))
+    return pairs
+
+
+def as_batch(mask: np.ndarray):
+    return torch.from_numpy(mask)[None, None].float()  # (B=1, C=1, H, W)
+
+
+def test_monais_dice_metric_gives_evaluates_dice(atlas_pairs):
+    metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
+    assert len(atlas_pairs) > 15
+    for prediction, truth, scores in atlas_pairs:
+        dice = float(metric(as_batch(prediction), as_batch(truth))[0, 0])
+        assert dice == pytest.approx(scores["dice"], abs=1e-6)
+
+
+def test_monais_surface_distances_give_evaluates_hd95_and_assd(atlas_pairs):
+    checked = 0
+    for prediction, truth, scores in atlas_pairs:
+        if scores["hd95"] is None:
+            assert not prediction.any() or not truth.any()
+            continue
+        hd95 = float(compute_hausdorff_distance(as_batch(prediction), as_batch(truth), include_background=True, percentile=95)[0, 0])
+        assd = float(compute_average_surface_distance(as_batch(prediction), as_batch(truth), include_background=True, symmetric=True)[0, 0])
+        assert hd95 == pytest.approx(scores["hd95"], rel=1e-5, abs=1e-4)
+        assert assd == pytest.approx(scores["assd"], rel=1e-5, abs=1e-4)
+        checked += 1
+    assert checked > 10
