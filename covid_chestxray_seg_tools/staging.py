@@ -4,19 +4,44 @@ A folder is written beside its final place under a hidden name (`.NAME.partial-*
 renamed into place only when everything succeeded; a replaced folder is first moved
 aside (`.NAME.old-*`), so `out` is always the previous complete result or the new one.
 Hidden folders left by a killed run are removed by the next run that holds the lock.
+
+The lock (an flock on `.NAME.lock`) dies with the process that took it: forked workers
+give up their copy of it and are killed with their parent (see `processes`). An OS error
+while writing (disk full, read-only or denied folder) becomes one `OutputError` that names
+the folder and the cause, after the partial output is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import multiprocessing.pool
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import multiprocess.pool
+
 from covid_chestxray_seg import BuildError
+from covid_chestxray_seg_tools import processes
+
+# OS errors that only writing causes: whatever file they name (or none, as pyarrow's), the
+# output's disk or folder refuses the output.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+# Errors that reading an input can cause too: the output's only when they name its files.
+DENIED_ERRNOS = (errno.EACCES, errno.EPERM)
+# An error raised in a pool worker reaches this process as its type and message, with the
+# worker's traceback (its causes included) as text in a RemoteTraceback.
+REMOTE_TRACEBACKS = (multiprocess.pool.RemoteTraceback, multiprocessing.pool.RemoteTraceback)
+REMOTE_ERRNO = re.compile(r"^[\w.]*(?:Error|Exception): \[Errno (\d+)\]", re.MULTILINE)
+
+
+class OutputError(OSError):
+    """The output folder cannot be written; the message names it, the cause and what was kept."""
 
 
 def lock_path(out: Path) -> Path:
@@ -24,15 +49,16 @@ def lock_path(out: Path) -> Path:
 
 
 @contextlib.contextmanager
-def exclusive(out: Path) -> Iterator[None]:
-    """Hold the lock beside `out` for the whole block: a second writer refuses at once."""
+def exclusive(out: Path, *, what: str = "build") -> Iterator[None]:
+    """Hold the lock beside `out` for the whole block: a second writer refuses at once.
+    Children forked in the block do not hold it, so it ends with this process."""
     path = lock_path(out)
-    with open(path, "a") as lock:
+    with open(path, "a") as lock, processes.private_fd(lock.fileno()):
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise BuildError(
-                out, "output folder", f"another build is writing it (it holds {path.name}); wait for it to finish"
+                out, "output folder", f"another {what} is writing it (it holds {path.name}); wait for it to finish"
             ) from None
         try:
             yield
@@ -50,18 +76,65 @@ def remove_leftovers(out: Path) -> None:
 @contextlib.contextmanager
 def staged(out: Path, *, replace: bool) -> Iterator[Path]:
     """A hidden folder beside `out`, moved to `out` when the block succeeds and removed when
-    it fails. With `replace=False` an existing `out` is refused before anything is written."""
+    it fails. With `replace=False` (an export) an existing `out` is refused before anything
+    is written. The block holds `out`'s lock, after removing what killed runs left; worker
+    processes it forks die with this process; an OS error while writing is an OutputError."""
     out = Path(out)
+    what = "build" if replace else "export"
     if not replace and out.exists():
         raise ValueError(f"{out}: already exists; choose a new --out (an export never overwrites)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    existed = out.exists()
     try:
-        yield staging
-        move_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with exclusive(out, what=what), processes.bound_children():
+            # Under the lock, hidden folders left by a killed run are nobody's.
+            remove_leftovers(out)
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+            try:
+                yield staging
+                move_into_place(staging, out)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+    except Exception as error:
+        cause = write_failure(error, out=out)
+        if cause is None:
+            raise
+        kept = f"the previous {what} there is untouched and no partial output is left" if existed else "no partial output is left"
+        raise OutputError(f"{out}: cannot write the {what}: {os.strerror(cause.errno)}; {kept}") from None
+
+
+def write_failure(error: BaseException, *, out: Path) -> OSError | None:
+    """The OS error behind `error` (or behind what it wraps) that means `out` cannot be
+    written, or None: bad input and errors about other files are not the output's."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (BuildError, OutputError)):
+            return None
+        if isinstance(error, OSError):
+            ours = error.filename is not None and _is_output_path(Path(os.fsdecode(error.filename)), out=out)
+            if error.errno in WRITE_ERRNOS and (error.filename is None or ours):
+                return error
+            if error.errno in DENIED_ERRNOS and ours:
+                return error
+        if isinstance(error, REMOTE_TRACEBACKS):
+            # Only the errno survives as text; a full disk in a worker has no file name anyway.
+            for match in REMOTE_ERRNO.finditer(str(error)):
+                if int(match.group(1)) in WRITE_ERRNOS:
+                    return OSError(int(match.group(1)), os.strerror(int(match.group(1))))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _is_output_path(path: Path, *, out: Path) -> bool:
+    """`out`, its lock, its hidden folders beside it, or anything inside those."""
+    out = Path(os.path.abspath(out))
+    path = Path(os.path.abspath(path))
+    for candidate in (path, *path.parents):
+        if candidate.parent == out.parent and (candidate.name == out.name or candidate.name.startswith(f".{out.name}.")):
+            return True
+    return False
 
 
 def move_into_place(staging: Path, out: Path) -> None:
