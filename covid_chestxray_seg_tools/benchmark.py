@@ -49,7 +49,7 @@ TARGETS = {
 # ---- measured tasks (each runs in its own subprocess) ---------------------------------------
 
 
-def task_build_ours(data_dir: str, out: str, template: str, allow_modified: bool, validate: bool = False) -> dict:
+def task_build_ours(data_dir: str, out: str, severity_file: str, allow_modified: bool, validate: bool = False) -> dict:
     """The library's build with the command line's defaults, in this process like the naive
     build (imports done before the clock).
 
@@ -60,12 +60,12 @@ def task_build_ours(data_dir: str, out: str, template: str, allow_modified: bool
     from covid_chestxray_seg_tools.build import build
 
     datasets.disable_progress_bars()
-    build(data_dir=Path(data_dir), out=Path(out), template=Path(template), verify_upstream=not allow_modified,
+    build(data_dir=Path(data_dir), out=Path(out), severity_file=Path(severity_file), verify_upstream=not allow_modified,
           num_proc=os.cpu_count() or 1, validate=validate)
     return {}
 
 
-def task_build_naive(data_dir: str, out: str) -> dict:
+def task_build_naive(data_dir: str, out: str, severity_file: str) -> dict:
     """What a careful user writes by hand with pycocotools and PIL: same records, one process."""
     import datasets
     from pycocotools.coco import COCO
@@ -74,6 +74,8 @@ def task_build_naive(data_dir: str, out: str) -> dict:
     coco = COCO(str(root / recipe.ANNOTATION_FILE))
     names = {c["id"]: recipe.UPSTREAM_CLASS_ALIASES.get(c["name"], c["name"]) for c in coco.loadCats(coco.getCatIds())}
     metadata = recipe.read_metadata(root / recipe.METADATA_FILE, needed={i["file_name"] for i in coco.imgs.values()})
+    severity = recipe.read_severity(Path(severity_file).read_bytes(), Path(severity_file))
+    unscored = dict.fromkeys(column for column, _ in recipe.SEVERITY_COLUMNS.values())
 
     def png(mask: np.ndarray) -> bytes:
         buffer = io.BytesIO()
@@ -99,13 +101,18 @@ def task_build_naive(data_dir: str, out: str) -> dict:
                     missing.add(name)
                 objects.append({"id": ann["id"], "category": recipe.CLASSES.index(name), "bbox": ann["bbox"],
                                 "area": float(ann["area"]), "iscrowd": bool(ann["iscrowd"]), "segmentation": segmentation})
+            data = (root / recipe.IMAGES_DIR / image["file_name"]).read_bytes()
+            drawn = {index: Image.fromarray(masks[name]) for index, name in enumerate(recipe.CLASSES) if name not in missing and masks[name].any()}
             yield {
-                "image": {"path": image["file_name"], "bytes": (root / recipe.IMAGES_DIR / image["file_name"]).read_bytes()},
+                "image": {"path": image["file_name"], "bytes": data},
+                "overlay": {"path": None, "bytes": recipe.overlay_jpeg(data, drawn)},
                 "image_id": image_id, "file_name": image["file_name"], "width": image["width"], "height": image["height"],
                 **{column: (None if name in missing else {"path": None, "bytes": png(masks[name])})
                    for name, column in zip(recipe.CLASSES, recipe.MASK_COLUMNS)},
                 "objects": objects,
                 **metadata[image["file_name"]],
+                **severity.get(image["file_name"], unscored),
+                "fold": None,
             }
 
     with tempfile.TemporaryDirectory() as cache:
@@ -361,7 +368,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 # ---- report -----------------------------------------------------------------------------------
 
 
-def run(*, data_dir: Path, template: Path, smoke: bool, scale: int, work: Path) -> dict:
+def run(*, data_dir: Path, severity_file: Path, smoke: bool, scale: int, work: Path) -> dict:
     allow_modified = smoke  # the fixture's metadata.csv is cut down
     ours_out, naive_out = work / "ours", work / "naive"
     results: dict = {"machine": machine(), "data_dir": str(data_dir)}
@@ -371,12 +378,12 @@ def run(*, data_dir: Path, template: Path, smoke: bool, scale: int, work: Path) 
     runs = []
     for _ in range(REPEATS):
         runs.append((
-            measure("build_ours", data_dir=str(data_dir), out=str(ours_out), template=str(template), allow_modified=allow_modified),
-            measure("build_naive", data_dir=str(data_dir), out=str(naive_out)),
+            measure("build_ours", data_dir=str(data_dir), out=str(ours_out), severity_file=str(severity_file), allow_modified=allow_modified),
+            measure("build_naive", data_dir=str(data_dir), out=str(naive_out), severity_file=str(severity_file)),
         ))
     ours = min((pair[0] for pair in runs), key=lambda r: r["seconds"])
     naive = min((pair[1] for pair in runs), key=lambda r: r["seconds"])
-    validated = measure("build_ours", data_dir=str(data_dir), out=str(work / "ours-validated"), template=str(template), allow_modified=allow_modified, validate=True)
+    validated = measure("build_ours", data_dir=str(data_dir), out=str(work / "ours-validated"), severity_file=str(severity_file), allow_modified=allow_modified, validate=True)
     results["build"] = {
         "ours_seconds": ours["seconds"], "naive_seconds": naive["seconds"], "validated_seconds": validated["seconds"],
         "speedup": naive["seconds"] / ours["seconds"],
@@ -401,7 +408,7 @@ def run(*, data_dir: Path, template: Path, smoke: bool, scale: int, work: Path) 
     if scale > 1:
         big = work / f"data-x{scale}"
         replicate(data_dir, big, scale)
-        scaled = measure("build_ours", data_dir=str(big), out=str(work / "ours-big"), template=str(template), allow_modified=True)
+        scaled = measure("build_ours", data_dir=str(big), out=str(work / "ours-big"), severity_file=str(severity_file), allow_modified=True)
         results["scale"] = {
             "copies": scale, "seconds": scaled["seconds"],
             "time_ratio": scaled["seconds"] / ours["seconds"],

@@ -1,9 +1,10 @@
 """Build the Hub-ready folder: run the builder, write Parquet shards, the card and dataset_infos.json.
 
     OUT/README.md                                   card: YAML header + generated tables
-    OUT/dataset_infos.json                          features and split sizes
-    OUT/assets/preview.png                          the card's preview picture
-    OUT/data/default/<split>-NNNNN-of-NNNNN.parquet
+    OUT/LICENSE.md                                  the licence of each part of a record
+    OUT/dataset_infos.json                          features and split sizes of each config
+    OUT/assets/preview.png, assets/severity.png     the card's pictures
+    OUT/data/<part>/<split>-NNNNN-of-NNNNN.parquet  the rows (see `layout`)
 
 The folder appears only when the build has succeeded (see `staging`).
 """
@@ -20,53 +21,67 @@ from datasets.exceptions import DatasetGenerationError
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout, parquet, staging
 from covid_chestxray_seg_tools import validate as quality
+from covid_chestxray_seg_tools.baseline import score_atlas
+from covid_chestxray_seg_tools.card import render as card_render
+from covid_chestxray_seg_tools.card.licence import render_licence
 from covid_chestxray_seg_tools.card.preview import render_preview
 from covid_chestxray_seg_tools.card.render import render_card
+from covid_chestxray_seg_tools.card.severity import lesion_shares, render_severity_plot, severity_correlation
 from covid_chestxray_seg_tools.card.stats import compute_stats
+from covid_chestxray_seg_tools.evaluate import format_markdown
+from covid_chestxray_seg_tools.viewer import first_rows_shown
 
 logger = logging.getLogger(__name__)
+
+IMAGE_COLUMNS = [name for name, feature in recipe.features().items() if isinstance(feature, datasets.Image)]
 
 
 def build(
     *,
     data_dir: Path | None,
     out: Path,
-    template: Path,
+    template: Path = card_render.TEMPLATE,
+    repo_id: str = card_render.DEFAULT_REPO_ID,
     data_url: str = recipe.ARCHIVE_URL,
     annotation_file: str = recipe.ANNOTATION_FILE,
     verify_upstream: bool = True,
+    severity_file: Path | None = None,
+    severity_url: str = recipe.SEVERITY_URL,
     shards: int = parquet.DEFAULT_SHARDS,
     max_shard_bytes: int = parquet.DEFAULT_MAX_SHARD_MB * 1_000_000,
     rows_per_row_group: int = parquet.DEFAULT_ROWS_PER_ROW_GROUP,
     num_proc: int = 1,
     validate: bool = False,
+    baseline: bool = False,
 ) -> dict:
     """Build into a hidden folder beside `out`, then swap it in; returns the summary."""
     out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with staging.exclusive(out):
-        # Under the lock, hidden folders left by a killed build are nobody's.
-        staging.remove_leftovers(out)
-        with staging.staged(out, replace=True) as folder:
-            stats, report = _build_into(
-                folder, data_dir=data_dir, data_url=data_url, annotation_file=annotation_file, verify_upstream=verify_upstream,
-                shards=shards, max_shard_bytes=max_shard_bytes, rows_per_row_group=rows_per_row_group, num_proc=num_proc,
-                template=template, validate=validate,
-            )
+    # staged holds the lock, removes what a killed build left and binds the workers to this process.
+    with staging.staged(out, replace=True) as folder:
+        stats, report = _build_into(
+            folder, data_dir=data_dir, data_url=data_url, annotation_file=annotation_file, verify_upstream=verify_upstream,
+            severity_file=severity_file, severity_url=severity_url, shards=shards, max_shard_bytes=max_shard_bytes,
+            rows_per_row_group=rows_per_row_group, num_proc=num_proc, template=template, repo_id=repo_id, validate=validate,
+            baseline=baseline,
+        )
     return {"out": out, "stats": stats, "report": report, "bytes": staging.folder_bytes(out)}
 
 
 def _build_into(
-    folder: Path, *, data_dir, data_url, annotation_file, verify_upstream, shards, max_shard_bytes, rows_per_row_group,
-    num_proc, template, validate,
+    folder: Path, *, data_dir, data_url, annotation_file, verify_upstream, severity_file, severity_url, shards, max_shard_bytes, rows_per_row_group,
+    num_proc, template, repo_id, validate, baseline,
 ):
-    with tempfile.TemporaryDirectory(prefix="covid-chestxray-seg-cache-") as cache_dir:
+    # The Arrow cache sits beside the staged folder, under a name the next build removes if
+    # this one is killed (in /tmp it would stay for good), and on the output's own disk.
+    with tempfile.TemporaryDirectory(prefix=f"{folder.name}-cache-", dir=folder.parent, ignore_cleanup_errors=True) as cache_dir:
         builder = recipe.CovidChestXraySeg(
             cache_dir=cache_dir,
             data_dir=str(data_dir) if data_dir else None,
             data_url=data_url,
             annotation_file=annotation_file,
             verify_upstream=verify_upstream,
+            severity_file=str(severity_file) if severity_file else None,
+            severity_url=severity_url,
         )
         try:
             builder.download_and_prepare(
@@ -75,26 +90,55 @@ def _build_into(
                 download_config=datasets.DownloadConfig(cache_dir=datasets.config.DOWNLOADED_DATASETS_PATH),
             )
         except DatasetGenerationError as error:
-            raise _build_error_from(error) from None
-        splits = {}
+            cause = _build_error_from(error)
+            if cause is error:
+                # As it is, with what it wraps: staging finds a full disk behind it.
+                raise
+            raise cause from None
         for split in recipe.SPLITS:
-            splits[split] = parquet.write_split(
-                builder.as_dataset(split=split), folder, split,
-                shards=shards, max_shard_bytes=max_shard_bytes, rows_per_row_group=rows_per_row_group,
-            )
-        info = parquet.hub_info(builder.info, folder, {split: parquet.arrow_bytes(paths) for split, paths in splits.items()})
+            for part, rows in _parts(builder.as_dataset(split=split)).items():
+                parquet.write_split(
+                    rows, folder, split, part=part,
+                    shards=shards, max_shard_bytes=max_shard_bytes, rows_per_row_group=rows_per_row_group,
+                )
+        descriptions = {config.name: config.description for config in recipe.CovidChestXraySeg.BUILDER_CONFIGS}
+        infos = {
+            config: parquet.hub_info(builder.info, folder, config=config, description=descriptions[config])
+            for config in layout.CONFIG_PARTS
+        }
         stats = compute_stats(folder)
         report = builder.report
-        extras = {"preview": render_preview(folder)}
+        shares = lesion_shares(folder)
+        correlation = severity_correlation(shares)
+        extras = {
+            "preview": render_preview(folder),
+            "severity": {"correlation": correlation, "plot": render_severity_plot(folder, shares, correlation)},
+            "viewer": {
+                split: first_rows_shown(layout.iter_rows(folder, split), image_columns=IMAGE_COLUMNS) for split in recipe.SPLITS
+            },
+        }
+        if baseline:
+            extras["baseline"] = format_markdown(score_atlas(folder))
         if validate:
             checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
             if checked.hard_errors:
                 raise recipe.BuildError(builder.data_root, "--validate", checked.hard_errors[0])
             extras["validation"] = checked
-    parquet.write_infos({layout.CONFIG_NAME: info}, folder / layout.INFOS_FILENAME)
-    card = render_card(template, info=info, stats=stats, report=report, extras=extras)
+    parquet.write_infos(infos, folder / layout.INFOS_FILENAME)
+    (folder / layout.LICENSE_FILENAME).write_text(render_licence(stats), encoding="utf-8")
+    card = render_card(template, folder=folder, infos=infos, stats=stats, report=report, extras=extras, repo_id=repo_id)
     (folder / layout.CARD_FILENAME).write_text(card, encoding="utf-8")
     return stats, report
+
+
+def _parts(dataset: datasets.Dataset) -> dict[str, datasets.Dataset]:
+    """A split's rows by storage part: images with a known licence, and the others."""
+    known = [recipe.has_known_licence({"license": licence}) for licence in dataset["license"]]
+    return {
+        # flatten_indices writes the chosen rows to their own cache file, which write_split streams.
+        layout.LICENSED_PART: dataset.select([i for i, keep in enumerate(known) if keep]).flatten_indices(),
+        layout.UNKNOWN_LICENCE_PART: dataset.select([i for i, keep in enumerate(known) if not keep]).flatten_indices(),
+    }
 
 
 def _build_error_from(error: BaseException) -> BaseException:

@@ -1,12 +1,16 @@
 """The Hub folder's layout: where every file of a build lives and how to read its rows back.
 
     README.md                                        the dataset card
-    dataset_infos.json                               features and split sizes
-    assets/preview.png                               the card's preview picture
-    data/<config>/<split>-NNNNN-of-NNNNN.parquet     the rows
+    LICENSE.md                                       annotations, images, severity scores
+    dataset_infos.json                               features and split sizes of each config
+    assets/                                          the card's pictures
+    data/<part>/<split>-NNNNN-of-NNNNN.parquet       the rows
 
-Every other module (and the tests, in both `datasets` venvs) takes these names from here,
-so this module depends on nothing but pyarrow.
+The rows are stored once, in two parts: images whose own licence is known
+(`data/licensed/`) and the others (`data/licence-unknown/`). Config `default` reads both,
+config `licensed` reads the first only, so it costs no copy. Every other module (and the
+tests, in both `datasets` venvs) takes these names from here, so this module depends on
+nothing but pyarrow.
 """
 
 from __future__ import annotations
@@ -17,38 +21,46 @@ from typing import Iterator, Sequence
 import pyarrow.parquet as pq
 
 CONFIG_NAME = "default"
+LICENSED_CONFIG = "licensed"
+LICENSED_PART = "licensed"
+UNKNOWN_LICENCE_PART = "licence-unknown"
+# Config -> the parts it reads, in row order.
+CONFIG_PARTS = {CONFIG_NAME: (LICENSED_PART, UNKNOWN_LICENCE_PART), LICENSED_CONFIG: (LICENSED_PART,)}
 DATA_DIR = "data"
 CARD_FILENAME = "README.md"
+LICENSE_FILENAME = "LICENSE.md"
 INFOS_FILENAME = "dataset_infos.json"
 PREVIEW_PATH = "assets/preview.png"
 # Files a build must hold for publishing (the shards aside).
-REQUIRED_FILES = (CARD_FILENAME, INFOS_FILENAME)
+REQUIRED_FILES = (CARD_FILENAME, INFOS_FILENAME, LICENSE_FILENAME)
 # Folders whose whole content a build owns: a publish deletes what a new build no longer has there.
 BUILT_FOLDERS = (f"{DATA_DIR}/", "assets/")
 
 
-def config_dir(config: str = CONFIG_NAME) -> str:
-    return f"{DATA_DIR}/{config}"
+def shard_name(split: str, index: int, count: int, *, part: str) -> str:
+    """The repo path of shard `index` of `count` of a part, as `datasets` names its own Hub uploads."""
+    return f"{DATA_DIR}/{part}/{split}-{index:05d}-of-{count:05d}.parquet"
 
 
-def shard_name(split: str, index: int, count: int, *, config: str = CONFIG_NAME) -> str:
-    """The repo path of shard `index` of `count`, as `datasets` names its own Hub uploads."""
-    return f"{config_dir(config)}/{split}-{index:05d}-of-{count:05d}.parquet"
+def shard_pattern(split: str, *, part: str) -> str:
+    return f"{DATA_DIR}/{part}/{split}-*.parquet"
 
 
-def shard_pattern(split: str, *, config: str = CONFIG_NAME) -> str:
-    """The card's `data_files` pattern of a split."""
-    return f"{config_dir(config)}/{split}-*.parquet"
-
-
-def data_files(splits: Sequence[str], *, config: str = CONFIG_NAME) -> list[dict]:
-    """The card YAML's `configs[].data_files` of a config."""
-    return [{"split": split, "path": shard_pattern(split, config=config)} for split in splits]
+def data_files(folder: Path, splits: Sequence[str], *, config: str = CONFIG_NAME) -> list[dict]:
+    """The card YAML's `configs[].data_files` of a config: for each split, the parts that have
+    files for it in `folder` (a part without rows has no file); a split without any is left out."""
+    entries = []
+    for split in splits:
+        patterns = [shard_pattern(split, part=part) for part in CONFIG_PARTS[config] if any(Path(folder).glob(shard_pattern(split, part=part)))]
+        if patterns:
+            entries.append({"split": split, "path": patterns})
+    return entries
 
 
 def shard_paths(folder: Path, split: str | None = None, *, config: str = CONFIG_NAME) -> list[Path]:
-    """The shards of one split of a built folder, or of all its splits, sorted by name."""
-    return sorted(Path(folder).glob(shard_pattern(split or "*", config=config)))
+    """The shards of a config's split (or of all its splits) in the order `datasets` reads them:
+    part by part, then by name."""
+    return [path for part in CONFIG_PARTS[config] for path in sorted(Path(folder).glob(shard_pattern(split or "*", part=part)))]
 
 
 def iter_rows(

@@ -28,8 +28,7 @@ DEFAULT_MAX_SHARD_MB = 3
 
 
 def write_split(
-    dataset: datasets.Dataset, folder: Path, split: str, *, shards: int, max_shard_bytes: int, rows_per_row_group: int,
-    config: str = layout.CONFIG_NAME,
+    dataset: datasets.Dataset, folder: Path, split: str, *, part: str, shards: int, max_shard_bytes: int, rows_per_row_group: int,
 ) -> list[Path]:
     """Write `dataset` as Parquet files of near-equal row counts: at least `shards` of them, more when
     that keeps each under `max_shard_bytes`, never more than rows.
@@ -44,7 +43,7 @@ def write_split(
     bounds = [index * rows // count for index in range(count + 1)]
     schema = portable_schema(dataset.features)
     options = get_parquet_column_options(dataset.features, schema)
-    paths = [Path(folder) / layout.shard_name(split, index, count, config=config) for index in range(count)]
+    paths = [Path(folder) / layout.shard_name(split, index, count, part=part) for index in range(count)]
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     shard, position, pending, writer = 0, 0, [], None
 
@@ -56,6 +55,11 @@ def write_split(
             writer.write_table(rows, row_group_size=rows_per_row_group)
             pending.clear()
 
+    if rows == 0:
+        # No file at all: datasets' Parquet reader fails on a file without rows, and the
+        # card's data_files name only the parts a split has (layout.data_files).
+        logger.info(f"{part}/{split}: no rows, no file")
+        return []
     try:
         for batch in _cache_batches(cache_files):
             while batch.num_rows:
@@ -74,12 +78,10 @@ def write_split(
                 if position == bounds[shard + 1]:
                     writer.close()
                     writer, shard = None, shard + 1
-        if rows == 0:
-            pq.write_table(schema.empty_table(), paths[0], **options)
     finally:
         if writer is not None:
             writer.close()
-    logger.info(f"wrote {split}: {rows} rows in {count} files")
+    logger.info(f"wrote {part}/{split}: {rows} rows in {count} files")
     return paths
 
 
@@ -100,13 +102,17 @@ def arrow_bytes(paths: list[Path]) -> int:
     return total
 
 
-def hub_info(info: datasets.DatasetInfo, folder: Path, num_bytes: dict[str, int], *, config: str = layout.CONFIG_NAME) -> datasets.DatasetInfo:
-    """The builder's info as the Hub serves it: no local paths, sizes of the written shards."""
+def hub_info(info: datasets.DatasetInfo, folder: Path, *, config: str, description: str) -> datasets.DatasetInfo:
+    """The builder's info as the Hub serves it for `config`: no local paths, rows and sizes of
+    the written shards."""
     info = info.copy()
     info.config_name = config
+    info.description = description
     info.download_checksums = None
     for name, split in info.splits.items():
-        split.num_bytes = num_bytes[name]
+        paths = layout.shard_paths(folder, name, config=config)
+        split.num_examples = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+        split.num_bytes = arrow_bytes(paths)
         split.shard_lengths = None
         split.original_shard_lengths = None
     info.download_size = sum(path.stat().st_size for path in layout.shard_paths(folder, config=config))

@@ -25,6 +25,7 @@ from huggingface_hub.utils import validate_repo_id
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.card.render import card_for_repo
 
 REPO_TYPE = "dataset"
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
@@ -43,6 +44,11 @@ class LocalFile:
     size: int
     sha256: str
     git_sha1: str
+    content: bytes | None = None  # what is uploaded instead of the file, when publishing changes it
+
+
+def _local_file(path: Path, data: bytes, *, changed: bool = False) -> LocalFile:
+    return LocalFile(path, len(data), hashlib.sha256(data).hexdigest(), recipe.git_blob_sha1(data), data if changed else None)
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ def publish(
     check_repo_id(repo_id=repo_id)
     if not commit_message.strip():
         raise PublishError("--commit-message must not be empty")
-    local = local_files(folder=Path(folder))
+    local = local_files(folder=Path(folder), repo_id=repo_id)
     if not token and not dry_run:
         raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token")
     check_card(folder=Path(folder))
@@ -142,8 +148,9 @@ def check_repo_id(*, repo_id: str) -> None:
         raise PublishError(f"--repo-id {repo_id!r} must be ORG/NAME (or USER/NAME), so that load_dataset(ORG/NAME) finds it")
 
 
-def local_files(*, folder: Path) -> dict[str, LocalFile]:
-    """The built folder's files by repo path, after checking it is a complete build of this builder."""
+def local_files(*, folder: Path, repo_id: str) -> dict[str, LocalFile]:
+    """The built folder's files by repo path, after checking it is a complete build of this builder;
+    the card's code names `repo_id`, whatever repo it was built for."""
     if not folder.is_dir():
         raise PublishError(f"{folder} does not exist: build it first with `python scripts/build.py --out {folder}`")
     files = {}
@@ -155,7 +162,11 @@ def local_files(*, folder: Path) -> dict[str, LocalFile]:
                 "publish only what scripts/build.py writes"
             )
         data = path.read_bytes()
-        files[relative] = LocalFile(path, len(data), hashlib.sha256(data).hexdigest(), recipe.git_blob_sha1(data))
+        if relative == layout.CARD_FILENAME:
+            card = card_for_repo(data.decode("utf-8"), repo_id).encode("utf-8")
+            files[relative] = _local_file(path, card, changed=card != data)
+        else:
+            files[relative] = _local_file(path, data)
     missing = [name for name in layout.REQUIRED_FILES if name not in files]
     if missing or not any(name.startswith("data/") and name.endswith(".parquet") for name in files):
         raise PublishError(
@@ -246,7 +257,10 @@ def commit_plan(
     *, api: HfApi, repo_id: str, revision: str, plan: Plan, local: dict[str, LocalFile], create_pr: bool, message: str, say
 ) -> str:
     """One commit with every addition and deletion, on top of plan.head; retried on server errors."""
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(local[name].path)) for name in plan.add]
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=local[name].content if local[name].content is not None else str(local[name].path))
+        for name in plan.add
+    ]
     operations += [CommitOperationDelete(path_in_repo=name) for name in plan.delete]
     wait = COMMIT_RETRY_WAIT
     for attempt in range(1, COMMIT_ATTEMPTS + 1):

@@ -13,13 +13,12 @@ from typing import Sequence
 
 from covid_chestxray_seg_tools import benchmark
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CARD_TEMPLATE = REPO_ROOT / "README.md"
 
 EXAMPLES = """\
 examples:
-  python scripts/benchmark.py --data-dir ../shared/data/covid-19-chest-xray-segmentations-dataset --json benchmark.json
-  python scripts/benchmark.py --data-dir tests/fixtures/data --smoke
+  python scripts/benchmark.py --data-dir ../shared/data/covid-19-chest-xray-segmentations-dataset \
+      --severity-file ../shared/data/ieee8023-covid-chestxray-dataset/annotations/covid-severity-scores.csv --json benchmark.json
+  python scripts/benchmark.py --data-dir tests/fixtures/data --severity-file tests/fixtures/severity/covid-severity-scores.csv --smoke
 """
 
 
@@ -31,13 +30,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="the upstream data (or the test fixture with --smoke)")
+    parser.add_argument("--severity-file", type=Path, required=True, help="ieee8023's covid-severity-scores.csv (a local copy)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     parser.add_argument("--scale", type=int, default=10, help="copies of the data for the scale test; 1 skips it (default: 10)")
     parser.add_argument("--smoke", action="store_true", help="small data: accept a cut-down metadata.csv, skip nothing else")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="covid-chestxray-seg-benchmark-") as work:
         results = benchmark.run(
-            data_dir=args.data_dir.resolve(), template=CARD_TEMPLATE, smoke=args.smoke, scale=args.scale, work=Path(work)
+            data_dir=args.data_dir.resolve(), severity_file=args.severity_file.resolve(), smoke=args.smoke, scale=args.scale, work=Path(work)
         )
     print(benchmark.format_table(results))
     if args.json:

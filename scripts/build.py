@@ -23,13 +23,13 @@ import datasets  # noqa: E402
 
 import covid_chestxray_seg as recipe  # noqa: E402
 from covid_chestxray_seg_tools import cli, layout, parquet  # noqa: E402
+from covid_chestxray_seg_tools.card import render as card_render  # noqa: E402
 from covid_chestxray_seg_tools.build import build, format_summary  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "build"
-CARD_TEMPLATE = REPO_ROOT / "README.md"
-# The repository's README is the card, so it carries the card's generated files too.
-SYNCED_FILES = (layout.CARD_FILENAME, layout.INFOS_FILENAME, layout.PREVIEW_PATH)
+# The repository keeps the build's infos (tests compare them with a fresh build) and the preview (its README shows it).
+SYNCED_FILES = (layout.INFOS_FILENAME, layout.PREVIEW_PATH)
 # The builder names its config fields; a user of this command knows them as options.
 OPTION_OF_FIELD = {"set verify_upstream=False": "pass --allow-modified (verify_upstream=False)"}
 
@@ -44,8 +44,8 @@ examples:
   # with the polygon annotation file, on data that differs from upstream
   python scripts/build.py --data-dir DIR --annotation-file annotation/results_polygons.json --allow-modified
 
-  # rebuild and refresh the repository's README.md and dataset_infos.json
-  python scripts/build.py --data-dir DIR --sync-repo
+  # for the repo you will publish to, and refresh the repository's dataset_infos.json
+  python scripts/build.py --data-dir DIR --repo-id acme/cxr-seg --sync-repo
 """
 
 
@@ -70,8 +70,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"COCO file inside the data folder (default: {recipe.ANNOTATION_FILE})",
     )
     parser.add_argument(
+        "--severity-file", type=Path, default=None,
+        help=f"local copy of ieee8023's {recipe.SEVERITY_PATH}; default: download it at the pinned commit",
+    )
+    parser.add_argument(
+        "--severity-url", default=recipe.SEVERITY_URL,
+        help="severity file to download when --severity-file is not given (default: ieee8023's repository at the pinned commit)",
+    )
+    parser.add_argument(
         "--allow-modified", action="store_true",
-        help="accept images and metadata.csv that differ from the upstream manifest (they are listed in the card)",
+        help="accept images, metadata.csv and a severity file that differ from their pinned manifests (they are listed in the card)",
     )
     parser.add_argument(
         "--shards", type=int, default=parquet.DEFAULT_SHARDS,
@@ -86,14 +94,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"rows per Parquet row group; small groups make streaming start fast (default: {parquet.DEFAULT_ROWS_PER_ROW_GROUP})",
     )
     parser.add_argument("--num-proc", type=int, default=os.cpu_count() or 1, help="worker processes for the build (default: all cores)")
-    parser.add_argument("--template", type=Path, default=CARD_TEMPLATE, help="card template (default: the repository's README.md)")
+    parser.add_argument(
+        "--repo-id", default=card_render.DEFAULT_REPO_ID,
+        help=f"Hub dataset repo the card's code loads (default: {card_render.DEFAULT_REPO_ID}; scripts/publish.py writes the id it publishes to)",
+    )
+    parser.add_argument("--template", type=Path, default=card_render.TEMPLATE, help="card template (default: the package's card/template.md)")
     parser.add_argument(
         "--validate", action="store_true",
         help="compare every COCO segmentation with upstream's mask crops and put the summary in the card (scripts/validate.py)",
     )
     parser.add_argument(
+        "--baseline", action="store_true",
+        help="score the mean-shape atlas on the test split (scripts/evaluate.py --baseline atlas) and put the table in the card",
+    )
+    parser.add_argument(
         "--sync-repo", action="store_true",
-        help="also write the card, dataset_infos.json and assets/preview.png to the repository root",
+        help="also write dataset_infos.json and assets/preview.png to the repository root",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars: only warnings, errors and the summary")
     args = parser.parse_args(argv)
@@ -117,12 +133,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             out=args.out,
             annotation_file=args.annotation_file,
             verify_upstream=not args.allow_modified,
+            severity_file=args.severity_file,
+            severity_url=args.severity_url,
             shards=args.shards,
             max_shard_bytes=args.max_shard_mb * 1_000_000,
             rows_per_row_group=args.rows_per_row_group,
             num_proc=args.num_proc,
             template=args.template,
+            repo_id=args.repo_id,
             validate=args.validate,
+            baseline=args.baseline,
         )
         print(format_summary(summary))
         if args.sync_repo:

@@ -14,9 +14,14 @@ from covid_chestxray_seg_tools import crops, layout
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_DIR = REPO / "tests" / "fixtures" / "data"
 SHARED_DIR = REPO.parent / "shared" / "data" / "covid-19-chest-xray-segmentations-dataset"
-# dataset-viewer's PARQUET_AND_INFO_MAX_ROW_GROUP_BYTE_SIZE_FOR_COPY: larger row groups are
-# not served as they are.
-VIEWER_ROW_GROUP_BYTES = 100_000_000
+# ieee8023's severity scores: the real file beside the real data, and a cut of it for the
+# fixture (its comment lines, three real rows, and scores for two fixture images, one of
+# them 0.0: none of the three fixture images is scored upstream).
+SHARED_SEVERITY = REPO.parent / "shared" / "data" / "ieee8023-covid-chestxray-dataset" / "annotations" / "covid-severity-scores.csv"
+FIXTURE_SEVERITY = REPO / "tests" / "fixtures" / "severity" / "covid-severity-scores.csv"
+# scripts/build.py's source options for each.
+FIXTURE_ARGS = ("--data-dir", str(FIXTURE_DIR), "--severity-file", str(FIXTURE_SEVERITY))
+SHARED_ARGS = ("--data-dir", str(SHARED_DIR), "--severity-file", str(SHARED_SEVERITY))
 
 
 def crop_masks(data_dir: Path) -> dict[tuple[str, str], np.ndarray]:
@@ -42,9 +47,9 @@ def mask_to_runs(mask: np.ndarray) -> list[int]:
     return runs if flat[0] == 0 else [0] + runs
 
 
-def parquet_rows(folder: Path, split: str | None = None, columns: list | None = None) -> list[dict]:
-    """The raw rows of a built folder (image and mask bytes undecoded), one split or all."""
-    return layout.read_rows(folder, split, columns=columns)
+def parquet_rows(folder: Path, split: str | None = None, columns: list | None = None, *, config: str = layout.CONFIG_NAME) -> list[dict]:
+    """The raw rows of a built folder's config (image and mask bytes undecoded), one split or all."""
+    return layout.read_rows(folder, split, columns=columns, config=config)
 
 
 def require_torch():
@@ -55,3 +60,29 @@ def require_torch():
 
         return torch
     return pytest.importorskip("torch", reason="torch is not installed (CI installs torch==2.13.0)")
+
+
+def require_monai():
+    """monai, or a skip where it is not installed; like `require_torch`, a missing monai fails
+    where COVID_SEG_REQUIRE_TORCH=1 (CI installs it right after torch)."""
+    if os.environ.get("COVID_SEG_REQUIRE_TORCH") == "1":
+        import monai
+
+        return monai
+    return pytest.importorskip("monai", reason="monai is not installed (CI installs it after torch)")
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by relative path, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def big_args(data: Path) -> list[str]:
+    """scripts/build.py's options for a multiplied fixture (`big_data`), built by 2 worker processes."""
+    args = list(FIXTURE_ARGS)
+    args[args.index("--data-dir") + 1] = str(data)
+    return [*args, "--allow-modified", "--quiet", "--num-proc", "2"]

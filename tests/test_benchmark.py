@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import FIXTURE_DIR, REPO
-from covid_chestxray_seg_tools import benchmark
+from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY
+from covid_chestxray_seg_tools import benchmark, layout
 from scripts import benchmark as benchmark_cli
 
 
 def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert benchmark_cli.main(["--data-dir", str(FIXTURE_DIR), "--smoke", "--scale", "2", "--json", str(out)]) == 0
+    assert benchmark_cli.main(["--data-dir", str(FIXTURE_DIR), "--severity-file", str(FIXTURE_SEVERITY), "--smoke", "--scale", "2", "--json", str(out)]) == 0
     results = json.loads(out.read_text())
     # The naive build and the hand-written loader produce exactly our masks and arrays.
     assert results["build"]["masks_identical"] is True
@@ -41,15 +41,15 @@ def test_replicate_makes_new_ids_names_and_patients(tmp_path):
 
 def test_the_naive_build_detects_a_different_mask(tmp_path):
     ours, naive = tmp_path / "ours", tmp_path / "naive"
-    benchmark.task_build_ours(str(FIXTURE_DIR), str(ours), str(REPO / "README.md"), True)
-    benchmark.task_build_naive(str(FIXTURE_DIR), str(naive))
+    benchmark.task_build_ours(str(FIXTURE_DIR), str(ours), str(FIXTURE_SEVERITY), True)
+    benchmark.task_build_naive(str(FIXTURE_DIR), str(naive), str(FIXTURE_SEVERITY))
     assert benchmark.same_masks(ours, naive)
     # Damage one mask of ours: the comparison must notice.
     import pyarrow as pa
     import pyarrow.parquet as pq
     import covid_chestxray_seg as recipe
 
-    path = next((ours / "data" / "default").glob("train-*.parquet"))
+    path = next(p for p in layout.shard_paths(ours, "train") if pq.ParquetFile(p).metadata.num_rows)
     table = pq.read_table(path)
     rows = table.to_pylist()
     mask = recipe.decode_mask(rows[0]["mask_left_lung"])

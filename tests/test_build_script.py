@@ -13,24 +13,26 @@ import pytest
 from huggingface_hub import DatasetCard
 
 import covid_chestxray_seg as recipe
-from tests.helpers import FIXTURE_DIR, REPO, VIEWER_ROW_GROUP_BYTES
-from covid_chestxray_seg_tools import parquet
+from covid_chestxray_seg_tools import viewer
+from tests.helpers import FIXTURE_ARGS, REPO
+from covid_chestxray_seg_tools import layout, parquet
 from covid_chestxray_seg_tools.card.stats import compute_stats
 from scripts import build
 
 def parquet_files(folder: Path, split: str) -> list[Path]:
-    return sorted((folder / "data" / "default").glob(f"{split}-*.parquet"))
+    return layout.shard_paths(folder, split)
 
 
 def test_layout_and_shard_names(fixture_build):
     files = sorted(p.relative_to(fixture_build).as_posix() for p in fixture_build.rglob("*") if p.is_file())
     # One image per split in the fixture: one file each, named as the Hub expects.
     assert files == [
+        "LICENSE.md",
         "README.md",
         "assets/preview.png",
-        "data/default/test-00000-of-00001.parquet",
-        "data/default/train-00000-of-00001.parquet",
-        "data/default/validation-00000-of-00001.parquet",
+        "data/licensed/test-00000-of-00001.parquet",
+        "data/licensed/train-00000-of-00001.parquet",
+        "data/licensed/validation-00000-of-00001.parquet",
         "dataset_infos.json",
     ]
     assert not list(fixture_build.parent.glob(".*partial*"))
@@ -38,8 +40,9 @@ def test_layout_and_shard_names(fixture_build):
 
 def test_train_has_at_least_four_shards_when_rows_allow(tmp_path):
     out = tmp_path / "out"
-    assert build.main(["--data-dir", str(FIXTURE_DIR), "--out", str(out), "--allow-modified", "--quiet", "--shards", "4"]) == 0
-    # A split never gets more files than rows: empty Parquet files would confuse streaming workers.
+    assert build.main([*FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--shards", "4"]) == 0
+    # A split never gets more files than rows (none for a part without rows): empty Parquet
+    # files would confuse streaming workers.
     assert [len(parquet_files(out, s)) for s in recipe.SPLITS] == [1, 1, 1]
 
 
@@ -59,21 +62,27 @@ def test_card_yaml_agrees_with_the_parquet_files(fixture_build):
     data = card.data.to_dict()
     assert data["task_categories"] == ["image-segmentation"]
     assert data["license"] == "other" and "cc-by-4.0" in data["license_name"]
-    assert [c["config_name"] for c in data["configs"]] == ["default"]
-    assert {f["split"]: f["path"] for f in data["configs"][0]["data_files"]} == {
-        split: f"data/default/{split}-*.parquet" for split in recipe.SPLITS
-    }
-    info = data["dataset_info"]
-    assert datasets.Features._from_yaml_list(info["features"]) == recipe.features()
-    for split in info["splits"]:
-        rows = sum(pq.ParquetFile(path).metadata.num_rows for path in parquet_files(fixture_build, split["name"]))
-        assert split["num_examples"] == rows
-    assert info["download_size"] == sum(p.stat().st_size for p in fixture_build.rglob("*.parquet"))
+    assert data["license_link"] == "LICENSE.md" and (fixture_build / "LICENSE.md").is_file()
+    assert [c["config_name"] for c in data["configs"]] == ["default", "licensed"]
+    assert data["configs"][0]["default"] is True and "default" not in data["configs"][1]
+    # The fixture's three images all have a licence: the licence-unknown part has no file.
+    for config in data["configs"]:
+        assert {f["split"]: f["path"] for f in config["data_files"]} == {
+            split: [f"data/licensed/{split}-*.parquet"] for split in recipe.SPLITS
+        }
+    infos = {info["config_name"]: info for info in data["dataset_info"]}
+    assert set(infos) == {"default", "licensed"}
+    for config, info in infos.items():
+        assert datasets.Features._from_yaml_list(info["features"]) == recipe.features()
+        for split in info["splits"]:
+            rows = sum(pq.ParquetFile(path).metadata.num_rows for path in layout.shard_paths(fixture_build, split["name"], config=config))
+            assert split["num_examples"] == rows
+        assert info["download_size"] == sum(p.stat().st_size for p in layout.shard_paths(fixture_build, config=config))
 
 
 def test_dataset_infos_json_agrees_with_the_card(fixture_build):
     infos = json.loads((fixture_build / "dataset_infos.json").read_text())
-    card = DatasetCard.load(fixture_build / "README.md").data.to_dict()["dataset_info"]
+    card = DatasetCard.load(fixture_build / "README.md").data.to_dict()["dataset_info"][0]
     info = datasets.DatasetInfo.from_dict(infos["default"])
     assert info.features == recipe.features()
     assert {name: split.num_examples for name, split in info.splits.items()} == {
@@ -92,14 +101,14 @@ def test_card_tables_are_computed_from_the_parquet_files(fixture_build):
     assert "| 10 | Monitoring Probes | `mask_monitoring_probes` | 1 | 1 | 1 |" in text
     assert "| CC BY | 2 |" in text and "| CC BY-SA | 1 |" in text
     assert "`Nosogastric Tube` -> `Nasogastric Tube`" in text
-    assert "files that differ: `metadata.csv`." in text
+    assert "files that differ: `metadata.csv`, `annotations/covid-severity-scores.csv`." in text
     assert "arXiv 2003.11597" in text and "Do not claim diagnostic performance" in text
     assert not re.search(r"<!-- BEGIN GENERATED: (\w+) -->\n<!-- END GENERATED: \1 -->", text)
 
 
 def test_two_builds_are_byte_identical_whatever_the_process_count(tmp_path, fixture_build):
     other = tmp_path / "again"
-    assert build.main(["--data-dir", str(FIXTURE_DIR), "--out", str(other), "--allow-modified", "--quiet", "--num-proc", "1"]) == 0
+    assert build.main([*FIXTURE_ARGS, "--out", str(other), "--allow-modified", "--quiet", "--num-proc", "1"]) == 0
     first = {p.relative_to(fixture_build): p.read_bytes() for p in fixture_build.rglob("*") if p.is_file()}
     second = {p.relative_to(other): p.read_bytes() for p in other.rglob("*") if p.is_file()}
     assert first.keys() == second.keys()
@@ -113,14 +122,16 @@ def test_row_groups_are_small(fixture_build):
         for index in range(metadata.num_row_groups):
             group = metadata.row_group(index)
             assert group.num_rows <= parquet.DEFAULT_ROWS_PER_ROW_GROUP
-            assert group.total_byte_size < VIEWER_ROW_GROUP_BYTES
+            assert group.total_byte_size < viewer.ROWS_INDEX_MAX_ARROW_BYTES / 100
+            # A page index in every column chunk: the viewer reads a few rows, not a whole group.
+            assert all(group.column(column).has_offset_index for column in range(group.num_columns))
 
 
 def test_rebuild_replaces_the_output_folder(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.parquet").write_bytes(b"old")
-    assert build.main(["--data-dir", str(FIXTURE_DIR), "--out", str(out), "--allow-modified", "--quiet"]) == 0
+    assert build.main([*FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet"]) == 0
     assert not (out / "stale.parquet").exists()
     assert (out / "README.md").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
@@ -138,18 +149,18 @@ def test_help_lists_options_and_examples(capsys):
 
 def test_bad_option_values_are_refused(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        build.main(["--data-dir", str(FIXTURE_DIR), "--shards", "0"])
+        build.main([*FIXTURE_ARGS, "--shards", "0"])
     assert exit_info.value.code == 2
     assert "--shards must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_summary_names_counts_and_flags(tmp_path, capsys):
-    assert build.main(["--data-dir", str(FIXTURE_DIR), "--out", str(tmp_path / "o"), "--allow-modified", "--quiet"]) == 0
+    assert build.main([*FIXTURE_ARGS, "--out", str(tmp_path / "o"), "--allow-modified", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "images 3, patients 3, annotations 20" in out
     assert "1 annotations without segmentation" in out
     assert "Chest Tube 0" in out
-    assert "modified upstream files 1" in out
+    assert "modified upstream files 2" in out
 
 
 def test_template_without_a_generated_block_is_refused(tmp_path, capsys):
@@ -159,7 +170,7 @@ def test_template_without_a_generated_block_is_refused(tmp_path, capsys):
         "<!-- BEGIN GENERATED: preview -->\n<!-- END GENERATED: preview -->\n"
     )
     code = build.main(
-        ["--data-dir", str(FIXTURE_DIR), "--out", str(tmp_path / "o"), "--allow-modified", "--quiet", "--template", str(template)]
+        [*FIXTURE_ARGS, "--out", str(tmp_path / "o"), "--allow-modified", "--quiet", "--template", str(template)]
     )
     assert code == 1
     assert re.search(r"README\.md: generated block 'classes': template lacks <!-- BEGIN GENERATED: classes -->", capsys.readouterr().err)
@@ -170,7 +181,7 @@ def test_ci_runs_the_readme_commands():
     """The README promises two commands for a fresh machine (set up, test), then the
     datasets 3.x check; CI must run exactly those, in that order."""
     readme = (REPO / "README.md").read_text()
-    section = readme.split("## Build it yourself")[1].split("\n## ")[0]
+    section = readme.split("## Two commands")[1].split("\n## ")[0]
     commands = re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
     assert len(commands) == 3 and commands[1] == ".venv/bin/python -m pytest" and "compat/datasets3" in commands[2]
     ci = (REPO / ".ci" / "run").read_text().splitlines()

@@ -12,11 +12,12 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 import covid_chestxray_seg as recipe
-from tests.helpers import FIXTURE_DIR, crop_masks, mask_to_runs, structure_rows
+from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, crop_masks, mask_to_runs, structure_rows
 
 
 def prepare(data_dir: Path, tmp_path: Path, **config) -> datasets.DatasetDict:
     config.setdefault("verify_upstream", False)
+    config.setdefault("severity_file", str(FIXTURE_SEVERITY))
     builder = recipe.CovidChestXraySeg(data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"), **config)
     builder.download_and_prepare()
     return builder.as_dataset()
@@ -38,7 +39,7 @@ def test_counts_and_features(fixture_dataset):
     assert len(rows) == 3
     assert sum(len(row["objects"]) for row in rows) == len(coco["annotations"]) == 20
     assert fixture_dataset["train"].features == recipe.features()
-    assert list(fixture_dataset["train"].features)[:5] == ["image", "image_id", "file_name", "width", "height"]
+    assert list(fixture_dataset["train"].features)[:6] == ["image", "overlay", "image_id", "file_name", "width", "height"]
     assert fixture_dataset["train"].features["objects"].feature["category"].names == list(recipe.CLASSES)
 
 
@@ -131,13 +132,14 @@ def test_metadata_is_typed_and_joined_by_file_name(fixture_dataset):
 
 
 def test_misspelt_class_is_renamed_and_counted(tmp_path):
-    builder = recipe.CovidChestXraySeg(data_dir=str(FIXTURE_DIR), cache_dir=str(tmp_path), verify_upstream=False)
+    builder = recipe.CovidChestXraySeg(data_dir=str(FIXTURE_DIR), severity_file=str(FIXTURE_SEVERITY), cache_dir=str(tmp_path), verify_upstream=False)
     builder.download_and_prepare()
     assert builder.report.renamed_categories == {"Nosogastric Tube": "Nasogastric Tube"}
     assert builder.report.annotations_without_segmentation == 1
     assert builder.report.images == 3 and builder.report.annotations == 20
     assert builder.report.images_without_license == 0
-    assert builder.report.modified_files == ["metadata.csv"]  # the fixture keeps 3 of its rows
+    # The fixture keeps 3 rows of metadata.csv and a cut of the severity file.
+    assert builder.report.modified_files == ["metadata.csv", "annotations/covid-severity-scores.csv"]
     rows = all_rows(builder.as_dataset())
     tube = recipe.CLASSES.index("Nasogastric Tube")
     assert any(o["category"] == tube for row in rows for o in row["objects"])

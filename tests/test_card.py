@@ -16,7 +16,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
-from tests.helpers import FIXTURE_DIR, SHARED_DIR, parquet_rows
+from tests.helpers import FIXTURE_ARGS, FIXTURE_DIR, SHARED_DIR, parquet_rows
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools import validate as quality
 from covid_chestxray_seg_tools.card import preview as card_preview
@@ -30,7 +30,7 @@ def card_numbers_match_parquet(folder) -> None:
     rows = parquet_rows(folder, columns=columns)
     for split in recipe.SPLITS:
         chosen = parquet_rows(folder, split, columns)
-        files = len(list((folder / "data" / "default").glob(f"{split}-*.parquet")))
+        files = len(layout.shard_paths(folder, split))
         line = f"| {split} | {len(chosen)} | {len({r['patient_id'] for r in chosen})} | {sum(len(r['objects']) for r in chosen)} | {files} |"
         assert line in text, line
     for finding, count in Counter(r["finding"] or "none given" for r in rows).items():
@@ -92,7 +92,7 @@ def test_preview_shows_only_openly_licensed_images(tmp_path, fixture_build):
     folder = tmp_path / "out"
     shutil.copytree(fixture_build, folder)
     (folder / layout.PREVIEW_PATH).unlink()
-    for path in (folder / "data" / "default").glob("*.parquet"):
+    for path in layout.shard_paths(folder):
         table = pq.read_table(path)
         column = table.schema.get_field_index("license")
         table = table.set_column(column, table.schema.field(column), pa.array(["CC BY-NC-SA"] * table.num_rows))
@@ -103,16 +103,18 @@ def test_preview_shows_only_openly_licensed_images(tmp_path, fixture_build):
 
 def test_card_sections_come_in_reading_order(fixture_build):
     text = (fixture_build / "README.md").read_text()
-    order = ["# COVID-19 Chest X-ray Segmentations", "GENERATED: preview", "## Load it", "## Classes", "## Splits",
-             "## Licences", "## Provenance", "## Known issues", "## Citation", "## Clinical use"]
+    order = ["# COVID-19 Chest X-ray Segmentations", "GENERATED: preview", "## Configs", "## Load it", "## The record",
+             "## Classes", "## Splits and folds", "## Severity scores", "## Evaluation protocol and baseline", "## Licences",
+             "## How the data was made and checked", "## Known issues", "## Bias and limitations",
+             "## Limitations and clinical use", "## Citation"]
     positions = [text.index(marker) for marker in order]
     assert positions == sorted(positions)
 
 
 def test_provenance_has_no_timestamp_and_names_the_sources(fixture_build):
     text = (fixture_build / "README.md").read_text()
-    provenance = text.split("## Provenance")[1].split("##")[0]
-    assert recipe.UPSTREAM_COMMIT in provenance and "SHA-256 `" in provenance and f"Builder version {recipe.BUILDER_VERSION}" in provenance
+    provenance = text.split("## How the data was made and checked")[1].split("##")[0]
+    assert recipe.SEVERITY_COMMIT in provenance and recipe.UPSTREAM_COMMIT in provenance and "SHA-256 `" in provenance and f"Builder version {recipe.BUILDER_VERSION}" in provenance
     assert not re.search(r"20\d\d-\d\d-\d\d", provenance)
 
 
@@ -162,7 +164,7 @@ def test_validate_notices_a_changed_mask(tmp_path, capsys):
 
 def test_build_with_validate_puts_the_summary_in_the_card(tmp_path):
     out = tmp_path / "out"
-    assert build.main(["--data-dir", str(FIXTURE_DIR), "--out", str(out), "--allow-modified", "--quiet", "--validate"]) == 0
+    assert build.main([*FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--validate"]) == 0
     assert "19 of 20 annotations compared with upstream's mask crops: 19 identical pixel for pixel" in (out / "README.md").read_text()
 
 

@@ -14,7 +14,8 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from tests.helpers import REPO, VIEWER_ROW_GROUP_BYTES, parquet_rows, require_torch
+from covid_chestxray_seg_tools import layout, viewer
+from tests.helpers import REPO, parquet_rows, require_torch
 from covid_chestxray_seg_tools.dialect import portable_features
 
 
@@ -46,7 +47,7 @@ def test_every_served_schema_avoids_the_list_type_datasets_3_cannot_read(fixture
     for path in sorted(fixture_build.rglob("*.parquet")):
         metadata = json.loads(pq.read_schema(path).metadata[b"huggingface"])
         assert metadata["info"]["features"] == infos, path.name
-    yaml_features = DatasetCard.load(fixture_build / "README.md").data.to_dict()["dataset_info"]["features"]
+    yaml_features = DatasetCard.load(fixture_build / "README.md").data.to_dict()["dataset_info"][0]["features"]
     keys = _yaml_keys(yaml_features)
     assert "sequence" in keys and "list+length" not in keys
 
@@ -57,8 +58,8 @@ def test_served_schemas_read_back_as_the_builder_features(fixture_build):
     assert datasets.Features.from_dict(infos) == recipe.features()
     for path in sorted(fixture_build.rglob("*.parquet")):
         assert datasets.Features.from_arrow_schema(pq.read_schema(path)) == recipe.features()
-    yaml_features = DatasetCard.load(fixture_build / "README.md").data.to_dict()["dataset_info"]["features"]
-    assert datasets.Features._from_yaml_list(yaml_features) == recipe.features()
+    for entry in DatasetCard.load(fixture_build / "README.md").data.to_dict()["dataset_info"]:
+        assert datasets.Features._from_yaml_list(entry["features"]) == recipe.features(), entry["config_name"]
 
 
 def test_portable_features_maps_each_list_form():
@@ -131,44 +132,6 @@ def test_torch_format_gives_tensors_and_stack_masks_keeps_them_tensors(fixture_b
     assert np.array_equal(stacked.numpy(), recipe.stack_masks(decoded))
 
 
-def readme_block(first_line: str) -> str:
-    """The README's python code block that starts with `first_line`."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    found = [block for block in blocks if block.startswith(first_line)]
-    assert len(found) == 1, f"README has {len(found)} python blocks starting with {first_line!r}"
-    return found[0]
-
-
-def _resized(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize with PIL: an independent check of the example's torch resize."""
-    return np.asarray(Image.fromarray(mask).resize(size[::-1], Image.Resampling.NEAREST))
-
-
-def test_readme_dataloader_example_runs_and_gives_aligned_batches(real_build):
-    torch = require_torch()
-    code = readme_block("# Train with PyTorch").replace('"ORG/covid-chestxray-seg"', repr(str(real_build)))
-    namespace: dict = {}
-    torch.manual_seed(0)  # the example shuffles: the same batches on every run
-    exec(compile(code, "README.md (Train with PyTorch)", "exec"), namespace)
-    images, masks = namespace["images"], namespace["masks"]
-    assert images.dtype == torch.float32 and tuple(images.shape) == (8, 1, 256, 256)
-    assert masks.dtype == torch.bool and tuple(masks.shape) == (8, 2, 256, 256)
-    # Antialiased bilinear resizing is a weighted mean: [0, 1] up to float32 rounding.
-    assert -1e-5 <= float(images.min()) and float(images.max()) <= 1.0 + 1e-5
-    # One epoch through both workers: every row once.
-    train = namespace["train"]
-    assert sum(len(batch_images) for batch_images, _ in namespace["loader"]) == len(train) == 69
-    # Channel c is class CLASSES[c] of that row, resized in place.
-    for index in range(3):
-        row = train[index]
-        _, row_masks = namespace["to_tensors"](row)
-        for channel, column in enumerate(["mask_left_lung", "mask_right_lung"]):
-            expected = _resized(np.asarray(row[column]), (256, 256))
-            got = row_masks[channel].numpy()
-            assert (got & expected).sum() / max(1, (got | expected).sum()) > 0.95, (row["image_id"], column)
-
-
 # --- Colab-style streaming ---------------------------------------------------------------
 
 
@@ -225,20 +188,41 @@ def test_colab_take_gives_n_rows_in_all_across_workers(published_real, real_buil
 VIEWER_FIRST_ROWS = 100
 
 
-def test_every_row_group_is_under_the_viewer_limit(real_build):
+def test_every_data_file_has_a_page_index_and_row_groups_far_under_the_scan_limit(real_build):
     largest = 0
-    for path in sorted(real_build.rglob("*.parquet")):
+    for path in layout.shard_paths(real_build):
         metadata = pq.ParquetFile(path).metadata
         for index in range(metadata.num_row_groups):
-            largest = max(largest, metadata.row_group(index).total_byte_size)
-    assert 0 < largest < VIEWER_ROW_GROUP_BYTES / 10
+            group = metadata.row_group(index)
+            largest = max(largest, group.total_byte_size)
+            assert all(group.column(column).has_offset_index for column in range(group.num_columns)), path.name
+    assert 0 < largest < viewer.ROWS_INDEX_MAX_ARROW_BYTES / 10
+
+
+def test_the_viewers_first_page_shows_what_the_card_says(real_build):
+    image_columns = [name for name, feature in recipe.features().items() if isinstance(feature, datasets.Image)]
+    shown = {split: viewer.first_rows_shown(layout.iter_rows(real_build, split), image_columns) for split in recipe.SPLITS}
+    # The objects column (exact RLE of every annotation) fills the 200 KB budget first.
+    assert shown == {"train": 12, "validation": 15, "test": 14}
+    card = (real_build / "README.md").read_text()
+    assert "shows 12 of 69 train rows, 15 of 15 validation rows, 14 of 16 test rows" in card
+
+
+def test_the_first_rows_rule_keeps_ten_rows_and_stops_at_the_budget():
+    big = {"objects": "x" * 30_000}
+    assert viewer.first_rows_shown([big] * 50, []) == 10  # 10 kept whatever their size
+    small = {"image": object(), "n": 1}
+    # An image cell counts as its URL, not its bytes: 100 small rows fit the budget.
+    assert viewer.first_rows_shown([small] * 150, ["image"]) == 100
+    rows = [{"objects": "x" * 9_000}] * 40
+    assert viewer.first_rows_shown(rows, []) == viewer.FIRST_ROWS_MAX_BYTES // viewer.row_bytes(rows[0], [])
 
 
 def test_first_rows_of_each_split_stream_from_the_hub_as_pictures(published_real):
     for split in ("train", "validation", "test"):
         stream = datasets.load_dataset(published_real, split=split, streaming=True)
         image_columns = [name for name, feature in stream.features.items() if isinstance(feature, datasets.Image)]
-        assert image_columns == ["image", *recipe.MASK_COLUMNS]
+        assert image_columns == ["image", "overlay", *recipe.MASK_COLUMNS]
         rows = list(stream.take(VIEWER_FIRST_ROWS))
         assert len(rows) == min(VIEWER_FIRST_ROWS, {"train": 69, "validation": 15, "test": 16}[split])
         for row in rows:

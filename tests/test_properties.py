@@ -140,7 +140,7 @@ def test_a_built_dataset_stores_exactly_the_generated_masks(tmp_path_factory, he
 
     from PIL import Image
 
-    from tests.helpers import FIXTURE_DIR
+    from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY
 
     data = tmp_path_factory.mktemp("generated")
     (data / "images").mkdir()
@@ -181,7 +181,9 @@ def test_a_built_dataset_stores_exactly_the_generated_masks(tmp_path_factory, he
         "annotations": annotations,
     }
     (data / "annotation" / "results.json").write_text(json.dumps(coco))
-    builder = recipe.CovidChestXraySeg(data_dir=str(data), cache_dir=str(data / "cache"), verify_upstream=False)
+    builder = recipe.CovidChestXraySeg(
+        data_dir=str(data), severity_file=str(FIXTURE_SEVERITY), cache_dir=str(data / "cache"), verify_upstream=False
+    )
     builder.download_and_prepare()
     rows = [row for split in builder.as_dataset().values() for row in split if row["image_id"] == 1]
     assert len(rows) == 1 and len(rows[0]["objects"]) == len(specs)

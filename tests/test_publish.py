@@ -14,6 +14,7 @@ import covid_chestxray_seg as recipe
 from tests.helpers import parquet_rows
 from covid_chestxray_seg_tools.testing.hub_server import VALID_TOKEN
 from covid_chestxray_seg_tools import publish as publishing
+from covid_chestxray_seg_tools.card.render import card_for_repo
 from scripts import publish
 
 REPO_ID = "org/covid-chestxray-seg"
@@ -64,7 +65,7 @@ def test_publish_commits_once_and_loads_back_identical(hub, token, fixture_build
     assert VALID_TOKEN not in out
 
     loaded = datasets.load_dataset(REPO_ID)
-    assert datasets.get_dataset_config_names(REPO_ID) == ["default"]
+    assert datasets.get_dataset_config_names(REPO_ID) == ["default", "licensed"]  # the viewer lists both
     assert datasets.get_dataset_split_names(REPO_ID) == ["train", "validation", "test"]
     for split, dataset in loaded.items():
         assert dataset.features == recipe.features()
@@ -92,8 +93,8 @@ def test_republishing_unchanged_makes_no_commit(hub, token, fixture_build, capsy
 def test_republishing_a_change_is_one_commit_and_removes_stale_shards(hub, token, fixture_build, tmp_path):
     older = tmp_path / "older"
     shutil.copytree(fixture_build, older)
-    stale = "data/default/train-00001-of-00002.parquet"
-    shutil.copyfile(older / "data/default/train-00000-of-00001.parquet", older / stale)
+    stale = "data/licensed/train-00001-of-00002.parquet"
+    shutil.copyfile(older / "data/licensed/train-00000-of-00001.parquet", older / stale)
     (older / "README.md").write_text((older / "README.md").read_text() + "\nolder build\n")
     assert run("--folder", str(older), "--no-verify") == 0
     assert stale in hub.state.files(REPO_ID)
@@ -106,14 +107,31 @@ def test_republishing_a_change_is_one_commit_and_removes_stale_shards(hub, token
     assert b'"deletedFile"' in commit_posts[0].body and stale.encode() in commit_posts[0].body
     files = hub.state.files(REPO_ID)
     assert stale not in files
-    assert files["README.md"] == (fixture_build / "README.md").read_bytes()
+    assert files["README.md"] == published_card(fixture_build)
+
+
+def published_card(folder) -> bytes:
+    """The built card as publishing to REPO_ID makes it: its code names REPO_ID."""
+    return card_for_repo((folder / "README.md").read_text(encoding="utf-8"), REPO_ID).encode("utf-8")
+
+
+def test_publishing_writes_the_repo_id_into_the_card(hub, token, fixture_build):
+    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    card = hub.state.files(REPO_ID)["README.md"].decode("utf-8")
+    calls = re.findall(r"load_dataset\(\s*\"([^\"]+)\"", card)
+    assert calls and set(calls) == {REPO_ID}
+    assert "ORG/covid-chestxray-seg" in (fixture_build / "README.md").read_text()  # built for the default id
+    # Publishing the same folder again changes nothing: the rewritten card is what the repo holds.
+    commits = len(new_commits(hub))
+    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert len(new_commits(hub)) == commits
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(hub, token, fixture_build, capsys):
     assert run("--folder", str(fixture_build), "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "+ data/default/train-00000-of-00001.parquet" in out
-    assert "6 to upload" in out and "dry run: nothing was written" in out
+    assert "+ data/licensed/train-00000-of-00001.parquet" in out
+    assert "7 to upload" in out and "dry run: nothing was written" in out
     assert not posts(hub) and not hub.state.requests("PUT")
     assert hub.state.repos == {}
 
@@ -206,7 +224,7 @@ def test_a_commit_rejected_after_the_uploads_keeps_the_repo_and_a_rerun_complete
     assert "HTTP 422" in capsys.readouterr().err
     assert hub.state.files(REPO_ID) == before  # the previous state, untouched
     assert run("--folder", str(fixture_build), "--no-verify") == 0
-    assert hub.state.files(REPO_ID)["README.md"] == (fixture_build / "README.md").read_bytes()
+    assert hub.state.files(REPO_ID)["README.md"] == published_card(fixture_build)
 
 
 def test_missing_token_is_a_clear_error(hub, fixture_build, capsys, monkeypatch):
@@ -263,7 +281,7 @@ def test_a_folder_with_a_python_file_is_refused(hub, token, fixture_build, tmp_p
 def test_a_folder_that_is_not_built_is_refused(hub, token, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert run("--folder", str(tmp_path / "empty")) == 1
-    assert re.search(r"empty is not a built folder \(missing README\.md, dataset_infos\.json\): run `python scripts/build\.py", capsys.readouterr().err)
+    assert re.search(r"empty is not a built folder \(missing README\.md, dataset_infos\.json, LICENSE\.md\): run `python scripts/build\.py", capsys.readouterr().err)
     assert run("--folder", str(tmp_path / "nowhere")) == 1
     assert re.search(r"nowhere does not exist: build it first", capsys.readouterr().err)
 

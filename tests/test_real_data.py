@@ -7,12 +7,13 @@ import json
 
 import datasets
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 import covid_chestxray_seg as recipe
-from tests.helpers import REPO, SHARED_DIR, crop_masks, structure_rows
+from tests.helpers import REPO, SHARED_ARGS, SHARED_DIR, crop_masks, parquet_rows, structure_rows
 from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.baseline import score_atlas
+from covid_chestxray_seg_tools.evaluate import format_markdown
 from scripts import build
 
 
@@ -63,33 +64,92 @@ def test_splits_are_patient_disjoint_and_near_70_15_15(real_build):
 
 
 def test_train_is_sharded_for_four_streaming_workers(real_build):
-    train = sorted((real_build / "data" / "default").glob("train-*.parquet"))
+    train = layout.shard_paths(real_build, "train")
     assert len(train) >= 4
-    assert [p.name for p in train] == [f"train-{i:05d}-of-{len(train):05d}.parquet" for i in range(len(train))]
+    for part in (layout.LICENSED_PART, layout.UNKNOWN_LICENCE_PART):
+        names = [p.name for p in train if p.parent.name == part]
+        assert names == [f"train-{i:05d}-of-{len(names):05d}.parquet" for i in range(len(names))]
     stream = datasets.load_dataset(str(real_build), split="train", streaming=True)
     assert stream.num_shards >= 4
-    for path in real_build.rglob("*.parquet"):
-        metadata = pq.ParquetFile(path).metadata
-        assert all(metadata.row_group(i).total_byte_size < 100 * 1024 * 1024 for i in range(metadata.num_row_groups))
 
 
 def test_real_data_matches_the_upstream_manifest(real_build):
     card = (real_build / "README.md").read_text()
-    assert "against `upstream-manifest.tsv`): files that differ: none." in card
+    assert "against their pinned manifests): files that differ: none." in card
     assert "SHA-256 `" in card
 
 
 def test_committed_card_and_infos_match_a_fresh_build(real_build):
-    """Regenerate with: python scripts/build.py --data-dir ../shared/data/covid-19-chest-xray-segmentations-dataset --sync-repo"""
-    assert (REPO / "README.md").read_text() == (real_build / "README.md").read_text()
+    """Regenerate with the README's build command plus --sync-repo."""
     assert json.loads((REPO / "dataset_infos.json").read_text()) == json.loads((real_build / "dataset_infos.json").read_text())
     assert (REPO / layout.PREVIEW_PATH).read_bytes() == (real_build / layout.PREVIEW_PATH).read_bytes()
 
 
 def test_full_builds_are_byte_identical(real_build, tmp_path):
     again = tmp_path / "again"
-    assert build.main(["--data-dir", str(SHARED_DIR), "--out", str(again), "--quiet", "--num-proc", "1", "--validate"]) == 0
+    assert build.main([*SHARED_ARGS, "--out", str(again), "--quiet", "--num-proc", "1", "--validate", "--baseline"]) == 0
     files = sorted(p.relative_to(real_build) for p in real_build.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     for name in files:
         assert (real_build / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_the_card_shows_the_atlas_baseline_scored_on_test(real_build):
+    card = (real_build / "README.md").read_text()
+    table = format_markdown(score_atlas(real_build))
+    assert table.strip() in card
+    assert "| Left Lung | 16 |" in table and "Split `test`: 16 images of 10 patients" in table
+
+
+def test_licence_file_and_licensed_config_agree_with_the_rows(real_build):
+    licence = (real_build / "LICENSE.md").read_text()
+    rows = parquet_rows(real_build, columns=["image_id", "license"])
+    known = sorted(row["image_id"] for row in rows if row["license"] is not None)
+    licensed = parquet_rows(real_build, columns=["image_id", "license"], config="licensed")
+    assert sorted(row["image_id"] for row in licensed) == known and len(known) == 44
+    assert "| none given | 56 |" in licence and "44 images whose licence is known" in " ".join(licence.split())
+    # Each licensed image keeps the split it has in default.
+    for split in ("train", "validation", "test"):
+        default_ids = {row["image_id"] for row in parquet_rows(real_build, split, columns=["image_id"])}
+        assert {row["image_id"] for row in parquet_rows(real_build, split, columns=["image_id"], config="licensed")} <= default_ids
+
+
+def test_severity_scores_and_folds_on_the_real_data(real_build):
+    rows = parquet_rows(real_build, columns=["image_id", "file_name", "patient_id", "fold", "severity_geographic_extent", "severity_opacity"])
+    scored = {row["file_name"]: (row["severity_geographic_extent"], row["severity_opacity"]) for row in rows if row["severity_geographic_extent"] is not None}
+    assert len(scored) == 64
+    # Values straight from ieee8023's file (0.0 is a score, not null).
+    assert scored["7C69C012-7479-493F-8722-ABC29C60A2DD.jpeg"] == (0.0, 0.0)
+    assert scored["ciaa199.pdf-001-a.png"] == (0.0, 0.0)
+    assert scored["covid-19-rapidly-progressive-acute-respiratory-distress-syndrome-ards-day-2.jpg"] == (8.0, 6.0)
+    test_ids = {row["image_id"] for row in parquet_rows(real_build, "test", columns=["image_id"])}
+    folds: dict = {}
+    for row in rows:
+        assert (row["fold"] is None) == (row["image_id"] in test_ids)
+        if row["fold"] is not None:
+            folds.setdefault(row["patient_id"], set()).add(row["fold"])
+    assert all(len(chosen) == 1 for chosen in folds.values())  # no patient in two folds
+    sizes = sorted(sum(1 for row in rows if row["fold"] == fold) for fold in range(5))
+    assert sum(sizes) == 84 and sizes[-1] - sizes[0] <= 1
+
+
+def test_the_cards_severity_correlation_is_recomputed_from_the_mask_pngs(real_build):
+    from scipy.stats import spearmanr
+
+    columns = ["mask_left_lung", "mask_right_lung", "mask_ground_glass_opacities", "mask_consolidation", "severity_geographic_extent"]
+    shares, scores = [], []
+    for row in parquet_rows(real_build, columns=columns):
+        if row["severity_geographic_extent"] is None or any(row[column] is None for column in columns[:4]):
+            continue
+        masks = [recipe.decode_mask(row[column]) for column in columns[:4]]
+        lungs = masks[0] | masks[1]
+        if not masks[0].any() or not masks[1].any():
+            continue
+        shares.append(((masks[2] | masks[3]) & lungs).sum() / lungs.sum())
+        scores.append(row["severity_geographic_extent"])
+    rho = spearmanr(shares, scores).statistic
+    assert len(shares) == 63
+    card = (real_build / "README.md").read_text()
+    assert f"Over the 63 scored images that have both lung masks" in card
+    assert f"Spearman's rho = {rho:.2f}" in card
+    assert (real_build / "assets" / "severity.png").is_file()

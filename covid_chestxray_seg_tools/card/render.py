@@ -7,6 +7,7 @@ so tables and metadata always derive from the builder and the built files.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import datasets
@@ -19,14 +20,20 @@ from covid_chestxray_seg_tools.card.preview import PREVIEW_LICENCES
 from covid_chestxray_seg_tools.dialect import portable_yaml_features
 
 BEGIN, END = "<!-- BEGIN GENERATED: {} -->", "<!-- END GENERATED: {} -->"
+# Where the template's code names the dataset: the repo id it is built (or published) for.
+REPO_ID_TOKEN = "__REPO_ID__"
+DEFAULT_REPO_ID = "ORG/covid-chestxray-seg"
+LICENSE_NAME = "cc-by-4.0-annotations-per-image-licences"
+TEMPLATE = Path(__file__).with_name("template.md")
 
 
-def card_data(info: datasets.DatasetInfo) -> DatasetCardData:
-    """The card's YAML header, derived from the builder."""
+def card_data(infos: dict[str, datasets.DatasetInfo], folder: Path) -> DatasetCardData:
+    """The card's YAML header, derived from the builder and the layout."""
     data = DatasetCardData(
         pretty_name="COVID-19 Chest X-ray Segmentations",
         license="other",
-        license_name="cc-by-4.0-annotations-per-image-licences",
+        license_name=LICENSE_NAME,
+        license_link=layout.LICENSE_FILENAME,
         language=["en"],
         annotations_creators=["expert-generated"],
         source_datasets=["original"],
@@ -36,18 +43,21 @@ def card_data(info: datasets.DatasetInfo) -> DatasetCardData:
         tags=["medical", "chest-x-ray", "covid-19", "radiology", "coco", "segmentation-masks"],
         configs=[
             {
-                "config_name": layout.CONFIG_NAME,
-                "default": True,
-                "data_files": layout.data_files(recipe.SPLITS),
+                "config_name": config,
+                **({"default": True} if config == layout.CONFIG_NAME else {}),
+                "data_files": layout.data_files(folder, recipe.SPLITS, config=config),
             }
+            for config in layout.CONFIG_PARTS
         ],
     )
-    DatasetInfosDict({layout.CONFIG_NAME: info}).to_dataset_card_data(data)
-    data["dataset_info"]["features"] = portable_yaml_features(data["dataset_info"]["features"])
+    DatasetInfosDict(infos).to_dataset_card_data(data)
+    entries = data["dataset_info"] if isinstance(data["dataset_info"], list) else [data["dataset_info"]]
+    for entry in entries:
+        entry["features"] = portable_yaml_features(entry["features"])
     return data
 
 
-def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report, extras: dict) -> dict[str, str]:
+def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, report, extras: dict) -> dict[str, str]:
     """Every generated part of the card, from the builder's constants and the built files."""
     def pct(value) -> str:
         return "n/a" if value is None else f"{value:.2f}"
@@ -78,9 +88,11 @@ def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report, extras:
     )
     provenance = [
         f"- Upstream: [{recipe.HOMEPAGE}]({recipe.HOMEPAGE}) at commit `{recipe.UPSTREAM_COMMIT}`.",
-        f"- Manifest check (size and git blob SHA-1 of the images and `{recipe.METADATA_FILE}` against "
-        f"`upstream-manifest.tsv`): files that differ: {modified}.",
+        f"- Manifest check (size and git blob SHA-1 of the images and `{recipe.METADATA_FILE}` and the severity file against "
+        f"their pinned manifests): files that differ: {modified}.",
         f"- Annotation file: `{report.annotation_file}`, SHA-256 `{report.annotation_sha256}`, {annotation_state}.",
+        f"- Severity scores: [{recipe.SEVERITY_HOMEPAGE}]({recipe.SEVERITY_HOMEPAGE}) `{recipe.SEVERITY_PATH}` at commit "
+        f"`{recipe.SEVERITY_COMMIT}`, checked by size and git blob SHA-1.",
         f"- Builder version {recipe.BUILDER_VERSION}, built with `datasets` {datasets.__version__}.",
     ]
     quirks = [
@@ -97,6 +109,41 @@ def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report, extras:
             "this one was rebuilt from upstream's mask crops (`masks/`, `structure.csv`); the data-quality report below "
             "compares it with them."
         )
+    configs = ["| config | " + " | ".join(recipe.SPLITS) + " | all | what it holds |", "|---|" + "---:|" * (len(recipe.SPLITS) + 1) + "---|"]
+    for config, counts in stats["configs"].items():
+        configs.append(
+            f"| `{config}` | " + " | ".join(str(counts[split]) for split in recipe.SPLITS)
+            + f" | {sum(counts.values())} | {infos[config].description} |"
+        )
+    folds = ["| fold | images | patients | " + " | ".join(stats["findings"]) + " |", "|---|---:|---:|" + "---:|" * len(stats["findings"])]
+    for fold, row in stats["folds"].items():
+        folds.append(
+            f"| {fold} | {row['images']} | {row['patients']} | " + " | ".join(str(row["findings"][f]) for f in stats["findings"]) + " |"
+        )
+    legend = ["| class | colour |", "|---|---|"]
+    legend += [
+        f"| {name} | `#{red:02x}{green:02x}{blue:02x}` |" for name, (red, green, blue) in zip(recipe.CLASSES, recipe.CLASS_COLOURS)
+    ]
+    severity = extras.get("severity")
+    if severity and severity["correlation"]["rho"] is not None:
+        correlation = severity["correlation"]
+        severity_text = (
+            f"{stats['images_with_severity']} of {stats['images']} images have ieee8023's expert scores. Over the "
+            f"{correlation['n']} scored images that have both lung masks, the share of the lung fields covered by "
+            f"ground-glass opacity or consolidation ranks with `severity_geographic_extent` at Spearman's "
+            f"rho = {correlation['rho']:.2f} (p = {correlation['p']:.1g})."
+        )
+        if severity.get("plot"):
+            severity_text += f"\n\n![Lesion share of the lung fields against the geographic extent score]({severity['plot']})"
+    else:
+        severity_text = f"{stats['images_with_severity']} of {stats['images']} images have ieee8023's expert scores."
+    viewer = extras.get("viewer") or {}
+    viewer_text = (
+        "The viewer's first page (its 200 KB preview of each split) shows "
+        + ", ".join(f"{count} of {stats['splits'][split]['images']} {split} rows" for split, count in viewer.items())
+        + ": the `objects` column (every annotation's exact RLE) takes most of each row's bytes. "
+        "Every row is still there: page on, or use the search and filters."
+    ) if viewer else ""
     validation = extras.get("validation")
     shown = extras.get("preview") or []
     if shown:
@@ -109,7 +156,7 @@ def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report, extras:
         preview = f"No image has a {' or '.join(PREVIEW_LICENCES)} licence, so none is shown here."
     summary = (
         f"{stats['images']} images of {stats['patients']} patients, {stats['annotations']} annotations in "
-        f"{len(recipe.CLASSES)} classes; {info.download_size / 1e6:.1f} MB of Parquet."
+        f"{len(recipe.CLASSES)} classes; {infos[layout.CONFIG_NAME].download_size / 1e6:.1f} MB of Parquet."
     )
     return {
         "summary": summary,
@@ -117,6 +164,12 @@ def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report, extras:
         "classes": "\n".join(classes),
         "splits": "\n".join(splits),
         "licences": "\n".join(licences),
+        "configs": "\n".join(configs),
+        "folds": "\n".join(folds),
+        "legend": "\n".join(legend),
+        "severity": severity_text,
+        "viewer": viewer_text,
+        "baseline": extras.get("baseline") or "Not computed for this build (`scripts/build.py --baseline` computes it).",
         "provenance": "\n".join(provenance),
         "quirks": "\n".join(quirks),
         "validation": validation.summary() if validation is not None
@@ -125,17 +178,31 @@ def generated_blocks(*, info: datasets.DatasetInfo, stats: dict, report, extras:
     }
 
 
-def render_card(template: Path, *, info: datasets.DatasetInfo, stats: dict, report, extras: dict | None = None) -> str:
-    """The template with a fresh YAML header and every generated block filled in."""
+def render_card(
+    template: Path, *, folder: Path, infos: dict[str, datasets.DatasetInfo], stats: dict, report, extras: dict | None = None,
+    repo_id: str = DEFAULT_REPO_ID,
+) -> str:
+    """The template with a fresh YAML header, every generated block filled in and `repo_id`
+    wherever the code names the dataset."""
     try:
         text = template.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise recipe.BuildError(template, "card template", "file not found") from None
     body = DatasetCard(text).text if text.startswith("---") else text
-    for name, content in generated_blocks(info=info, stats=stats, report=report, extras=extras or {}).items():
+    for name, content in generated_blocks(infos=infos, stats=stats, report=report, extras=extras or {}).items():
         body = fill_block(body, name, content, template=template)
-    card = DatasetCard(f"---\n{card_data(info).to_yaml()}\n---\n{body.lstrip()}")
+    body = body.replace(REPO_ID_TOKEN, repo_id)
+    card = DatasetCard(f"---\n{card_data(infos, folder).to_yaml()}\n---\n{body.lstrip()}")
     return str(card)
+
+
+_LOAD_CALL = re.compile(r"""(load_dataset\(\s*)(["'])([^"']+)\2""")
+
+
+def card_for_repo(card: str, repo_id: str) -> str:
+    """The card with every `load_dataset("...")` naming `repo_id`: a card built for one repo
+    (or none) is published to another."""
+    return _LOAD_CALL.sub(lambda match: f"{match.group(1)}{match.group(2)}{repo_id}{match.group(2)}", card)
 
 
 def fill_block(body: str, name: str, content: str, *, template: Path) -> str:

@@ -18,9 +18,11 @@ def compute_stats(folder: Path) -> dict:
     Mask areas come from the RLE in `objects` (union per class and image), not from
     decoding the PNG masks: the same pixels, a hundred times cheaper.
     """
-    columns = ["image_id", "patient_id", "license", "finding", "width", "height", "objects"]
+    columns = ["image_id", "patient_id", "license", "finding", "width", "height", "objects", "fold", "severity_geographic_extent"]
     per_class = {name: {"instances": 0, "images": 0, "without_segmentation": 0, "areas": []} for name in recipe.CLASSES}
     splits, licences, findings, images_per_patient = {}, Counter(), {}, Counter()
+    folds = {fold: {"images": 0, "patients": set(), "findings": Counter()} for fold in range(recipe.FOLDS)}
+    scored = 0
     for split in recipe.SPLITS:
         splits[split] = {"images": 0, "patients": set(), "annotations": 0, "files": len(layout.shard_paths(folder, split))}
         findings[split] = Counter()
@@ -31,6 +33,11 @@ def compute_stats(folder: Path) -> dict:
             findings[split][row["finding"] or "none given"] += 1
             images_per_patient[row["patient_id"]] += 1
             licences[row["license"] or "none given"] += 1
+            scored += row["severity_geographic_extent"] is not None
+            if row["fold"] is not None:
+                folds[row["fold"]]["images"] += 1
+                folds[row["fold"]]["patients"].add(row["patient_id"])
+                folds[row["fold"]]["findings"][row["finding"] or "none given"] += 1
             by_class: dict[str, list] = {}
             for obj in row["objects"]:
                 name = recipe.CLASSES[obj["category"]]
@@ -42,7 +49,7 @@ def compute_stats(folder: Path) -> dict:
                 if all(seg is not None for seg in segmentations):
                     area = float(mask_utils.area(mask_utils.merge([recipe.rle_for_pycocotools(seg) for seg in segmentations])))
                     per_class[name]["areas"].append(100.0 * area / (row["width"] * row["height"]))
-    for row in splits.values():
+    for row in [*splits.values(), *folds.values()]:
         row["patients"] = len(row["patients"])
     for row in per_class.values():
         areas = row.pop("areas")
@@ -61,4 +68,10 @@ def compute_stats(folder: Path) -> dict:
         "findings": {finding: {split: findings[split][finding] for split in recipe.SPLITS} for finding in all_findings},
         "classes": per_class,
         "licences": dict(sorted(licences.items(), key=lambda item: (-item[1], item[0]))),
+        "folds": folds,
+        "images_with_severity": scored,
+        "configs": {
+            config: {split: sum(1 for _ in layout.iter_rows(folder, split, columns=["image_id"], config=config)) for split in recipe.SPLITS}
+            for config in layout.CONFIG_PARTS
+        },
     }

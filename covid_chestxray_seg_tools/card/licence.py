@@ -1,0 +1,57 @@
+"""LICENSE.md, published beside the data: what each part of a record is licensed under.
+
+The card's YAML says `license: other` and links here (`license_link`), so the Hub shows
+a licence people can act on: annotations, images and severity scores each have their own.
+"""
+
+from __future__ import annotations
+
+import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import layout
+
+
+def render_licence(stats: dict) -> str:
+    """The licence file's text; the image counts come from the built files."""
+    rows = "\n".join(f"| {name} | {count} |" for name, count in stats["licences"].items())
+    known = sum(stats["configs"][layout.LICENSED_CONFIG].values())
+    return f"""# Licences of COVID-19 Chest X-ray Segmentations
+
+Each record combines material under different licences.
+
+## Annotations: {recipe.ANNOTATIONS_LICENSE}
+
+The segmentations (the `mask_*` columns, `objects` and the `overlay` drawing of them) are
+GeneralBlockchain's, licensed under the Creative Commons Attribution 4.0 International
+licence (https://creativecommons.org/licenses/by/4.0/). Source: {recipe.HOMEPAGE}
+(commit `{recipe.UPSTREAM_COMMIT}`).
+
+## Images: each image's own licence
+
+The X-rays (the `image` column, and the `overlay` as a picture of it) come from public case
+reports and papers collected by the ieee8023 COVID-19 image data collection. Each keeps the
+licence of its source, given in the record's `license` column; `url` and `doi` name the source.
+
+| image licence (`license` column) | images |
+|---|---:|
+{rows}
+
+"none given" means that upstream names no licence for the image: its `license` is null. No
+licence is granted for such an image by this dataset. Check its source (`url`, `doi`) before
+you copy, publish or redistribute it. The `{layout.LICENSED_CONFIG}` config holds only the
+{known} images whose licence is known, so that a copy of it can follow the stated terms.
+
+## Severity scores: {recipe.SEVERITY_LICENSE}
+
+`severity_geographic_extent` and `severity_opacity` are the ieee8023 expert severity scores
+({recipe.SEVERITY_HOMEPAGE}, `{recipe.SEVERITY_PATH}` at commit `{recipe.SEVERITY_COMMIT}`), licensed
+under Creative Commons Attribution-ShareAlike 4.0 (https://creativecommons.org/licenses/by-sa/4.0/).
+Cite: Joseph Paul Cohen et al., "Predicting COVID-19 Pneumonia Severity on Chest X-ray with Deep
+Learning", 2020, arXiv 2005.11856.
+
+## Metadata
+
+The other columns (patient, clinical and source fields) are the ieee8023 collection's
+`metadata.csv` as GeneralBlockchain redistributes it.
+
+Not for clinical use.
+"""

@@ -1,0 +1,79 @@
+"""Masks against expert severity: how much of the lung fields the lesion masks cover, per
+image, and how that ranks against ieee8023's geographic-extent score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pycocotools import mask as mask_utils
+from scipy import stats as scipy_stats
+
+import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import layout
+
+LUNGS = ("Left Lung", "Right Lung")
+LESIONS = ("Ground Glass Opacities", "Consolidation")
+SEVERITY_PLOT_PATH = "assets/severity.png"
+
+
+def lesion_shares(folder: Path) -> list[dict]:
+    """Per image with both lung masks: the share of the lung fields (left + right) covered by
+    ground-glass opacity or consolidation, with the image's severity scores (None if unscored).
+    From the RLE in `objects`, so no PNG is decoded."""
+    columns = ["image_id", "file_name", "objects", *(column for column, _ in recipe.SEVERITY_COLUMNS.values())]
+    lung_ids = {recipe.CLASSES.index(name) for name in LUNGS}
+    lesion_ids = {recipe.CLASSES.index(name) for name in LESIONS}
+    shares = []
+    for row in layout.iter_rows(folder, columns=columns):
+        lungs = [obj["segmentation"] for obj in row["objects"] if obj["category"] in lung_ids]
+        lesions = [obj["segmentation"] for obj in row["objects"] if obj["category"] in lesion_ids]
+        found = {recipe.CLASSES[obj["category"]] for obj in row["objects"] if obj["category"] in lung_ids}
+        if found != set(LUNGS) or any(seg is None for seg in lungs + lesions):
+            continue
+        lung_rle = mask_utils.merge([recipe.rle_for_pycocotools(seg) for seg in lungs])
+        lung_area = float(mask_utils.area(lung_rle))
+        covered = 0.0
+        if lesions:
+            lesion_rle = mask_utils.merge([recipe.rle_for_pycocotools(seg) for seg in lesions])
+            covered = float(mask_utils.area(mask_utils.merge([lesion_rle, lung_rle], intersect=True)))
+        shares.append({
+            "image_id": row["image_id"], "file_name": row["file_name"], "share": covered / lung_area if lung_area else 0.0,
+            **{column: row[column] for column, _ in recipe.SEVERITY_COLUMNS.values()},
+        })
+    return shares
+
+
+def severity_correlation(shares: list[dict]) -> dict:
+    """Spearman's rank correlation of the lesion share with `severity_geographic_extent`, over the scored images."""
+    scored = [row for row in shares if row["severity_geographic_extent"] is not None]
+    if len(scored) < 3:
+        return {"n": len(scored), "rho": None, "p": None}
+    result = scipy_stats.spearmanr([row["share"] for row in scored], [row["severity_geographic_extent"] for row in scored])
+    return {"n": len(scored), "rho": float(result.statistic), "p": float(result.pvalue)}
+
+
+def render_severity_plot(folder: Path, shares: list[dict], correlation: dict) -> str | None:
+    """Write the scatter plot into `folder`; its repo path, or None when too few images are scored
+    for a correlation."""
+    scored = [row for row in shares if row["severity_geographic_extent"] is not None]
+    if correlation["rho"] is None:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(5.5, 4), dpi=100)
+    axes.scatter([row["severity_geographic_extent"] for row in scored], [100 * row["share"] for row in scored],
+                 s=22, color="#0072b2", alpha=0.8)
+    axes.set_xlabel("geographic extent score (ieee8023, mean of 3 raters, 0-8)")
+    axes.set_ylabel("lung fields covered by GGO or consolidation (%)")
+    axes.set_title(f"{correlation['n']} scored images, Spearman rho = {correlation['rho']:.2f}", fontsize=10)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    target = folder / SEVERITY_PLOT_PATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # No timestamp or software tag in the file: the same data gives the same bytes.
+    figure.savefig(target, format="png", metadata={"Software": None})
+    pyplot.close(figure)
+    return SEVERITY_PLOT_PATH
