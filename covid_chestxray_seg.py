@@ -42,6 +42,8 @@ from pycocotools import mask as mask_utils
 if TYPE_CHECKING:
     import torch
 
+# === Sources, licences and the schema's constants ==========================================
+
 CITATION = """\
 @article{cohen2020covid,
   title   = {COVID-19 Image Data Collection},
@@ -207,6 +209,8 @@ MANIFEST_PATH = Path(__file__).with_name(MANIFEST_NAME)
 # uncompressed RLE ({"size": [h, w], "counts": [int, ...]}, with iscrowd 1), or []
 # when the annotation has no mask (14 upstream "Monitoring Probes").
 
+
+# === The builder: config, errors, split generation =========================================
 
 class BuildError(ValueError):
     """Bad input: names the file, the record and the problem in one line."""
@@ -430,6 +434,8 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         return entries[0]
 
 
+# === The record schema and the build report ================================================
+
 def features() -> datasets.Features:
     """The record schema: identity, image, one mask per class, COCO objects, metadata."""
     value_types = {"int32": "int32", "float64": "float64", "string": "string", "bool": "bool"}
@@ -509,6 +515,8 @@ class BuildReport:
         for path in self.modified_files:
             logger.warning(f"{path} differs from the upstream manifest (accepted: verify_upstream=False)")
 
+
+# === Readers: COCO, metadata.csv, the severity file; splits and folds ======================
 
 class CocoAnnotations:
     """A COCO file, validated and indexed by image id; images and annotations sorted by id."""
@@ -768,6 +776,8 @@ def has_known_licence(metadata: dict) -> bool:
     return metadata.get("license") is not None
 
 
+# === Record encoding: masks, overlay =======================================================
+
 def make_record(item: dict) -> dict:
     """One dataset record from an image item of _split_generators."""
     image, annotations = item["image"], item["annotations"]
@@ -839,16 +849,20 @@ def draw_overlay(image_bytes: bytes, masks: dict[int, Image.Image], *, max_side:
     one-pixel outline, in class order."""
     with Image.open(io.BytesIO(image_bytes)) as opened:
         size = overlay_size(*opened.size, max_side=max_side)
-        opened.draft("RGB", size)  # JPEG: decode at reduced scale, the thumbnail needs no more
-        picture = opened.convert("RGB")
-    # reducing_gap shrinks by whole factors first: a thumbnail needs no full-size Lanczos pass.
-    pixels = np.asarray(picture.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), dtype=np.float32)
+        opened.draft(None, size)  # JPEG: decode at reduced scale, the thumbnail needs no more
+        # Shrink first, convert the thumbnail: greyscale and RGB(A) resize as they are; other
+        # modes (palette, 16-bit) become RGB before anything is averaged.
+        picture = opened if opened.mode in ("L", "RGB", "RGBA", "LA") else opened.convert("RGB")
+        # reducing_gap shrinks by whole factors first: a thumbnail needs no full-size Lanczos pass.
+        picture = picture.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0).convert("RGB")
+    # PIL's C loops blend a 512 px thumbnail in well under a millisecond per class.
     for index in sorted(masks):
         inside = thumbnail_mask(masks[index], size)
-        colour = np.asarray(CLASS_COLOURS[index], dtype=np.float32)
-        pixels[inside] = (1 - OVERLAY_ALPHA) * pixels[inside] + OVERLAY_ALPHA * colour
-        pixels[inside & ~_interior(inside)] = colour
-    return Image.fromarray(pixels.round().astype(np.uint8))
+        colour = Image.new("RGB", size, CLASS_COLOURS[index])
+        tinted = Image.blend(picture, colour, OVERLAY_ALPHA)
+        picture = Image.composite(tinted, picture, Image.fromarray(inside))
+        picture.paste(colour, mask=Image.fromarray(inside & ~_interior(inside)))
+    return picture
 
 
 def overlay_jpeg(image_bytes: bytes, masks: dict[int, Image.Image]) -> bytes:
@@ -874,6 +888,8 @@ def empty_mask_png(width: int, height: int) -> bytes:
         _EMPTY_MASKS[key] = encode_mask_png(np.zeros((height, width), dtype=bool))
     return _EMPTY_MASKS[key]
 
+
+# === Public record helpers =================================================================
 
 def decode_mask(value) -> np.ndarray | None:
     """A stored mask (PIL image, array, tensor, bytes or {"bytes": ...}) as a bool (H, W) array;
@@ -925,6 +941,8 @@ def stack_masks(
         return torch.from_numpy(stacked)
     return stacked
 
+
+# === Input checks: manifests, images, paths, the download cache ============================
 
 def read_manifest(path: Path) -> dict[str, tuple[int | None, str]]:
     """Upstream path -> (size or None, git blob SHA-1)."""
@@ -1005,6 +1023,8 @@ def _remove_cached(path: Path) -> None:
     for suffix in (".json", ".lock"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
+
+# === Parsing helpers and COCO RLE ==========================================================
 
 def _read_annotation_bytes(path: Path) -> bytes:
     try:
