@@ -96,9 +96,12 @@ def _build_into(
                 raise
             raise cause from None
         for split in recipe.SPLITS:
-            for part, rows in _parts(builder.as_dataset(split=split)).items():
+            rows = builder.as_dataset(split=split)
+            known = [recipe.has_known_licence({"license": licence}) for licence in rows["license"]]
+            # One pass per part over the same cache, each keeping its rows: no copy of the split.
+            for part, keep in ((layout.LICENSED_PART, known), (layout.UNKNOWN_LICENCE_PART, [not k for k in known])):
                 parquet.write_split(
-                    rows, folder, split, part=part,
+                    rows, folder, split, part=part, keep=keep,
                     shards=shards, max_shard_bytes=max_shard_bytes, rows_per_row_group=rows_per_row_group,
                 )
         descriptions = {config.name: config.description for config in recipe.CovidChestXraySeg.BUILDER_CONFIGS}
@@ -129,16 +132,6 @@ def _build_into(
     card = render_card(template, folder=folder, infos=infos, stats=stats, report=report, extras=extras, repo_id=repo_id)
     (folder / layout.CARD_FILENAME).write_text(card, encoding="utf-8")
     return stats, report
-
-
-def _parts(dataset: datasets.Dataset) -> dict[str, datasets.Dataset]:
-    """A split's rows by storage part: images with a known licence, and the others."""
-    known = [recipe.has_known_licence({"license": licence}) for licence in dataset["license"]]
-    return {
-        # flatten_indices writes the chosen rows to their own cache file, which write_split streams.
-        layout.LICENSED_PART: dataset.select([i for i, keep in enumerate(known) if keep]).flatten_indices(),
-        layout.UNKNOWN_LICENCE_PART: dataset.select([i for i, keep in enumerate(known) if not keep]).flatten_indices(),
-    }
 
 
 def _build_error_from(error: BaseException) -> BaseException:

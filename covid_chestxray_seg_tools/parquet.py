@@ -7,10 +7,12 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import datasets
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets.arrow_writer import get_parquet_column_options
 from datasets.utils.py_utils import asdict
@@ -28,17 +30,19 @@ DEFAULT_MAX_SHARD_MB = 3
 
 
 def write_split(
-    dataset: datasets.Dataset, folder: Path, split: str, *, part: str, shards: int, max_shard_bytes: int, rows_per_row_group: int,
+    dataset: datasets.Dataset, folder: Path, split: str, *, part: str, keep: Sequence[bool], shards: int, max_shard_bytes: int,
+    rows_per_row_group: int,
 ) -> list[Path]:
-    """Write `dataset` as Parquet files of near-equal row counts: at least `shards` of them, more when
-    that keeps each under `max_shard_bytes`, never more than rows.
+    """Write the rows of `dataset` that `keep` marks as Parquet files of near-equal row counts: at
+    least `shards` of them, more when that keeps each under `max_shard_bytes`, never more than rows.
 
-    Rows are read batch by batch from the Arrow cache files (not memory-mapped as a whole),
-    so memory stays bounded by one batch whatever the size of the data.
+    Rows are read batch by batch from the Arrow cache files (not memory-mapped as a whole, and
+    not copied to select them), so memory stays bounded by one batch whatever the size of the data.
     """
     cache_files = [entry["filename"] for entry in dataset.cache_files]
-    rows = dataset.num_rows
-    wanted = max(shards, math.ceil(sum(os.path.getsize(f) for f in cache_files) / max_shard_bytes))
+    rows = sum(keep)
+    kept_bytes = int(picture_bytes(dataset)[np.asarray(keep, dtype=bool)].sum())
+    wanted = max(shards, math.ceil(kept_bytes / max_shard_bytes))
     count = min(wanted, max(1, rows))
     bounds = [index * rows // count for index in range(count + 1)]
     schema = portable_schema(dataset.features)
@@ -61,7 +65,7 @@ def write_split(
         logger.info(f"{part}/{split}: no rows, no file")
         return []
     try:
-        for batch in _cache_batches(cache_files):
+        for batch in _kept_batches(cache_files, keep):
             while batch.num_rows:
                 if writer is None:
                     # The settings `datasets` uses for Hub uploads: page index, content-defined chunks for Xet dedup.
@@ -85,10 +89,28 @@ def write_split(
     return paths
 
 
-def _cache_batches(cache_files: list[str]) -> Iterator[pa.RecordBatch]:
+def _kept_batches(cache_files: list[str], keep: Sequence[bool]) -> Iterator[pa.RecordBatch]:
+    """The cache's record batches, each cut down to the rows that `keep` marks."""
+    start = 0
     for name in cache_files:
         with pa.OSFile(name) as source:
-            yield from pa.ipc.open_stream(source)
+            for batch in pa.ipc.open_stream(source):
+                chosen = [index for index in range(batch.num_rows) if keep[start + index]]
+                start += batch.num_rows
+                if chosen:
+                    yield batch if len(chosen) == batch.num_rows else batch.take(pa.array(chosen))
+
+
+def picture_bytes(dataset: datasets.Dataset) -> np.ndarray:
+    """Each row's bytes of pictures (image, overlay, masks), which make up nearly all of a shard.
+    Read from the value offsets of the memory-mapped cache: no picture is loaded."""
+    table = dataset.data.table
+    total = np.zeros(table.num_rows, dtype=np.int64)
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.Image):
+            lengths = pc.binary_length(pc.struct_field(table.column(name), "bytes"))
+            total += lengths.fill_null(0).to_numpy()
+    return total
 
 
 def arrow_bytes(paths: list[Path]) -> int:
