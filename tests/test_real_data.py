@@ -150,6 +150,6 @@ def test_the_cards_severity_correlation_is_recomputed_from_the_mask_pngs(real_bu
     rho = spearmanr(shares, scores).statistic
     assert len(shares) == 63
     card = (real_build / "README.md").read_text()
-    assert f"Over the 63 scored images that have both lung masks" in card
+    assert "Over the 63 scored images that have both lung masks" in card
     assert f"Spearman's rho = {rho:.2f}" in card
     assert (real_build / "assets" / "severity.png").is_file()
