@@ -128,7 +128,7 @@ def _build_into(
                 raise recipe.BuildError(builder.data_root, "--validate", checked.hard_errors[0])
             extras["validation"] = checked
     parquet.write_infos(infos, folder / layout.INFOS_FILENAME)
-    (folder / layout.LICENSE_FILENAME).write_text(render_licence(stats), encoding="utf-8")
+    (folder / layout.LICENSE_FILENAME).write_text(render_licence(stats, infos), encoding="utf-8")
     card = render_card(template, folder=folder, infos=infos, stats=stats, report=report, extras=extras, repo_id=repo_id)
     (folder / layout.CARD_FILENAME).write_text(card, encoding="utf-8")
     return stats, report

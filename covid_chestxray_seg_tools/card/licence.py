@@ -6,14 +6,16 @@ a licence people can act on: annotations, images and severity scores each have t
 
 from __future__ import annotations
 
+import datasets
+
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 
 
-def render_licence(stats: dict) -> str:
+def render_licence(stats: dict, infos: dict[str, datasets.DatasetInfo]) -> str:
     """The licence file's text; the image counts come from the built files."""
     rows = "\n".join(f"| {name} | {count} |" for name, count in stats["licences"].items())
-    known = sum(stats["configs"][layout.LICENSED_CONFIG].values())
+    known = sum(split.num_examples for split in infos[layout.LICENSED_CONFIG].splits.values())
     return f"""# Licences of COVID-19 Chest X-ray Segmentations
 
 Each record combines material under different licences.

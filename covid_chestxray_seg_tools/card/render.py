@@ -110,11 +110,9 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
             "compares it with them."
         )
     configs = ["| config | " + " | ".join(recipe.SPLITS) + " | all | what it holds |", "|---|" + "---:|" * (len(recipe.SPLITS) + 1) + "---|"]
-    for config, counts in stats["configs"].items():
-        configs.append(
-            f"| `{config}` | " + " | ".join(str(counts[split]) for split in recipe.SPLITS)
-            + f" | {sum(counts.values())} | {infos[config].description} |"
-        )
+    for config, info in infos.items():
+        counts = [info.splits[split].num_examples for split in recipe.SPLITS]
+        configs.append(f"| `{config}` | " + " | ".join(map(str, counts)) + f" | {sum(counts)} | {info.description} |")
     folds = ["| fold | images | patients | " + " | ".join(stats["findings"]) + " |", "|---|---:|---:|" + "---:|" * len(stats["findings"])]
     for fold, row in stats["folds"].items():
         folds.append(

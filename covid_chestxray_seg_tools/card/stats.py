@@ -70,8 +70,4 @@ def compute_stats(folder: Path) -> dict:
         "licences": dict(sorted(licences.items(), key=lambda item: (-item[1], item[0]))),
         "folds": folds,
         "images_with_severity": scored,
-        "configs": {
-            config: {split: sum(1 for _ in layout.iter_rows(folder, split, columns=["image_id"], config=config)) for split in recipe.SPLITS}
-            for config in layout.CONFIG_PARTS
-        },
     }
