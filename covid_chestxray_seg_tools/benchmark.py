@@ -102,7 +102,7 @@ def task_build_naive(data_dir: str, out: str, severity_file: str) -> dict:
                 objects.append({"id": ann["id"], "category": recipe.CLASSES.index(name), "bbox": ann["bbox"],
                                 "area": float(ann["area"]), "iscrowd": bool(ann["iscrowd"]), "segmentation": segmentation})
             data = (root / recipe.IMAGES_DIR / image["file_name"]).read_bytes()
-            drawn = {index: Image.fromarray(masks[name]) for index, name in enumerate(recipe.CLASSES) if name not in missing and masks[name].any()}
+            drawn = {index: masks[name] for index, name in enumerate(recipe.CLASSES) if name not in missing and masks[name].any()}
             yield {
                 "image": {"path": image["file_name"], "bytes": data},
                 "overlay": {"path": None, "bytes": recipe.overlay_jpeg(data, drawn)},

@@ -55,7 +55,7 @@ def test_overlay_is_derived_from_the_masks_not_the_annotations_alone():
     image.save(buffer, format="PNG")
     mask = np.zeros((20, 40), dtype=bool)
     mask[5:15, 10:30] = True
-    drawn = np.asarray(recipe.draw_overlay(buffer.getvalue(), {0: recipe.mask_image(mask)}), dtype=np.float32)
+    drawn = np.asarray(recipe.draw_overlay(buffer.getvalue(), {0: mask}), dtype=np.float32)
     colour = np.asarray(recipe.CLASS_COLOURS[0], dtype=np.float32)
     # A translucent fill (PIL's blend rounds to within one level).
     assert np.allclose(drawn[10, 20], (1 - recipe.OVERLAY_ALPHA) * 100 + recipe.OVERLAY_ALPHA * colour, atol=1)

@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from PIL import Image
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
@@ -63,6 +64,29 @@ def test_uncompressed_rle_gives_the_independently_decoded_mask(mask):
 @given(masks)
 def test_mask_png_is_lossless(mask):
     assert np.array_equal(recipe.decode_mask(recipe.encode_mask_png(mask)), mask)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.tuples(st.integers(1, 48), st.integers(1, 48)).flatmap(lambda shape: st.lists(arrays(np.bool_, shape), min_size=1, max_size=3)))
+def test_a_class_mask_is_the_union_of_its_annotations_packed_within_its_box(parts):
+    segmentations = []
+    for part in parts:
+        encoded = mask_utils.encode(np.asfortranarray(part.astype(np.uint8)))
+        segmentations.append({"size": list(encoded["size"]), "counts": encoded["counts"].decode()})
+    union = np.any(parts, axis=0)
+    decoded, (x0, y0, x1, y1) = recipe.decode_class_mask(segmentations)
+    assert np.array_equal(decoded.astype(bool), union)
+    assert not union.sum() - union[y0:y1, x0:x1].sum()  # the box holds every pixel
+    rows = recipe.pack_mask_rows(decoded, box=(x0, y0, x1, y1))
+    assert np.array_equal(rows, np.packbits(union, axis=1))
+    assert np.array_equal(recipe.decode_mask(recipe.bit_png(rows, union.shape[1])), union)
+
+
+@settings(max_examples=150, deadline=None)
+@given(masks, st.integers(1, 64), st.integers(1, 64))
+def test_mask_thumbnails_sample_the_pixels_pillow_samples(mask, width, height):
+    expected = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
+    assert np.array_equal(recipe.thumbnail_mask(np.asfortranarray(mask), (width, height)), expected)
 
 
 points = st.lists(st.tuples(st.floats(-10, 60, allow_nan=False), st.floats(-10, 60, allow_nan=False)), min_size=3, max_size=10)
