@@ -816,7 +816,8 @@ def make_record(item: dict) -> dict:
 
 def decode_class_mask(segmentations: list[dict]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The union of stored segmentations as an (H, W) uint8 array, and the box (x0, y0, x1, y1)
-    outside which it is zero (pycocotools' exact RLE bounding box)."""
+    outside which it is zero (pycocotools' bounding box of the RLE; a box reaching past the
+    image, as odd runs can give, is cut to it by slicing)."""
     rles = [rle_for_pycocotools(segmentation) for segmentation in segmentations]
     # Merging the RLEs costs next to nothing; OR-ing decoded full-size arrays would not.
     rle = rles[0] if len(rles) == 1 else mask_utils.merge(rles, intersect=False)
