@@ -818,9 +818,8 @@ def decode_class_mask(segmentations: list[dict]) -> tuple[np.ndarray, tuple[int,
     """The union of stored segmentations as an (H, W) uint8 array, and the box (x0, y0, x1, y1)
     outside which it is zero (pycocotools' bounding box of the RLE; a box reaching past the
     image, as odd runs can give, is cut to it by slicing)."""
-    rles = [rle_for_pycocotools(segmentation) for segmentation in segmentations]
     # Merging the RLEs costs next to nothing; OR-ing decoded full-size arrays would not.
-    rle = rles[0] if len(rles) == 1 else mask_utils.merge(rles, intersect=False)
+    rle = union_rle(segmentations)
     x, y, w, h = (int(value) for value in mask_utils.toBbox(rle))
     return mask_utils.decode(rle), (x, y, x + w, y + h)
 
@@ -1117,6 +1116,12 @@ def rle_for_pycocotools(rle: dict) -> dict:
     """A stored segmentation ({"size": [h, w], "counts": str}) in the form pycocotools'
     decode, area, merge and toBbox take: counts as ASCII bytes."""
     return {"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}
+
+
+def union_rle(segmentations: Sequence[dict]) -> dict:
+    """The union of stored segmentations (one or more) as one pycocotools RLE."""
+    rles = [rle_for_pycocotools(segmentation) for segmentation in segmentations]
+    return rles[0] if len(rles) == 1 else mask_utils.merge(rles, intersect=False)
 
 
 def compressed_rle_runs(counts: str) -> np.ndarray | None:

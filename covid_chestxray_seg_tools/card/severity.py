@@ -30,11 +30,11 @@ def lesion_shares(folder: Path) -> list[dict]:
         found = {recipe.CLASSES[obj["category"]] for obj in row["objects"] if obj["category"] in lung_ids}
         if found != set(LUNGS) or any(seg is None for seg in lungs + lesions):
             continue
-        lung_rle = mask_utils.merge([recipe.rle_for_pycocotools(seg) for seg in lungs])
+        lung_rle = recipe.union_rle(lungs)
         lung_area = float(mask_utils.area(lung_rle))
         covered = 0.0
         if lesions:
-            lesion_rle = mask_utils.merge([recipe.rle_for_pycocotools(seg) for seg in lesions])
+            lesion_rle = recipe.union_rle(lesions)
             covered = float(mask_utils.area(mask_utils.merge([lesion_rle, lung_rle], intersect=True)))
         shares.append({
             "image_id": row["image_id"], "file_name": row["file_name"], "share": covered / lung_area if lung_area else 0.0,

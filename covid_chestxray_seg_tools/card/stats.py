@@ -47,7 +47,7 @@ def compute_stats(folder: Path) -> dict:
             for name, segmentations in by_class.items():
                 per_class[name]["images"] += 1
                 if all(seg is not None for seg in segmentations):
-                    area = float(mask_utils.area(mask_utils.merge([recipe.rle_for_pycocotools(seg) for seg in segmentations])))
+                    area = float(mask_utils.area(recipe.union_rle(segmentations)))
                     per_class[name]["areas"].append(100.0 * area / (row["width"] * row["height"]))
     for row in [*splits.values(), *folds.values()]:
         row["patients"] = len(row["patients"])
