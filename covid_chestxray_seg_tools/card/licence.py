@@ -12,9 +12,14 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 
 
+def licence_table(stats: dict) -> str:
+    """Images per licence, from the built files: the table the card and LICENSE.md both show."""
+    rows = [f"| {name} | {count} |" for name, count in stats["licences"].items()]
+    return "\n".join(["| image licence (`license` column) | images |", "|---|---:|", *rows])
+
+
 def render_licence(stats: dict, infos: dict[str, datasets.DatasetInfo]) -> str:
     """The licence file's text; the image counts come from the built files."""
-    rows = "\n".join(f"| {name} | {count} |" for name, count in stats["licences"].items())
     known = sum(split.num_examples for split in infos[layout.LICENSED_CONFIG].splits.values())
     return f"""# Licences of COVID-19 Chest X-ray Segmentations
 
@@ -33,9 +38,7 @@ The X-rays (the `image` column, and the `overlay` as a picture of it) come from 
 reports and papers collected by the ieee8023 COVID-19 image data collection. Each keeps the
 licence of its source, given in the record's `license` column; `url` and `doi` name the source.
 
-| image licence (`license` column) | images |
-|---|---:|
-{rows}
+{licence_table(stats)}
 
 "none given" means that upstream names no licence for the image: its `license` is null. No
 licence is granted for such an image by this dataset. Check its source (`url`, `doi`) before

@@ -16,6 +16,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.card.licence import licence_table
 from covid_chestxray_seg_tools.card.preview import PREVIEW_LICENCES
 from covid_chestxray_seg_tools.dialect import portable_yaml_features
 
@@ -78,8 +79,6 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
     splits += ["", "| finding | " + " | ".join(recipe.SPLITS) + " |", "|---|" + "---:|" * len(recipe.SPLITS)]
     for finding, counts in stats["findings"].items():
         splits.append(f"| {finding} | " + " | ".join(str(counts[split]) for split in recipe.SPLITS) + " |")
-    licences = ["| image licence (`license` column) | images |", "|---|---:|"]
-    licences += [f"| {name} | {count} |" for name, count in stats["licences"].items()]
     renamed = ", ".join(f"`{old}` -> `{new}`" for old, new in report.renamed_categories.items()) or "none"
     modified = ", ".join(f"`{path}`" for path in report.modified_files) or "none"
     annotation_state = (
@@ -161,7 +160,7 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         "preview": preview,
         "classes": "\n".join(classes),
         "splits": "\n".join(splits),
-        "licences": "\n".join(licences),
+        "licences": licence_table(stats),
         "configs": "\n".join(configs),
         "folds": "\n".join(folds),
         "legend": "\n".join(legend),
