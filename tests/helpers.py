@@ -35,10 +35,6 @@ def crop_masks(data_dir: Path) -> dict[tuple[str, str], np.ndarray]:
     }
 
 
-def structure_rows(data_dir: Path) -> list[dict]:
-    return crops.structure_rows(data_dir)
-
-
 def mask_to_runs(mask: np.ndarray) -> list[int]:
     """COCO's uncompressed RLE of a mask: run lengths in column-major order, starting with zeros."""
     flat = mask.ravel(order="F").astype(np.int8)

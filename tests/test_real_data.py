@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import covid_chestxray_seg as recipe
-from tests.helpers import REPO, SHARED_ARGS, SHARED_DIR, crop_masks, parquet_rows, structure_rows
+from tests.helpers import REPO, SHARED_ARGS, SHARED_DIR, crop_masks, parquet_rows
 from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.crops import structure_rows
 from covid_chestxray_seg_tools.baseline import score_atlas
 from covid_chestxray_seg_tools.evaluate import format_markdown
 from scripts import build
