@@ -390,6 +390,14 @@ class TablePredictions:
                 raise ValueError(f"{name}: image_id {image_id!r} is not an image id of split {split}")
             if image_id in self.rows:
                 raise ValueError(f"{name}: image_id {image_id} appears twice")
+            for column in self.columns:
+                cell = row[column]
+                if isinstance(cell, dict) and cell.get("bytes") is None and cell.get("path") is not None:
+                    # A null cell is an empty prediction; a path alone is not one, and would score 0 silently.
+                    raise ValueError(
+                        f"{name}: image {image_id}: {column} holds only a path ({cell['path']!r}), no image bytes; "
+                        "write the predictions with the PNG bytes in each cell"
+                    )
             self.rows[image_id] = row
         missing = sorted(set(sizes) - set(self.rows))
         if missing:

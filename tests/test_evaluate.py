@@ -264,6 +264,13 @@ def _parquet_with_other_image(root: Path) -> None:
     pq.write_table(pa.table({"image_id": [83, 7]}), root / f"{SPLIT}.parquet")
 
 
+def _parquet_with_a_path_only_cell(root: Path) -> None:
+    # What Dataset.to_parquet writes for an Image column made from file paths.
+    shutil.rmtree(root / SPLIT)
+    cells = [{"bytes": None, "path": "preds/83/mask_airways.png"}]
+    pq.write_table(pa.table({"image_id": [83], "mask_airways": cells}), root / f"{SPLIT}.parquet")
+
+
 def _nothing(root: Path) -> None:
     shutil.rmtree(root / SPLIT)
 
@@ -279,6 +286,7 @@ def _nothing(root: Path) -> None:
         (_extra_image, r"truth/test/999: '999' is not an image id of split test"),
         (_parquet_without_image_id, r"truth/test\.parquet: no image_id column"),
         (_parquet_with_other_image, r"truth/test\.parquet: image_id 7 is not an image id of split test"),
+        (_parquet_with_a_path_only_cell, r"truth/test\.parquet: image 83: mask_airways holds only a path \('preds/83/mask_airways\.png'\), no image bytes"),
         (_nothing, r"truth: no predictions for split test: expected .*truth/test/<image_id>/<mask column>\.png"),
     ],
 )
