@@ -916,7 +916,7 @@ def draw_overlay(image_bytes: bytes, masks: dict[int, np.ndarray], *, max_side: 
         colour = Image.new("RGB", size, CLASS_COLOURS[index])
         tinted = Image.blend(picture, colour, OVERLAY_ALPHA)
         picture = Image.composite(tinted, picture, Image.fromarray(inside))
-        picture.paste(colour, mask=Image.fromarray(inside & ~_interior(inside)))
+        picture.paste(colour, mask=Image.fromarray(mask_outline(inside)))
     return picture
 
 
@@ -927,11 +927,14 @@ def overlay_jpeg(image_bytes: bytes, masks: dict[int, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _interior(mask: np.ndarray) -> np.ndarray:
-    """Pixels of `mask` whose four neighbours are in it too (the image border counts as outside)."""
+def mask_outline(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a bool (H, W) mask with a 4-connected background neighbour (outside the
+    image counts as background): the overlay's outline and the evaluation's surface. Equal to
+    ``mask & ~scipy.ndimage.binary_erosion(mask)`` (tests check it), about ten times faster on
+    full-size masks."""
     inner = np.zeros_like(mask)
     inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
-    return inner
+    return mask & ~inner
 
 
 # === Public record helpers =================================================================
@@ -944,7 +947,11 @@ def decode_mask(value) -> np.ndarray | None:
     if isinstance(value, dict):
         value = value["bytes"]
     if isinstance(value, (bytes, bytearray)):
-        value = Image.open(io.BytesIO(value))
+        with Image.open(io.BytesIO(value)) as image:
+            # Most stored masks are all zero; Pillow finds that while decoding, with no array made.
+            if image.mode in ("1", "L") and image.getbbox() is None:
+                return np.zeros((image.height, image.width), dtype=bool)
+            value = np.asarray(image)
     array = np.asarray(value)
     if array.ndim == 3 and array.shape[0] == 1:
         # with_format("torch") gives every image channel-first: a mask is (1, H, W).

@@ -35,14 +35,14 @@ def test_surface_is_the_pixels_with_a_4_connected_background_neighbour():
     expected = mask.copy()
     for interior in [(2, 4), (3, 3), (3, 4), (4, 2), (4, 3), (4, 4)]:
         expected[interior] = False
-    assert np.array_equal(evaluate.surface(mask=mask), expected)
+    assert np.array_equal(recipe.mask_outline(mask), expected)
     full = np.ones((4, 5), dtype=bool)  # outside the image counts as background
-    assert np.array_equal(evaluate.surface(mask=full), ~np.pad(np.ones((2, 3), dtype=bool), 1, constant_values=False))
+    assert np.array_equal(recipe.mask_outline(full), ~np.pad(np.ones((2, 3), dtype=bool), 1, constant_values=False))
     # The same as scipy's erosion with its default (4-connected) structure, on any shape.
     rng = np.random.default_rng(5)
     for _ in range(20):
         mask = rng.random((int(rng.integers(1, 30)), int(rng.integers(1, 30)))) > 0.3
-        assert np.array_equal(evaluate.surface(mask=mask), mask & ~ndimage.binary_erosion(mask))
+        assert np.array_equal(recipe.mask_outline(mask), mask & ~ndimage.binary_erosion(mask))
 
 
 def test_distances_of_a_pixel_and_a_bar_by_hand():
