@@ -265,10 +265,7 @@ def write_json(result: dict, *, path: Path) -> None:
 def load_rows(*, source: str, split: str, columns: Sequence[str] = TRUTH_COLUMNS) -> list[dict]:
     """The rows of `split` of `source` (a build folder, a Hub repo id, anything `load_dataset`
     reads) with only `columns`, masks undecoded ({"bytes": PNG, "path": None} or None)."""
-    loaded = export.load_splits(source=source, splits=[split])[split]
-    missing = [column for column in columns if column not in loaded.column_names]
-    if missing:
-        raise ValueError(f"{source}: split {split} lacks {', '.join(missing)}: not a covid-chestxray-seg build")
+    loaded = export.load_splits(source=source, splits=[split], required=(*export.BUILD_COLUMNS, *columns))[split]
     loaded = loaded.select_columns(list(columns))
     for column in columns:
         if column in recipe.MASK_COLUMNS:

@@ -39,15 +39,21 @@ FORMATS = ("coco", "folder")
 # Columns a COCO document is made of; skipping the image and the 14 masks reads a small part of the bytes.
 COCO_COLUMNS = ("image_id", "file_name", "width", "height", "objects", "license", "url")
 
-def load_splits(*, source: str, splits: Sequence[str] | None = None) -> dict[str, datasets.Dataset]:
-    """The requested splits of `source`, checked to be this dataset."""
+# Columns that make a dataset a build of this one; load_splits checks them.
+BUILD_COLUMNS = ("image_id", "file_name", "objects", *recipe.MASK_COLUMNS)
+
+
+def load_splits(
+    *, source: str, splits: Sequence[str] | None = None, required: Sequence[str] = BUILD_COLUMNS
+) -> dict[str, datasets.Dataset]:
+    """The requested splits of `source`, checked to be this dataset and to have the `required` columns."""
     loaded = datasets.load_dataset(source)
     wanted = list(loaded) if splits is None else list(dict.fromkeys(splits))
     unknown = [name for name in wanted if name not in loaded]
     if unknown:
         raise ValueError(f"--split {', '.join(unknown)}: {source} has splits {', '.join(loaded)}")
     for name in wanted:
-        missing = [column for column in ("image_id", "file_name", "objects", *recipe.MASK_COLUMNS) if column not in loaded[name].column_names]
+        missing = [column for column in dict.fromkeys(required) if column not in loaded[name].column_names]
         if missing:
             raise ValueError(f"{source}: split {name} lacks {', '.join(missing)}: not a covid-chestxray-seg build")
     return {name: loaded[name] for name in wanted}
