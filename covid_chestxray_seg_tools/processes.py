@@ -48,6 +48,8 @@ _bound = 0  # depth of bound_children() blocks; inherited by children, so grandc
 _private_fds: dict[int, int] = {}  # fd -> how many private_fd() blocks hold it
 _parent_pid = 0  # this process's pid, recorded just before each fork for the child to compare
 _registered = False
+_held = 0  # depth of signals_held() blocks
+_deferred: list[int] = []  # stopping signals that arrived in a signals_held() block
 _prctl = None  # libc's prctl; None where there is none (not Linux): children are then not killed with the parent
 
 
@@ -135,6 +137,9 @@ def stopping_signals() -> Iterator[None]:
     stopping: list[int] = []
 
     def handler(signum, frame):
+        if _held:
+            _deferred.append(signum)
+            return
         if stopping:
             logger.warning(f"{signal.Signals(signum).name} again: already stopping, removing partial output first")
             return
@@ -149,6 +154,29 @@ def stopping_signals() -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP that arrive in the block take effect when it ends: for
+    steps that must not be cut in two.
+
+    Blocking them (`pthread_sigmask`) covers this thread only: the kernel hands a signal to
+    any thread that does not block it (datasets, pyarrow and tqdm start threads), and Python
+    then runs the handler in the main thread anyway. So `stopping_signals`' handler also
+    defers the signal while a block is open, and the block raises it again at its end."""
+    global _held
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING_SIGNALS)
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if not _held and _deferred:
+            signum = _deferred.pop(0)
+            _deferred.clear()
+            signal.raise_signal(signum)
 
 
 def signal_behind(error: BaseException | None) -> int | None:

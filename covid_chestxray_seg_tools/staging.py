@@ -67,7 +67,14 @@ def exclusive(out: Path, *, what: str = "build") -> Iterator[None]:
 
 
 def remove_leftovers(out: Path) -> None:
-    """Hidden folders of earlier runs into `out`; only call it while holding `exclusive(out)`."""
+    """Hidden folders of earlier runs into `out`; only call it while holding `exclusive(out)`.
+    A run killed (SIGKILL) between the two renames of `move_into_place` left the previous
+    result moved aside and no `out`: that result is put back first."""
+    if not out.exists():
+        for old in sorted(out.parent.glob(f".{out.name}.old-*")):
+            if (old / out.name).is_dir():
+                os.replace(old / out.name, out)
+                break
     for pattern in (f".{out.name}.partial-*", f".{out.name}.old-*"):
         for leftover in out.parent.glob(pattern):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -145,9 +152,18 @@ def move_into_place(staging: Path, out: Path) -> None:
     staging.chmod(0o777 & ~umask)
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
+        # Between the two renames there is no `out`: a stopping signal waits until both are
+        # done, and a failed second rename puts the previous result back.
+        try:
+            with processes.signals_held():
+                os.replace(out, old / out.name)
+                try:
+                    os.replace(staging, out)
+                except BaseException:
+                    os.replace(old / out.name, out)
+                    raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, out)
 

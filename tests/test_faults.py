@@ -17,6 +17,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import multiprocess
@@ -241,3 +243,69 @@ def test_an_interruption_is_one_line_even_when_cleanup_raised_another_error(caps
     assert cli.run(terminated) == 143
     assert capsys.readouterr().err == "interrupted by SIGTERM: stopped before finishing; no partial output is left\n"
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the script's only while it works
+
+
+def _previous(out: Path) -> None:
+    out.mkdir()
+    (out / "README.md").write_text("previous build\n")
+
+
+def test_a_stopping_signal_during_the_swap_waits_until_out_is_the_new_build(tmp_path, monkeypatch):
+    out = tmp_path / "build"
+    _previous(out)
+    rename = os.replace
+
+    # A second thread, as datasets and pyarrow start: the kernel may hand it a signal that
+    # the main thread blocks, and Python still runs the handler in the main thread.
+    done = threading.Event()
+    waiting = threading.Thread(target=done.wait)
+    waiting.start()
+
+    def signalled_rename(source, target):
+        # SIGTERM right after the previous build is moved aside, the worst moment, to the other thread.
+        rename(source, target)
+        if Path(target).name == out.name and ".old-" in str(target):
+            signal.pthread_kill(waiting.ident, signal.SIGTERM)
+            time.sleep(0.2)  # time for that thread's C handler to flag it for the main thread
+
+    monkeypatch.setattr(os, "replace", signalled_rename)
+    try:
+        with processes.stopping_signals(), pytest.raises(processes.Terminated, match="stopped by SIGTERM"):
+            with staging.staged(out, replace=True) as folder:
+                (folder / "README.md").write_text("new build\n")
+    finally:
+        done.set()
+        waiting.join()
+    assert (out / "README.md").read_text() == "new build\n"
+    assert names(tmp_path) == [".build.lock", "build"]
+
+
+def test_a_build_killed_between_the_two_renames_gets_its_previous_result_back(tmp_path):
+    # What SIGKILL after the first rename of move_into_place leaves: the previous build aside, no `out`.
+    out = tmp_path / "build"
+    aside = tmp_path / ".build.old-x1y2"
+    aside.mkdir()
+    _previous(aside / out.name)
+    with pytest.raises(ValueError, match="bad input"):
+        with staging.staged(out, replace=True):
+            raise ValueError("bad input")
+    assert (out / "README.md").read_text() == "previous build\n"
+    assert names(tmp_path) == [".build.lock", "build"]
+
+
+def test_a_failed_second_rename_puts_the_previous_build_back(tmp_path, monkeypatch):
+    out = tmp_path / "build"
+    _previous(out)
+    rename = os.replace
+
+    def refused_rename(source, target):
+        if ".partial-" in str(source):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
+        rename(source, target)
+
+    monkeypatch.setattr(os, "replace", refused_rename)
+    with pytest.raises(staging.OutputError, match=r"build: cannot write the build: Permission denied; the previous build there is untouched"):
+        with staging.staged(out, replace=True) as folder:
+            (folder / "README.md").write_text("new build\n")
+    assert (out / "README.md").read_text() == "previous build\n"
+    assert names(tmp_path) == [".build.lock", "build"]
