@@ -51,5 +51,7 @@ def run(work: Callable[[], int | None], *, secrets: Iterable[str | None] = (), r
             message = rewrite(message)
         for secret in secrets:
             message = scrub(message, secret)
+        # Also where the script passed no secret: anything shaped like a Hub token.
+        message = scrub(message, None)
         print(f"error: {message}", file=sys.stderr)
         return 1

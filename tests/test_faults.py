@@ -309,3 +309,11 @@ def test_a_failed_second_rename_puts_the_previous_build_back(tmp_path, monkeypat
             (folder / "README.md").write_text("new build\n")
     assert (out / "README.md").read_text() == "previous build\n"
     assert names(tmp_path) == [".build.lock", "build"]
+
+
+def test_no_error_line_prints_a_hub_token_even_where_the_script_names_no_secret(capsys):
+    def leaky():
+        raise ValueError("https://user:hf_abcdefghijklmnop@example.org/archive.zip: download failed")
+
+    assert cli.run(leaky) == 1
+    assert capsys.readouterr().err == "error: https://user:hf_***@example.org/archive.zip: download failed\n"
