@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from covid_chestxray_seg_tools import benchmark
+from covid_chestxray_seg_tools import benchmark, cli
 
 
 EXAMPLES = """\
@@ -35,14 +35,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=10, help="copies of the data for the scale test; 1 skips it (default: 10)")
     parser.add_argument("--smoke", action="store_true", help="small data: accept a cut-down metadata.csv, skip nothing else")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="covid-chestxray-seg-benchmark-") as work:
-        results = benchmark.run(
-            data_dir=args.data_dir.resolve(), severity_file=args.severity_file.resolve(), smoke=args.smoke, scale=args.scale, work=Path(work)
-        )
-    print(benchmark.format_table(results))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    return 0
+
+    def work() -> None:
+        # Under cli.run, SIGTERM and SIGHUP unwind like Ctrl-C: the measured subprocess is
+        # killed and the work folder removed, instead of a build left running.
+        with tempfile.TemporaryDirectory(prefix="covid-chestxray-seg-benchmark-") as folder:
+            results = benchmark.run(
+                data_dir=args.data_dir.resolve(), severity_file=args.severity_file.resolve(), smoke=args.smoke, scale=args.scale,
+                work=Path(folder),
+            )
+        print(benchmark.format_table(results))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+    return cli.run(work)
 
 
 if __name__ == "__main__":

@@ -292,3 +292,20 @@ def test_a_second_build_refuses_while_the_first_holds_the_lock(tmp_path, capsys)
     assert code == 1
     assert "out: output folder: another build is writing it (it holds .out.lock); wait for it to finish" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_terminated_benchmark_ends_the_build_it_measures_and_removes_its_work(runs, tmp_path, monkeypatch):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # where the benchmark makes its work folder
+    run = runs("none", "benchmark.py", *FIXTURE_ARGS, "--smoke", "--scale", "1")
+    # A measured task runs in a subprocess of its own (and the build there forks workers).
+    wait_for(lambda: len(processes_with(run.marker)) >= 2 or run.process.poll() is not None, seconds=60, what="a measured subprocess")
+    assert run.process.poll() is None, run.stderr()
+    os.kill(run.process.pid, signal.SIGTERM)
+    assert run.process.wait(timeout=SECONDS) == 128 + signal.SIGTERM
+    wait_for(lambda: not processes_with(run.marker), seconds=5, what="a process of the terminated benchmark is still running")
+    assert [line for line in run.stderr().splitlines() if line.startswith(("interrupted", "error"))] == [
+        "interrupted by SIGTERM: stopped before finishing; no partial output is left"
+    ]
+    assert list(temp.iterdir()) == []
