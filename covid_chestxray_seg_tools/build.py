@@ -28,6 +28,7 @@ from covid_chestxray_seg_tools.card.preview import render_preview
 from covid_chestxray_seg_tools.card.render import render_card
 from covid_chestxray_seg_tools.card.severity import lesion_shares, render_severity_plot, severity_correlation
 from covid_chestxray_seg_tools.card.stats import compute_stats
+from covid_chestxray_seg_tools.errors import exception_chain
 from covid_chestxray_seg_tools.evaluate import format_markdown
 from covid_chestxray_seg_tools.viewer import first_rows_shown
 
@@ -136,12 +137,7 @@ def _build_into(
 
 def _build_error_from(error: BaseException) -> BaseException:
     """The BuildError behind datasets' generic wrapper, so the user sees file, record and problem."""
-    cause = error
-    while cause is not None:
-        if isinstance(cause, recipe.BuildError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return error
+    return next((link for link in exception_chain(error) if isinstance(link, recipe.BuildError)), error)
 
 
 def format_summary(summary: dict) -> str:

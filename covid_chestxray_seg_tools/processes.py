@@ -27,6 +27,8 @@ import signal
 import threading
 from typing import Iterator
 
+from covid_chestxray_seg_tools.errors import exception_chain
+
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -182,12 +184,9 @@ def signals_held() -> Iterator[None]:
 def signal_behind(error: BaseException | None) -> int | None:
     """The signal behind `error` (SIGINT for KeyboardInterrupt), also when cleanup code raised
     another error while it unwound; None when `error` is not an interruption."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, KeyboardInterrupt):
+    for link in exception_chain(error):
+        if isinstance(link, KeyboardInterrupt):
             return signal.SIGINT
-        if isinstance(error, Terminated):
-            return error.signum
-        error = error.__cause__ or error.__context__
+        if isinstance(link, Terminated):
+            return link.signum
     return None

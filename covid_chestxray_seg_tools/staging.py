@@ -28,6 +28,7 @@ import multiprocess.pool
 
 from covid_chestxray_seg import BuildError
 from covid_chestxray_seg_tools import processes
+from covid_chestxray_seg_tools.errors import exception_chain
 
 # OS errors that only writing causes: whatever file they name (or none, as pyarrow's), the
 # output's disk or folder refuses the output.
@@ -114,23 +115,20 @@ def staged(out: Path, *, replace: bool) -> Iterator[Path]:
 def write_failure(error: BaseException, *, out: Path) -> OSError | None:
     """The OS error behind `error` (or behind what it wraps) that means `out` cannot be
     written, or None: bad input and errors about other files are not the output's."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, (BuildError, OutputError)):
+    for link in exception_chain(error):
+        if isinstance(link, (BuildError, OutputError)):
             return None
-        if isinstance(error, OSError):
-            ours = error.filename is not None and _is_output_path(Path(os.fsdecode(error.filename)), out=out)
-            if error.errno in WRITE_ERRNOS and (error.filename is None or ours):
-                return error
-            if error.errno in DENIED_ERRNOS and ours:
-                return error
-        if isinstance(error, REMOTE_TRACEBACKS):
+        if isinstance(link, OSError):
+            ours = link.filename is not None and _is_output_path(Path(os.fsdecode(link.filename)), out=out)
+            if link.errno in WRITE_ERRNOS and (link.filename is None or ours):
+                return link
+            if link.errno in DENIED_ERRNOS and ours:
+                return link
+        if isinstance(link, REMOTE_TRACEBACKS):
             # Only the errno survives as text; a full disk in a worker has no file name anyway.
-            for match in REMOTE_ERRNO.finditer(str(error)):
+            for match in REMOTE_ERRNO.finditer(str(link)):
                 if int(match.group(1)) in WRITE_ERRNOS:
                     return OSError(int(match.group(1)), os.strerror(int(match.group(1))))
-        error = error.__cause__ or error.__context__
     return None
 
 

@@ -27,6 +27,7 @@ from datasets.exceptions import DatasetGenerationError
 
 from tests.helpers import FIXTURE_ARGS, REPO, big_args, names, tree
 from covid_chestxray_seg_tools import cli, processes, staging
+from covid_chestxray_seg_tools.errors import exception_chain
 from scripts import build, export
 
 BUILD_OPTIONS = [*FIXTURE_ARGS, "--allow-modified", "--quiet", "--num-proc", "2"]
@@ -317,3 +318,11 @@ def test_no_error_line_prints_a_hub_token_even_where_the_script_names_no_secret(
 
     assert cli.run(leaky) == 1
     assert capsys.readouterr().err == "error: https://user:hf_***@example.org/archive.zip: download failed\n"
+
+
+def test_an_error_chain_that_loops_back_ends():
+    first, second = ValueError("first"), OSError("second")
+    first.__cause__, second.__context__ = second, first
+    assert list(exception_chain(first)) == [first, second]
+    assert processes.signal_behind(first) is None
+    assert staging.write_failure(first, out=Path("out")) is None
