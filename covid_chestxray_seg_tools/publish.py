@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import httpx2  # huggingface_hub's HTTP client: its transport errors mean "network down"
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
@@ -220,10 +220,14 @@ def make_plan(*, api: HfApi, repo_id: str, revision: str, local: dict[str, Local
     plan = Plan(head=info.sha, repo_exists=True, branch_exists=True)
     for name, file in local.items():
         (plan.unchanged if _same(file, remote.get(name)) else plan.add).append(name)
-    plan.delete = sorted(
-        name for name in remote if name not in local and (name.startswith(layout.BUILT_FOLDERS) or name.endswith(".py"))
-    )
+    plan.delete = stale_files(remote=remote, local=local)
     return plan
+
+
+def stale_files(*, remote: Mapping[str, RemoteFile], local: Mapping[str, LocalFile]) -> list[str]:
+    """Remote files a publish removes: what the build owns (data/, assets/) but no longer has,
+    and any loading script."""
+    return sorted(name for name in remote if name not in local and (name.startswith(layout.BUILT_FOLDERS) or name.endswith(".py")))
 
 
 def remote_files(*, api: HfApi, repo_id: str, revision: str) -> dict[str, RemoteFile]:
@@ -317,7 +321,7 @@ def verify_remote(*, api: HfApi, repo_id: str, revision: str, local: dict[str, L
             raise PublishError(f"verification failed: {name} is missing from {repo_id}@{revision}")
         if not _same(file, remote[name]):
             raise PublishError(f"verification failed: {name} on {repo_id}@{revision} differs from the local file")
-    extra = [name for name in remote if name not in local and (name.startswith(layout.BUILT_FOLDERS) or name.endswith(".py"))]
+    extra = stale_files(remote=remote, local=local)
     if extra:
         raise PublishError(f"verification failed: {repo_id}@{revision} still holds {', '.join(extra)}")
 

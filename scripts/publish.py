@@ -60,8 +60,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     token = args.token or get_token()
-    return cli.run(
-        lambda: publish(
+
+    def work() -> None:
+        publish(
             folder=args.folder,
             repo_id=args.repo_id,
             token=token,
@@ -71,9 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             commit_message=args.commit_message,
             dry_run=args.dry_run,
             verify=not args.no_verify,
-        ) and None,
-        secrets=[token],
-    )
+        )
+
+    return cli.run(work, secrets=[token])
 
 
 if __name__ == "__main__":
