@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import crops, layout
+from covid_chestxray_seg_tools import crops, layout, staging
 
 REPEATS = 2
 TARGETS = {
@@ -57,11 +57,11 @@ def task_build_ours(data_dir: str, out: str, severity_file: str, allow_modified:
     this process loaded pyarrow before the build could."""
     import datasets
 
-    from covid_chestxray_seg_tools.build import build
+    from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, build
 
     datasets.disable_progress_bars()
     build(data_dir=Path(data_dir), out=Path(out), severity_file=Path(severity_file), verify_upstream=not allow_modified,
-          num_proc=os.cpu_count() or 1, validate=validate)
+          num_proc=DEFAULT_NUM_PROC, validate=validate)
     return {}
 
 
@@ -402,8 +402,8 @@ def run(*, data_dir: Path, severity_file: Path, smoke: bool, scale: int, work: P
     stream["first_row_fraction"] = stream["first_row_bytes"] / stream["split_bytes"]
     results["stream"] = stream
 
-    built = sum(p.stat().st_size for p in ours_out.rglob("*") if p.is_file())
-    results["size"] = {"built_bytes": built, "upstream_bytes": upstream_bytes(data_dir), "ratio": built / upstream_bytes(data_dir)}
+    built, upstream = staging.folder_bytes(ours_out), upstream_bytes(data_dir)
+    results["size"] = {"built_bytes": built, "upstream_bytes": upstream, "ratio": built / upstream}
 
     if scale > 1:
         big = work / f"data-x{scale}"

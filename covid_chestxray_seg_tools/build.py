@@ -12,6 +12,7 @@ The folder appears only when the build has succeeded (see `staging`).
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from covid_chestxray_seg_tools.viewer import first_rows_shown
 
 logger = logging.getLogger(__name__)
 
+# Worker processes the command line builds with unless told otherwise: every core.
+DEFAULT_NUM_PROC = os.cpu_count() or 1
 IMAGE_COLUMNS = [name for name, feature in recipe.features().items() if isinstance(feature, datasets.Image)]
 
 

@@ -24,7 +24,7 @@ import datasets  # noqa: E402
 import covid_chestxray_seg as recipe  # noqa: E402
 from covid_chestxray_seg_tools import cli, layout, parquet  # noqa: E402
 from covid_chestxray_seg_tools.card import render as card_render  # noqa: E402
-from covid_chestxray_seg_tools.build import build, format_summary  # noqa: E402
+from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, build, format_summary  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "build"
@@ -93,7 +93,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rows-per-row-group", type=int, default=parquet.DEFAULT_ROWS_PER_ROW_GROUP,
         help=f"rows per Parquet row group; small groups make streaming start fast (default: {parquet.DEFAULT_ROWS_PER_ROW_GROUP})",
     )
-    parser.add_argument("--num-proc", type=int, default=os.cpu_count() or 1, help="worker processes for the build (default: all cores)")
+    parser.add_argument("--num-proc", type=int, default=DEFAULT_NUM_PROC, help="worker processes for the build (default: all cores)")
     parser.add_argument(
         "--repo-id", default=card_render.DEFAULT_REPO_ID,
         help=f"Hub dataset repo the card's code loads (default: {card_render.DEFAULT_REPO_ID}; scripts/publish.py writes the id it publishes to)",
