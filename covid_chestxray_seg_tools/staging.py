@@ -89,12 +89,13 @@ def staged(out: Path, *, replace: bool) -> Iterator[Path]:
     processes it forks die with this process; an OS error while writing is an OutputError."""
     out = Path(out)
     what = "build" if replace else "export"
-    if not replace and out.exists():
-        raise ValueError(f"{out}: already exists; choose a new --out (an export never overwrites)")
     existed = out.exists()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with exclusive(out, what=what), processes.bound_children():
+            # Checked under the lock: an export that finished meanwhile is seen.
+            if not replace and out.exists():
+                raise ValueError(f"{out}: already exists; choose a new --out (an export never overwrites)")
             # Under the lock, hidden folders left by a killed run are nobody's.
             remove_leftovers(out)
             staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
