@@ -12,6 +12,7 @@ on what was sent; `fail` injects server errors and rate limits.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -40,16 +41,20 @@ def git_blob_sha1(data: bytes) -> str:
 
 @dataclass
 class StoredFile:
-    data: bytes
+    data: bytes  # never replaced: a commit stores new StoredFiles, so the hashes are computed once
     lfs: bool
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
+    @functools.cached_property
+    def blob_id(self) -> str:
+        return git_blob_sha1(self.data)
+
     @property
     def etag(self) -> str:
-        return self.sha256 if self.lfs else git_blob_sha1(self.data)
+        return self.sha256 if self.lfs else self.blob_id
 
 
 @dataclass
@@ -413,7 +418,7 @@ def make_handler(state: HubState):
                 match = re.match(r"^---\n(.*?)\n---", card.data.decode("utf-8"), flags=re.S)
                 card_data = yaml.safe_load(match.group(1)) if match else None
             siblings = [
-                {"rfilename": path, "size": len(f.data), "blobId": git_blob_sha1(f.data),
+                {"rfilename": path, "size": len(f.data), "blobId": f.blob_id,
                  **({"lfs": {"size": len(f.data), "sha256": f.sha256, "pointerSize": 134}} if f.lfs else {})}
                 for path, f in sorted(commit.files.items())
             ]
@@ -539,7 +544,7 @@ def make_handler(state: HubState):
             return entries
 
         def _file_entry(self, path: str, stored: StoredFile) -> dict:
-            entry = {"type": "file", "oid": git_blob_sha1(stored.data), "size": len(stored.data), "path": path}
+            entry = {"type": "file", "oid": stored.blob_id, "size": len(stored.data), "path": path}
             if stored.lfs:
                 entry["lfs"] = {"oid": stored.sha256, "size": len(stored.data), "pointerSize": 134}
             return entry
