@@ -293,13 +293,23 @@ def read_mask(data: bytes | Path, *, name: str, width: int, height: int) -> np.n
                 bands = image.getbands()
                 array = np.asarray(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{name}: not a readable image ({type(error).__name__}: {error})") from None
+        raise _unreadable(name, error) from None
     if size != (width, height):
-        raise ValueError(f"{name}: {size[0]}x{size[1]} pixels, but the image is {width}x{height} (width x height); a prediction must have the image's full size")
+        raise _wrong_size(name, size, width=width, height=height)
     if array.ndim == 3:
         colour = [index for index, band in enumerate(bands) if band != "A"]
         return (array[..., colour] != 0).any(axis=-1)
     return array != 0
+
+
+def _unreadable(name: str, error: BaseException) -> ValueError:
+    return ValueError(f"{name}: not a readable image ({type(error).__name__}: {error})")
+
+
+def _wrong_size(name: str, size: tuple[int, int], *, width: int, height: int) -> ValueError:
+    return ValueError(
+        f"{name}: {size[0]}x{size[1]} pixels, but the image is {width}x{height} (width x height); a prediction must have the image's full size"
+    )
 
 
 def _unknown_class(name: str, stem: str) -> ValueError:
@@ -339,9 +349,9 @@ class FolderPredictions:
             with Image.open(path) as image:
                 size = image.size
         except (OSError, SyntaxError, ValueError) as error:
-            raise ValueError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
+            raise _unreadable(str(path), error) from None
         if size != (width, height):
-            raise ValueError(f"{path}: {size[0]}x{size[1]} pixels, but the image is {width}x{height} (width x height); a prediction must have the image's full size")
+            raise _wrong_size(str(path), size, width=width, height=height)
 
     def __call__(self, image_id: int, width: int, height: int) -> dict[str, np.ndarray]:
         return {column: read_mask(path, name=str(path), width=width, height=height) for column, path in self.files[image_id].items()}
