@@ -31,10 +31,11 @@ import tarfile
 import zipfile
 import zlib
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -188,8 +189,20 @@ OVERLAY_ALPHA = 0.4
 OVERLAY_JPEG_QUALITY = 80
 # One colour per class, in class order (Okabe-Ito and Tableau hues, distinct on grey X-rays).
 CLASS_COLOURS = (
-    (0, 114, 178), (86, 180, 233), (230, 159, 0), (240, 228, 66), (213, 94, 0), (204, 121, 167), (0, 158, 115),
-    (255, 255, 255), (148, 103, 189), (227, 119, 194), (188, 189, 34), (23, 190, 207), (255, 127, 14), (214, 39, 40),
+    (0, 114, 178),
+    (86, 180, 233),
+    (230, 159, 0),
+    (240, 228, 66),
+    (213, 94, 0),
+    (204, 121, 167),
+    (0, 158, 115),
+    (255, 255, 255),
+    (148, 103, 189),
+    (227, 119, 194),
+    (188, 189, 34),
+    (23, 190, 207),
+    (255, 127, 14),
+    (214, 39, 40),
 )
 
 ANNOTATION_FILE = "annotation/results.json"
@@ -213,6 +226,7 @@ MANIFEST_PATH = Path(__file__).with_name(MANIFEST_NAME)
 
 
 # === The builder: config, errors, split generation =========================================
+
 
 class BuildError(ValueError):
     """Bad input: names the file, the record and the problem in one line."""
@@ -312,7 +326,8 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
                 for path in self._downloaded:
                     _remove_cached(path)
                 raise BuildError(
-                    error.file, error.record,
+                    error.file,
+                    error.record,
                     f"{error.problem} (the downloaded copy was removed from the cache: the next run downloads it again)",
                 ) from None
             raise
@@ -327,7 +342,10 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         expected = manifest.get(self.config.annotation_file)
         report.annotation_sha256 = coco.sha256
         report.annotation_upstream = expected is not None and coco.git_blob_sha1 == expected[1]
-        paths = [safe_join(root, IMAGES_DIR, image["file_name"], coco.path, f"image id {image['id']}") for image in coco.images]
+        paths = [
+            safe_join(root, IMAGES_DIR, image["file_name"], coco.path, f"image id {image['id']}")
+            for image in coco.images
+        ]
         metadata_path = root / METADATA_FILE
         check_upstream(metadata_path, METADATA_FILE, manifest, self.config.verify_upstream, report)
         metadata = read_metadata(metadata_path, needed={image["file_name"] for image in coco.images})
@@ -350,10 +368,15 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
                 report.images_without_license += 1
             scores = severity.get(image["file_name"])
             report.images_with_severity += scores is not None
-            items.append({
-                "image": image, "path": str(path), "annotations": coco.annotations_for(image["id"]), "metadata": meta,
-                "severity": scores or dict.fromkeys(column for column, _ in SEVERITY_COLUMNS.values()),
-            })
+            items.append(
+                {
+                    "image": image,
+                    "path": str(path),
+                    "annotations": coco.annotations_for(image["id"]),
+                    "metadata": meta,
+                    "severity": scores or dict.fromkeys(column for column, _ in SEVERITY_COLUMNS.values()),
+                }
+            )
 
         report.images = len(items)
         report.annotations = sum(len(item["annotations"]) for item in items)
@@ -362,21 +385,23 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         if empty:
             patients = len({item["metadata"]["patient_id"] for item in items})
             raise BuildError(
-                coco.path, "images", f"{patients} patient(s) cannot fill {len(SPLITS)} patient-disjoint splits "
-                f"({', '.join(empty)} would be empty); the data needs at least {len(SPLITS)} patients"
+                coco.path,
+                "images",
+                f"{patients} patient(s) cannot fill {len(SPLITS)} patient-disjoint splits "
+                f"({', '.join(empty)} would be empty); the data needs at least {len(SPLITS)} patients",
             )
         folds = assign_folds([item for split in FOLD_SPLITS for item in by_split[split]])
         for item in items:
             item["fold"] = folds.get(item["image"]["id"])
         if self.config.licensed_only:
             # Filtered after the splits and folds are drawn, so every image keeps its split and fold.
-            by_split = {split: [item for item in chosen if has_known_licence(item["metadata"])] for split, chosen in by_split.items()}
+            by_split = {
+                split: [item for item in chosen if has_known_licence(item["metadata"])]
+                for split, chosen in by_split.items()
+            }
         report.log()
         self.report = report
-        return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"items": by_split[split]})
-            for split in SPLITS
-        ]
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"items": by_split[split]}) for split in SPLITS]
 
     def _generate_examples(self, items: list[dict]) -> Iterator[tuple[int, dict]]:
         for item in items:
@@ -392,8 +417,9 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
             if path.is_file():
                 return path
         raise BuildError(
-            MANIFEST_PATH, "upstream manifest", "not found; keep it beside covid_chestxray_seg.py, "
-            "it lists the upstream files the build checks"
+            MANIFEST_PATH,
+            "upstream manifest",
+            "not found; keep it beside covid_chestxray_seg.py, it lists the upstream files the build checks",
         )
 
     def _severity_path(self, dl_manager) -> Path:
@@ -425,7 +451,9 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         try:
             extracted = Path(dl_manager.extract(archive))
         except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
-            raise BuildError(url, "archive", f"cannot be extracted ({type(error).__name__}: {error}); truncated or not an archive") from None
+            raise BuildError(
+                url, "archive", f"cannot be extracted ({type(error).__name__}: {error}); truncated or not an archive"
+            ) from None
         self._downloaded.append(extracted)
         if not extracted.is_dir():
             raise BuildError(url, "archive", "is not a zip or tar archive (datasets could not extract it)")
@@ -437,6 +465,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
 
 
 # === The record schema and the build report ================================================
+
 
 def features() -> datasets.Features:
     """The record schema: identity, image, one mask per class, COCO objects, metadata."""
@@ -504,7 +533,9 @@ class BuildReport:
         for upstream, name in self.renamed_categories.items():
             logger.info(f"category {upstream!r} renamed to {name!r}")
         if self.images_without_license:
-            logger.warning(f"{self.images_without_license} images have no licence in {METADATA_FILE}: `license` is null")
+            logger.warning(
+                f"{self.images_without_license} images have no licence in {METADATA_FILE}: `license` is null"
+            )
         logger.info(
             f"{self.images_with_severity} of {self.images} images have expert severity scores; "
             f"the other {self.images - self.images_with_severity} have null severity columns"
@@ -519,6 +550,7 @@ class BuildReport:
 
 
 # === Readers: COCO, metadata.csv, the severity file; splits and folds ======================
+
 
 class CocoAnnotations:
     """A COCO file, validated and indexed by image id; images and annotations sorted by id."""
@@ -541,12 +573,16 @@ class CocoAnnotations:
                 raise BuildError(path, record, "needs id, file_name, width and height")
             if image["id"] in images_by_id:
                 raise BuildError(path, f"image id {image['id']}", "duplicate image id")
-            if not (_is_int(image["width"]) and _is_int(image["height"]) and image["width"] > 0 and image["height"] > 0):
+            if not (
+                _is_int(image["width"]) and _is_int(image["height"]) and image["width"] > 0 and image["height"] > 0
+            ):
                 raise BuildError(path, f"image id {image['id']}", f"bad size {image['width']}x{image['height']}")
             images_by_id[image["id"]] = image
         self._by_image: dict[Any, list[dict]] = defaultdict(list)
         seen = set()
-        for annotation in sorted(data["annotations"], key=lambda a: a["id"] if isinstance(a, dict) and "id" in a else -1):
+        for annotation in sorted(
+            data["annotations"], key=lambda a: a["id"] if isinstance(a, dict) and "id" in a else -1
+        ):
             if not isinstance(annotation, dict) or "id" not in annotation:
                 raise BuildError(path, "annotation", "has no id")
             record = f"annotation id {annotation['id']}"
@@ -610,24 +646,32 @@ def segmentation_to_rle(segmentation, image: dict, path: Path, record: str) -> d
                 raise BuildError(path, record, f"polygon {number} is not a list of finite numbers")
             if len(polygon) < 6 or len(polygon) % 2:
                 raise BuildError(
-                    path, record, f"polygon {number} has {len(polygon)} coordinates; a polygon needs at least 3 (x, y) points"
+                    path,
+                    record,
+                    f"polygon {number} has {len(polygon)} coordinates; a polygon needs at least 3 (x, y) points",
                 )
         rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
     elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         size = segmentation["size"]
         if not isinstance(size, list) or size != [height, width]:
-            raise BuildError(path, record, f"RLE size {size} disagrees with the image size [height, width] = [{height}, {width}]")
+            raise BuildError(
+                path, record, f"RLE size {size} disagrees with the image size [height, width] = [{height}, {width}]"
+            )
         counts = segmentation["counts"]
         if isinstance(counts, list):
             if not all(_is_int(c) and c >= 0 for c in counts) or sum(counts) != height * width:
-                raise BuildError(path, record, f"uncompressed RLE counts must be non-negative and sum to {height * width}")
+                raise BuildError(
+                    path, record, f"uncompressed RLE counts must be non-negative and sum to {height * width}"
+                )
             rle = mask_utils.frPyObjects(segmentation, height, width)
         elif isinstance(counts, (str, bytes)):
             text = counts.decode("ascii", errors="replace") if isinstance(counts, bytes) else counts
             # pycocotools decodes without bounds checks: a damaged string would write past the mask.
             runs = compressed_rle_runs(text)
             if runs is None or int(runs.sum()) != height * width:
-                raise BuildError(path, record, f"compressed RLE counts are damaged or do not cover {height}x{width} pixels")
+                raise BuildError(
+                    path, record, f"compressed RLE counts are damaged or do not cover {height}x{width} pixels"
+                )
             rle = {"counts": text.encode("ascii")}
         else:
             raise BuildError(path, record, f"RLE counts must be a string or a list, not {type(counts).__name__}")
@@ -642,7 +686,9 @@ def check_bbox(bbox, image: dict, path: Path, record: str) -> list[float]:
     x, y, w, h = bbox
     if x < 0 or y < 0 or w < 0 or h < 0 or x + w > image["width"] or y + h > image["height"]:
         raise BuildError(
-            path, record, f"bbox {bbox} lies outside the {image['width']}x{image['height']} image {image['file_name']!r}"
+            path,
+            record,
+            f"bbox {bbox} lies outside the {image['width']}x{image['height']} image {image['file_name']!r}",
         )
     return [float(v) for v in bbox]
 
@@ -659,7 +705,9 @@ def read_metadata(path: Path, *, needed: set[str]) -> dict[str, dict]:
             rows = {}
             for line, row in enumerate(reader, start=2):
                 if None in row:
-                    raise BuildError(path, f"line {line}", f"has {len(header) + len(row[None])} fields, the header {len(header)}")
+                    raise BuildError(
+                        path, f"line {line}", f"has {len(header) + len(row[None])} fields, the header {len(header)}"
+                    )
                 name = row[METADATA_JOIN_COLUMN]
                 if name in needed:
                     if name in rows:
@@ -674,7 +722,9 @@ def read_metadata(path: Path, *, needed: set[str]) -> dict[str, dict]:
         raise BuildError(path, f"byte {error.start}", "is not UTF-8") from None
     absent = sorted(needed - rows.keys())
     if absent:
-        raise BuildError(path, f"image {absent[0]!r}", f"has no row ({len(absent)} images missing from {METADATA_FILE})")
+        raise BuildError(
+            path, f"image {absent[0]!r}", f"has no row ({len(absent)} images missing from {METADATA_FILE})"
+        )
     return rows
 
 
@@ -689,7 +739,7 @@ def assign_splits(items: list[dict]) -> dict[str, list[dict]]:
     for item in items:
         by_patient[item["metadata"]["patient_id"]].append(item)
     total = len(items)
-    counts = {split: 0 for split in SPLITS}
+    counts = dict.fromkeys(SPLITS, 0)
     assigned = {split: [] for split in SPLITS}
     for patient in sorted(by_patient, key=lambda p: hashlib.sha256(str(p).encode()).hexdigest()):
         split = max(SPLITS, key=lambda s: (SPLITS[s] * total - counts[s]) / (SPLITS[s] * total))
@@ -718,7 +768,11 @@ def read_severity(data: bytes, path: Path) -> dict[str, dict[str, float]]:
     expected = [SEVERITY_JOIN_COLUMN, *SEVERITY_COLUMNS]
     if not rows or rows[0][1] != expected:
         where = f"line {rows[0][0]}" if rows else "header"
-        raise BuildError(path, where, f"header {rows[0][1] if rows else None} is not {','.join(expected)}; is this covid-severity-scores.csv?")
+        raise BuildError(
+            path,
+            where,
+            f"header {rows[0][1] if rows else None} is not {','.join(expected)}; is this covid-severity-scores.csv?",
+        )
     scores: dict[str, dict[str, float]] = {}
     for number, row in rows[1:]:
         if not any(value.strip() for value in row):
@@ -733,7 +787,9 @@ def read_severity(data: bytes, path: Path) -> dict[str, dict[str, float]]:
             try:
                 score = float(value)
             except ValueError:
-                raise BuildError(path, f"line {number}, column {source!r}", f"value {value!r} is not a number") from None
+                raise BuildError(
+                    path, f"line {number}, column {source!r}", f"value {value!r} is not a number"
+                ) from None
             if not 0.0 <= score <= highest:
                 raise BuildError(path, f"line {number}, column {source!r}", f"score {score} lies outside 0-{highest:g}")
             scores[name][column] = score
@@ -758,7 +814,12 @@ def assign_folds(items: list[dict], *, folds: int = FOLDS) -> dict[Any, int]:
         finding_images[finding_of[patient]] += len(chosen)
     order = sorted(
         by_patient,
-        key=lambda p: (-finding_images[finding_of[p]], finding_of[p], -len(by_patient[p]), hashlib.sha256(str(p).encode()).hexdigest()),
+        key=lambda p: (
+            -finding_images[finding_of[p]],
+            finding_of[p],
+            -len(by_patient[p]),
+            hashlib.sha256(str(p).encode()).hexdigest(),
+        ),
     )
     images = [0] * folds
     per_finding: dict[str, list[int]] = defaultdict(lambda: [0] * folds)
@@ -779,6 +840,7 @@ def has_known_licence(metadata: dict) -> bool:
 
 
 # === Record encoding: masks, overlay =======================================================
+
 
 def make_record(item: dict) -> dict:
     """One dataset record from an image item of _split_generators."""
@@ -939,6 +1001,7 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
 
 # === Public record helpers =================================================================
 
+
 def decode_mask(value) -> np.ndarray | None:
     """A stored mask (PIL image, array, tensor, bytes or {"bytes": ...}) as a bool (H, W) array;
     None stays None."""
@@ -996,6 +1059,7 @@ def stack_masks(
 
 # === Input checks: manifests, images, paths, the download cache ============================
 
+
 def read_manifest(path: Path) -> dict[str, tuple[int | None, str]]:
     """Upstream path -> (size or None, git blob SHA-1)."""
     manifest = {}
@@ -1029,7 +1093,9 @@ def check_upstream(
     else:
         return data
     if strict:
-        raise BuildError(path, upstream_path, f"{problem} (commit {commit}); to build from modified data set verify_upstream=False")
+        raise BuildError(
+            path, upstream_path, f"{problem} (commit {commit}); to build from modified data set verify_upstream=False"
+        )
     report.modified_files.append(upstream_path)
     return data
 
@@ -1055,7 +1121,12 @@ def check_image(path: Path, image: dict, coco_path: Path) -> None:
 
 def safe_join(root: Path, folder: str, file_name, source: Path, record: str) -> Path:
     """root/folder/file_name, refusing names that leave the folder."""
-    if not isinstance(file_name, str) or not file_name or Path(file_name).is_absolute() or ".." in Path(file_name).parts:
+    if (
+        not isinstance(file_name, str)
+        or not file_name
+        or Path(file_name).is_absolute()
+        or ".." in Path(file_name).parts
+    ):
         raise BuildError(source, record, f"file_name {file_name!r} must name a file inside {folder}/")
     base = (root / folder).resolve()
     path = (base / file_name).resolve()
@@ -1077,6 +1148,7 @@ def _remove_cached(path: Path) -> None:
 
 
 # === Parsing helpers and COCO RLE ==========================================================
+
 
 def _read_annotation_bytes(path: Path) -> bytes:
     try:

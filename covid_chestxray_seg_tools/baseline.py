@@ -14,9 +14,9 @@ masks are never looked at.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -63,7 +63,11 @@ class Atlas:
             "fit_split": FIT_SPLIT,
             "size": list(ATLAS_SIZE),
             "classes": {
-                name: {"threshold": self.threshold[column], "train_dice": self.train_dice[column], "train_masks": self.train_masks[column]}
+                name: {
+                    "threshold": self.threshold[column],
+                    "train_dice": self.train_dice[column],
+                    "train_masks": self.train_masks[column],
+                }
                 for name, column in zip(recipe.CLASSES, recipe.MASK_COLUMNS)
             },
         }
@@ -77,7 +81,9 @@ def _small(cell, *, size: tuple[int, int]) -> np.ndarray:
     return (np.asarray(small) > 0).ravel().astype(np.float32)
 
 
-def fit_atlas(*, rows: Iterable[dict], size: tuple[int, int] = ATLAS_SIZE, thresholds: Sequence[float] = THRESHOLDS) -> Atlas:
+def fit_atlas(
+    *, rows: Iterable[dict], size: tuple[int, int] = ATLAS_SIZE, thresholds: Sequence[float] = THRESHOLDS
+) -> Atlas:
     """The atlas of the train rows (their mask columns, stored or as {"bytes": PNG})."""
     stacks: dict[str, list[np.ndarray]] = {column: [] for column in recipe.MASK_COLUMNS}
     for row in rows:
@@ -136,7 +142,9 @@ def atlas_predictions(*, source: str, out: Path, split: str = DEFAULT_SPLIT) -> 
     return atlas, write_predictions(atlas=atlas, images=images, out=out, split=split)
 
 
-def score_atlas(folder: Path, *, split: str = DEFAULT_SPLIT, samples: int = evaluate.BOOTSTRAP_SAMPLES, seed: int = evaluate.SEED) -> dict:
+def score_atlas(
+    folder: Path, *, split: str = DEFAULT_SPLIT, samples: int = evaluate.BOOTSTRAP_SAMPLES, seed: int = evaluate.SEED
+) -> dict:
     """The atlas fitted on the train split of a built folder, scored on `split` (in memory, no
     files): the `evaluate.score` result, with a "predictor" entry (the thresholds and train
     Dice). `evaluate.format_markdown` turns it into the card's table."""
@@ -145,7 +153,11 @@ def score_atlas(folder: Path, *, split: str = DEFAULT_SPLIT, samples: int = eval
     if not truth:
         raise ValueError(f"{folder}: split {split} has no rows")
     result = evaluate.score(
-        truth=truth, predictions=lambda image_id, width, height: atlas.masks(width=width, height=height), split=split, samples=samples, seed=seed
+        truth=truth,
+        predictions=lambda image_id, width, height: atlas.masks(width=width, height=height),
+        split=split,
+        samples=samples,
+        seed=seed,
     )
     result["predictor"] = atlas.summary()
     return result

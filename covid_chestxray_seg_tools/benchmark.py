@@ -60,8 +60,14 @@ def task_build_ours(data_dir: str, out: str, severity_file: str, allow_modified:
     from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, build
 
     datasets.disable_progress_bars()
-    build(data_dir=Path(data_dir), out=Path(out), severity_file=Path(severity_file), verify_upstream=not allow_modified,
-          num_proc=DEFAULT_NUM_PROC, validate=validate)
+    build(
+        data_dir=Path(data_dir),
+        out=Path(out),
+        severity_file=Path(severity_file),
+        verify_upstream=not allow_modified,
+        num_proc=DEFAULT_NUM_PROC,
+        validate=validate,
+    )
     return {}
 
 
@@ -96,19 +102,39 @@ def task_build_naive(data_dir: str, out: str, severity_file: str) -> dict:
                     masks[name] |= coco.annToMask(ann).astype(bool)
                     rle = coco.annToRLE(ann)
                     counts = rle["counts"]  # annToRLE hands back a str when the file already had one
-                    segmentation = {"size": list(rle["size"]), "counts": counts.decode() if isinstance(counts, bytes) else counts}
+                    segmentation = {
+                        "size": list(rle["size"]),
+                        "counts": counts.decode() if isinstance(counts, bytes) else counts,
+                    }
                 else:
                     missing.add(name)
-                objects.append({"id": ann["id"], "category": recipe.CLASSES.index(name), "bbox": ann["bbox"],
-                                "area": float(ann["area"]), "iscrowd": bool(ann["iscrowd"]), "segmentation": segmentation})
+                objects.append(
+                    {
+                        "id": ann["id"],
+                        "category": recipe.CLASSES.index(name),
+                        "bbox": ann["bbox"],
+                        "area": float(ann["area"]),
+                        "iscrowd": bool(ann["iscrowd"]),
+                        "segmentation": segmentation,
+                    }
+                )
             data = (root / recipe.IMAGES_DIR / image["file_name"]).read_bytes()
-            drawn = {index: masks[name] for index, name in enumerate(recipe.CLASSES) if name not in missing and masks[name].any()}
+            drawn = {
+                index: masks[name]
+                for index, name in enumerate(recipe.CLASSES)
+                if name not in missing and masks[name].any()
+            }
             yield {
                 "image": {"path": image["file_name"], "bytes": data},
                 "overlay": {"path": None, "bytes": recipe.overlay_jpeg(data, drawn)},
-                "image_id": image_id, "file_name": image["file_name"], "width": image["width"], "height": image["height"],
-                **{column: (None if name in missing else {"path": None, "bytes": png(masks[name])})
-                   for name, column in zip(recipe.CLASSES, recipe.MASK_COLUMNS)},
+                "image_id": image_id,
+                "file_name": image["file_name"],
+                "width": image["width"],
+                "height": image["height"],
+                **{
+                    column: (None if name in missing else {"path": None, "bytes": png(masks[name])})
+                    for name, column in zip(recipe.CLASSES, recipe.MASK_COLUMNS)
+                },
                 "objects": objects,
                 **metadata[image["file_name"]],
                 **severity.get(image["file_name"], unscored),
@@ -157,8 +183,12 @@ def task_load_ours(folder: str, variant: str) -> dict:
             for row in split.with_format("numpy", columns=["image", *recipe.MASK_COLUMNS]):
                 rows += 1
         elif variant == "batched_transform":
+
             def to_arrays(batch):
-                return {column: [None if v is None else np.asarray(v) for v in batch[column]] for column in ("image", *recipe.MASK_COLUMNS)}
+                return {
+                    column: [None if v is None else np.asarray(v) for v in batch[column]]
+                    for column in ("image", *recipe.MASK_COLUMNS)
+                }
 
             for _ in split.with_transform(to_arrays).iter(batch_size=8):
                 rows += 8
@@ -171,7 +201,11 @@ def upstream_rows(data_dir: Path):
     """The hand-written upstream loader: image + one full-size array per class from the crops."""
     for file_name, (height, width), masks in crops.image_masks(data_dir):
         image = np.asarray(Image.open(data_dir / recipe.IMAGES_DIR / file_name))
-        yield file_name, image, {name: masks.get(name, np.zeros((height, width), dtype=bool)) for name in recipe.CLASSES}
+        yield (
+            file_name,
+            image,
+            {name: masks.get(name, np.zeros((height, width), dtype=bool)) for name in recipe.CLASSES},
+        )
 
 
 def task_load_naive(data_dir: str) -> dict:
@@ -188,6 +222,7 @@ def task_stream(folder: str) -> dict:
     server = HubServer(port=int(os.environ["HF_ENDPOINT"].rsplit(":", 1)[1])).start()
     try:
         import datasets
+
         from covid_chestxray_seg_tools.publish import publish
 
         publish(folder=Path(folder), repo_id="bench/covid", token=VALID_TOKEN, verify=False, say=lambda _: None)
@@ -208,8 +243,12 @@ def task_stream(folder: str) -> dict:
         start = time.perf_counter()
         rows = sum(1 for _ in datasets.load_dataset("bench/covid", split="train", streaming=True))
         return {
-            "first_row_seconds": first_seconds, "first_row_bytes": first_bytes, "split_bytes": split_bytes,
-            "full_pass_seconds": time.perf_counter() - start, "full_pass_bytes": sent() - before, "rows": rows,
+            "first_row_seconds": first_seconds,
+            "first_row_bytes": first_bytes,
+            "split_bytes": split_bytes,
+            "full_pass_seconds": time.perf_counter() - start,
+            "full_pass_bytes": sent() - before,
+            "rows": rows,
         }
     finally:
         server.stop()
@@ -257,12 +296,14 @@ def measure(task: str, **kwargs) -> dict:
             env.update({"HF_TOKEN": _test_token()})
         completed = subprocess.run(
             [sys.executable, "-m", __name__, "--worker", task, json.dumps(kwargs)],
-            capture_output=True, text=True, env=env,
+            capture_output=True,
+            text=True,
+            env=env,
         )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     if completed.returncode != 0 or not lines:
         raise SystemExit(f"benchmark task {task} failed:\n{completed.stdout[-2000:]}\n{completed.stderr[-4000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _free_port() -> int:
@@ -350,7 +391,8 @@ def replicate(data_dir: Path, target: Path, copies: int) -> None:
             row[patient_at] = str(int(row[patient_at]) + copy * 100000)
             out_rows.append(row)
         annotations += [
-            {**a, "id": a["id"] + copy * step_ann, "image_id": a["image_id"] + copy * step_image} for a in coco["annotations"]
+            {**a, "id": a["id"] + copy * step_ann, "image_id": a["image_id"] + copy * step_image}
+            for a in coco["annotations"]
         ]
     (target / recipe.ANNOTATION_FILE).write_text(json.dumps({**coco, "images": images, "annotations": annotations}))
     with open(target / recipe.METADATA_FILE, "w", newline="", encoding="utf-8") as handle:
@@ -377,17 +419,35 @@ def run(*, data_dir: Path, severity_file: Path, smoke: bool, scale: int, work: P
     # ours and the baseline interleaved, and the fastest run of each counts.
     runs = []
     for _ in range(REPEATS):
-        runs.append((
-            measure("build_ours", data_dir=str(data_dir), out=str(ours_out), severity_file=str(severity_file), allow_modified=allow_modified),
-            measure("build_naive", data_dir=str(data_dir), out=str(naive_out), severity_file=str(severity_file)),
-        ))
+        runs.append(
+            (
+                measure(
+                    "build_ours",
+                    data_dir=str(data_dir),
+                    out=str(ours_out),
+                    severity_file=str(severity_file),
+                    allow_modified=allow_modified,
+                ),
+                measure("build_naive", data_dir=str(data_dir), out=str(naive_out), severity_file=str(severity_file)),
+            )
+        )
     ours = min((pair[0] for pair in runs), key=lambda r: r["seconds"])
     naive = min((pair[1] for pair in runs), key=lambda r: r["seconds"])
-    validated = measure("build_ours", data_dir=str(data_dir), out=str(work / "ours-validated"), severity_file=str(severity_file), allow_modified=allow_modified, validate=True)
+    validated = measure(
+        "build_ours",
+        data_dir=str(data_dir),
+        out=str(work / "ours-validated"),
+        severity_file=str(severity_file),
+        allow_modified=allow_modified,
+        validate=True,
+    )
     results["build"] = {
-        "ours_seconds": ours["seconds"], "naive_seconds": naive["seconds"], "validated_seconds": validated["seconds"],
+        "ours_seconds": ours["seconds"],
+        "naive_seconds": naive["seconds"],
+        "validated_seconds": validated["seconds"],
         "speedup": naive["seconds"] / ours["seconds"],
-        "ours_peak_rss_mb": ours["peak_rss_bytes"] / 2**20, "naive_peak_rss_mb": naive["peak_rss_bytes"] / 2**20,
+        "ours_peak_rss_mb": ours["peak_rss_bytes"] / 2**20,
+        "naive_peak_rss_mb": naive["peak_rss_bytes"] / 2**20,
         "masks_identical": same_masks(ours_out, naive_out),
     }
 
@@ -408,9 +468,16 @@ def run(*, data_dir: Path, severity_file: Path, smoke: bool, scale: int, work: P
     if scale > 1:
         big = work / f"data-x{scale}"
         replicate(data_dir, big, scale)
-        scaled = measure("build_ours", data_dir=str(big), out=str(work / "ours-big"), severity_file=str(severity_file), allow_modified=True)
+        scaled = measure(
+            "build_ours",
+            data_dir=str(big),
+            out=str(work / "ours-big"),
+            severity_file=str(severity_file),
+            allow_modified=True,
+        )
         results["scale"] = {
-            "copies": scale, "seconds": scaled["seconds"],
+            "copies": scale,
+            "seconds": scaled["seconds"],
             "time_ratio": scaled["seconds"] / ours["seconds"],
             "rss_ratio": scaled["peak_rss_bytes"] / ours["peak_rss_bytes"],
         }
@@ -429,7 +496,11 @@ def verdicts(results: dict) -> dict:
         checks["scale_time_ratio"] = (results["scale"]["time_ratio"] * 10 / results["scale"]["copies"], "<=")
         checks["scale_rss_ratio"] = (results["scale"]["rss_ratio"], "<=")
     return {
-        name: {"value": value, "target": f"{op} {TARGETS[name]}", "met": value >= TARGETS[name] if op == ">=" else value <= TARGETS[name]}
+        name: {
+            "value": value,
+            "target": f"{op} {TARGETS[name]}",
+            "met": value >= TARGETS[name] if op == ">=" else value <= TARGETS[name],
+        }
         for name, (value, op) in checks.items()
     }
 
@@ -437,9 +508,13 @@ def verdicts(results: dict) -> dict:
 def machine() -> dict:
     import datasets
 
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "datasets": datasets.__version__}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "datasets": datasets.__version__,
+    }
 
 
 def format_table(results: dict) -> str:
@@ -453,7 +528,7 @@ def format_table(results: dict) -> str:
         f"| load all rows, image + 14 masks as arrays (s) | {l['ours_all_seconds']:.1f} | {l['naive_seconds']:.1f} (structure.csv + crops) | {l['speedup']:.2f}x faster | >= 1.0; same arrays: {l['same_arrays']} |",
         f"| load 2 mask columns (s) | {l['ours_two_masks_seconds']:.2f} | | | |",
         f"| load `objects` RLE, decode every instance (s) | {l['ours_objects_rle_seconds']:.2f} | | | |",
-        f"| load `with_format(\"numpy\")` (s) | {l['ours_numpy_format_seconds']:.2f} | | | |",
+        f'| load `with_format("numpy")` (s) | {l["ours_numpy_format_seconds"]:.2f} | | | |',
         f"| load batched `with_transform` (s) | {l['ours_batched_transform_seconds']:.2f} | | | |",
         f"| stream: first row | {s['first_row_seconds']:.2f} s, {s['first_row_bytes'] / 1e6:.1f} MB | train split {s['split_bytes'] / 1e6:.1f} MB | {s['first_row_fraction']:.1%} of the split | <= 10% |",
         f"| stream: full pass of train | {s['full_pass_seconds']:.1f} s, {s['full_pass_bytes'] / 1e6:.1f} MB | | | |",
@@ -466,10 +541,22 @@ def format_table(results: dict) -> str:
         )
     missed = [name for name, verdict in results["targets"].items() if not verdict["met"]]
     lines.append("")
-    lines.append("targets: " + ("all met" if not missed else "MISSED: " + ", ".join(
-        f"{name} = {results['targets'][name]['value']:.3g} (target {results['targets'][name]['target']})" for name in missed)))
+    lines.append(
+        "targets: "
+        + (
+            "all met"
+            if not missed
+            else "MISSED: "
+            + ", ".join(
+                f"{name} = {results['targets'][name]['value']:.3g} (target {results['targets'][name]['target']})"
+                for name in missed
+            )
+        )
+    )
     m = results["machine"]
-    lines.append(f"machine: {m['cpus']} CPUs, {m['memory_gb']} GB, Python {m['python']}, datasets {m['datasets']}, {m['platform']}")
+    lines.append(
+        f"machine: {m['cpus']} CPUs, {m['memory_gb']} GB, Python {m['python']}, datasets {m['datasets']}, {m['platform']}"
+    )
     return "\n".join(lines)
 
 

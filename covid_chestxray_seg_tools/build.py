@@ -63,21 +63,48 @@ def build(
     # staged holds the lock, removes what a killed build left and binds the workers to this process.
     with staging.staged(out, replace=True) as folder:
         stats, report = _build_into(
-            folder, data_dir=data_dir, data_url=data_url, annotation_file=annotation_file, verify_upstream=verify_upstream,
-            severity_file=severity_file, severity_url=severity_url, shards=shards, max_shard_bytes=max_shard_bytes,
-            rows_per_row_group=rows_per_row_group, num_proc=num_proc, template=template, repo_id=repo_id, validate=validate,
+            folder,
+            data_dir=data_dir,
+            data_url=data_url,
+            annotation_file=annotation_file,
+            verify_upstream=verify_upstream,
+            severity_file=severity_file,
+            severity_url=severity_url,
+            shards=shards,
+            max_shard_bytes=max_shard_bytes,
+            rows_per_row_group=rows_per_row_group,
+            num_proc=num_proc,
+            template=template,
+            repo_id=repo_id,
+            validate=validate,
             baseline=baseline,
         )
     return {"out": out, "stats": stats, "report": report, "bytes": staging.folder_bytes(out)}
 
 
 def _build_into(
-    folder: Path, *, data_dir, data_url, annotation_file, verify_upstream, severity_file, severity_url, shards, max_shard_bytes, rows_per_row_group,
-    num_proc, template, repo_id, validate, baseline,
+    folder: Path,
+    *,
+    data_dir,
+    data_url,
+    annotation_file,
+    verify_upstream,
+    severity_file,
+    severity_url,
+    shards,
+    max_shard_bytes,
+    rows_per_row_group,
+    num_proc,
+    template,
+    repo_id,
+    validate,
+    baseline,
 ):
     # The Arrow cache sits beside the staged folder, under a name the next build removes if
     # this one is killed (in /tmp it would stay for good), and on the output's own disk.
-    with tempfile.TemporaryDirectory(prefix=f"{folder.name}-cache-", dir=folder.parent, ignore_cleanup_errors=True) as cache_dir:
+    with tempfile.TemporaryDirectory(
+        prefix=f"{folder.name}-cache-", dir=folder.parent, ignore_cleanup_errors=True
+    ) as cache_dir:
         builder = recipe.CovidChestXraySeg(
             cache_dir=cache_dir,
             data_dir=str(data_dir) if data_dir else None,
@@ -105,8 +132,14 @@ def _build_into(
             # One pass per part over the same cache, each keeping its rows: no copy of the split.
             for part, keep in ((layout.LICENSED_PART, known), (layout.UNKNOWN_LICENCE_PART, [not k for k in known])):
                 parquet.write_split(
-                    rows, folder, split, part=part, keep=keep,
-                    shards=shards, max_shard_bytes=max_shard_bytes, rows_per_row_group=rows_per_row_group,
+                    rows,
+                    folder,
+                    split,
+                    part=part,
+                    keep=keep,
+                    shards=shards,
+                    max_shard_bytes=max_shard_bytes,
+                    rows_per_row_group=rows_per_row_group,
                 )
         descriptions = {config.name: config.description for config in recipe.CovidChestXraySeg.BUILDER_CONFIGS}
         infos = {
@@ -121,7 +154,8 @@ def _build_into(
             "preview": render_preview(folder),
             "severity": {"correlation": correlation, "plot": render_severity_plot(folder, shares, correlation)},
             "viewer": {
-                split: first_rows_shown(layout.iter_rows(folder, split), image_columns=IMAGE_COLUMNS) for split in recipe.SPLITS
+                split: first_rows_shown(layout.iter_rows(folder, split), image_columns=IMAGE_COLUMNS)
+                for split in recipe.SPLITS
             },
         }
         if baseline:
@@ -148,7 +182,11 @@ def format_summary(summary: dict) -> str:
     lines = [
         f"built {summary['out']} ({summary['bytes'] / 1e6:.1f} MB)",
         f"  images {stats['images']}, patients {stats['patients']}, annotations {stats['annotations']}",
-        "  per split: " + ", ".join(f"{s} {r['images']} images / {r['patients']} patients / {r['files']} files" for s, r in stats["splits"].items()),
+        "  per split: "
+        + ", ".join(
+            f"{s} {r['images']} images / {r['patients']} patients / {r['files']} files"
+            for s, r in stats["splits"].items()
+        ),
         "  per class: " + ", ".join(f"{name} {row['instances']}" for name, row in stats["classes"].items()),
         f"  flagged: {report.annotations_without_segmentation} annotations without segmentation (mask null); "
         f"{report.images_without_license} images without licence (license null); "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import httpx2
 from huggingface_hub.errors import HfHubHTTPError
@@ -29,7 +29,9 @@ def setup_logging(*, quiet: bool = False) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
 
 
-def run(work: Callable[[], int | None], *, secrets: Iterable[str | None] = (), rewrite: Callable[[str], str] | None = None) -> int:
+def run(
+    work: Callable[[], int | None], *, secrets: Iterable[str | None] = (), rewrite: Callable[[str], str] | None = None
+) -> int:
     """Call `work`; its return value (None counts as 0) is the exit code, an expected error is
     one line on stderr and exit code 1, an interruption one line and 128 + the signal number.
     `rewrite` adapts a message to the script's own options."""

@@ -17,8 +17,8 @@ A row of structure.csv (columns used here)::
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageChops
@@ -69,7 +69,9 @@ def image_masks(data_dir: Path) -> Iterator[tuple[str, tuple[int, int], dict[str
                 continue
             crop = read_crop(data_dir, row)
             if crop.shape != (int(row["Height"]), int(row["Width"])):
-                raise ValueError(f"{row['Mask']}: crop is {crop.shape[1]}x{crop.shape[0]}, {STRUCTURE_FILE} says {row['Width']}x{row['Height']}")
+                raise ValueError(
+                    f"{row['Mask']}: crop is {crop.shape[1]}x{crop.shape[0]}, {STRUCTURE_FILE} says {row['Width']}x{row['Height']}"
+                )
             top, left = int(row["Top"]), int(row["Left"])
             canvas = masks.setdefault(name, np.zeros((height, width), dtype=bool))
             canvas[top : top + crop.shape[0], left : left + crop.shape[1]] |= crop

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 def portable_features(features: datasets.Features) -> dict:
     """`features.to_dict()` in the dialect that datasets 3.x and >= 4 both read."""
+
     def convert(node):
         if isinstance(node, list):
             return [convert(value) for value in node]
@@ -28,7 +29,9 @@ def portable_features(features: datasets.Features) -> dict:
                 return [feature]
             if isinstance(feature, (dict, list)) and "_type" not in feature:
                 # datasets 3.x turns a Sequence of dicts into a dict of lists: not the same rows.
-                raise ValueError(f"a fixed-length list of {feature!r} has no form datasets 3.x reads as a list; drop length={length}")
+                raise ValueError(
+                    f"a fixed-length list of {feature!r} has no form datasets 3.x reads as a list; drop length={length}"
+                )
             return {"_type": "Sequence", "feature": feature, "length": length}
         return {key: convert(value) for key, value in node.items()}
 
@@ -38,12 +41,16 @@ def portable_features(features: datasets.Features) -> dict:
 def portable_schema(features: datasets.Features) -> pa.Schema:
     """The Arrow schema of `features`, its `huggingface` metadata in the portable dialect."""
     schema = features.arrow_schema
-    metadata = {**(schema.metadata or {}), b"huggingface": json.dumps({"info": {"features": portable_features(features)}}).encode()}
+    metadata = {
+        **(schema.metadata or {}),
+        b"huggingface": json.dumps({"info": {"features": portable_features(features)}}).encode(),
+    }
     return schema.with_metadata(metadata)
 
 
 def portable_yaml_features(yaml_features: list) -> list:
     """The card's `dataset_info.features` with fixed-length `list:` entries as `sequence:`."""
+
     def convert(node):
         if isinstance(node, list):
             return [convert(value) for value in node]

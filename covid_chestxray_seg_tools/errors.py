@@ -3,7 +3,7 @@ see as the cause or context of their own, and cleanup code can raise another on 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def exception_chain(error: BaseException | None) -> Iterator[BaseException]:

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 
 import datasets
 import numpy as np
@@ -124,13 +124,20 @@ def pair_scores(*, prediction: np.ndarray | None, truth: np.ndarray) -> dict[str
 
 
 def bootstrap_interval(
-    *, values: Sequence[float], groups: Sequence, samples: int = BOOTSTRAP_SAMPLES, seed: int = SEED, confidence: float = CONFIDENCE
+    *,
+    values: Sequence[float],
+    groups: Sequence,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
 ) -> tuple[float, float]:
     """Percentile-bootstrap interval of the mean of `values`, resampling whole groups (patients)
     with replacement: each resample draws as many groups as there are and averages all their
     values. Seeded: the same input (in the same order) gives the same interval."""
     if len(values) != len(groups) or len(values) == 0:
-        raise ValueError(f"bootstrap needs one group per value and at least one value (got {len(values)} values, {len(groups)} groups)")
+        raise ValueError(
+            f"bootstrap needs one group per value and at least one value (got {len(values)} values, {len(groups)} groups)"
+        )
     keys = list(dict.fromkeys(groups))
     index = {key: position for position, key in enumerate(keys)}
     members = np.array([index[group] for group in groups])
@@ -158,7 +165,9 @@ def score(
     height and the mask columns, stored or decoded). The result is what `--json` writes:
     ``{"split", "classes": {CLASS: {"n", "dice": {"mean", "ci95", "n"}, "iou", "hd95", "assd",
     "skipped"}}, "counts", "bootstrap", "images"}``."""
-    per_class: dict[str, dict[str, list]] = {name: {"values": {m: [] for m in METRICS}, "groups": {m: [] for m in METRICS}} for name in recipe.CLASSES}
+    per_class: dict[str, dict[str, list]] = {
+        name: {"values": {m: [] for m in METRICS}, "groups": {m: [] for m in METRICS}} for name in recipe.CLASSES
+    }
     skipped = {name: {"null_truth": 0, "both_empty": 0, "distance_one_side_empty": 0} for name in recipe.CLASSES}
     images, patients = [], set()
     # In image id order, so the numbers do not depend on the order the rows were read in.
@@ -177,7 +186,9 @@ def score(
                 scores[name] = {"skipped": "null_truth"}
                 continue
             if truth_mask.shape != (height, width):
-                raise ValueError(f"split {split}: image {image_id}: {column} is {truth_mask.shape[1]}x{truth_mask.shape[0]}, the image {width}x{height}")
+                raise ValueError(
+                    f"split {split}: image {image_id}: {column} is {truth_mask.shape[1]}x{truth_mask.shape[0]}, the image {width}x{height}"
+                )
             result = pair_scores(prediction=predicted.get(column), truth=truth_mask)
             if result is None:
                 skipped[name]["both_empty"] += 1
@@ -220,7 +231,13 @@ def score(
         "split": split,
         "classes": classes,
         "counts": counts,
-        "bootstrap": {"unit": "patient", "samples": samples, "seed": seed, "confidence": CONFIDENCE, "method": "percentile"},
+        "bootstrap": {
+            "unit": "patient",
+            "samples": samples,
+            "seed": seed,
+            "confidence": CONFIDENCE,
+            "method": "percentile",
+        },
         "images": images,
     }
 
@@ -313,7 +330,9 @@ def _wrong_size(name: str, size: tuple[int, int], *, width: int, height: int) ->
 
 
 def _unknown_class(name: str, stem: str) -> ValueError:
-    return ValueError(f"{name}: {stem!r} is no mask column of this dataset; expected one of {', '.join(recipe.MASK_COLUMNS)}")
+    return ValueError(
+        f"{name}: {stem!r} is no mask column of this dataset; expected one of {', '.join(recipe.MASK_COLUMNS)}"
+    )
 
 
 class FolderPredictions:
@@ -332,7 +351,9 @@ class FolderPredictions:
         for image_id, (width, height) in sizes.items():
             folder = self.root / str(image_id)
             if str(image_id) not in folders:
-                raise ValueError(f"{folder}: no such folder: image {image_id} of split {split} has no predictions (an image predicted empty needs an empty folder)")
+                raise ValueError(
+                    f"{folder}: no such folder: image {image_id} of split {split} has no predictions (an image predicted empty needs an empty folder)"
+                )
             files = {}
             for path in sorted(folder.glob("*.png")):
                 if path.name == IMAGE_FILE:
@@ -354,7 +375,10 @@ class FolderPredictions:
             raise _wrong_size(str(path), size, width=width, height=height)
 
     def __call__(self, image_id: int, width: int, height: int) -> dict[str, np.ndarray]:
-        return {column: read_mask(path, name=str(path), width=width, height=height) for column, path in self.files[image_id].items()}
+        return {
+            column: read_mask(path, name=str(path), width=width, height=height)
+            for column, path in self.files[image_id].items()
+        }
 
 
 class TablePredictions:
@@ -365,7 +389,9 @@ class TablePredictions:
         self.name = name
         if "image_id" not in table.column_names:
             raise ValueError(f"{name}: no image_id column; predictions in Parquet need image_id and the mask columns")
-        unknown = [column for column in table.column_names if column.startswith("mask_") and column not in recipe.MASK_COLUMNS]
+        unknown = [
+            column for column in table.column_names if column.startswith("mask_") and column not in recipe.MASK_COLUMNS
+        ]
         if unknown:
             raise _unknown_class(f"{name}: column {unknown[0]}", unknown[0])
         self.columns = [column for column in recipe.MASK_COLUMNS if column in table.column_names]

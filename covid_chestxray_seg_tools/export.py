@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import datasets
 import numpy as np
@@ -99,7 +99,9 @@ def coco_dict(rows: Iterable[dict], *, description: str, upstream_form: bool = F
                     "bbox": [float(value) for value in obj["bbox"]],
                     "area": obj["area"],
                     # COCO's own form for "no mask" is an empty polygon list, as upstream writes it.
-                    "segmentation": [] if segmentation is None else {"size": list(segmentation["size"]), "counts": segmentation["counts"]},
+                    "segmentation": []
+                    if segmentation is None
+                    else {"size": list(segmentation["size"]), "counts": segmentation["counts"]},
                 }
             )
     return {
@@ -122,15 +124,21 @@ def export_coco(splits: dict[str, datasets.Dataset], *, out: Path, upstream_form
         rows = split.select_columns(list(COCO_COLUMNS)).to_list()
         if not upstream_form:
             left_out += sum(obj["segmentation"] is None for row in rows for obj in row["objects"])
-        document = coco_dict(rows, description=f"covid-chestxray-seg {name} split, exported from Parquet", upstream_form=upstream_form)
-        images = split.select_columns(["image", "image_id", "file_name"]).cast_column("image", datasets.Image(decode=False))
+        document = coco_dict(
+            rows, description=f"covid-chestxray-seg {name} split, exported from Parquet", upstream_form=upstream_form
+        )
+        images = split.select_columns(["image", "image_id", "file_name"]).cast_column(
+            "image", datasets.Image(decode=False)
+        )
         write_coco_images(images, out=out, split=name)
         (out / "annotations" / f"{name}.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
         counts["images"] += len(document["images"])
         counts["annotations"] += len(document["annotations"])
     if left_out:
         counts["annotations without mask upstream (left out)"] = left_out
-        logger.info(f"{left_out} annotations have no mask upstream: left out, as COCOeval cannot read `segmentation: []` (--upstream-form keeps them)")
+        logger.info(
+            f"{left_out} annotations have no mask upstream: left out, as COCOeval cannot read `segmentation: []` (--upstream-form keeps them)"
+        )
     return counts
 
 
@@ -140,11 +148,15 @@ def write_coco_images(rows: Iterable[dict], *, out: Path, split: str) -> None:
         file_name = row["file_name"]
         if not file_name or Path(file_name).name != file_name or file_name in (".", ".."):
             # The names come from the data: one with a folder in it could write outside images/.
-            raise ValueError(f"split {split}: image id {row['image_id']}: file_name {file_name!r} must be a plain file name")
+            raise ValueError(
+                f"split {split}: image id {row['image_id']}: file_name {file_name!r} must be a plain file name"
+            )
         (out / "images" / file_name).write_bytes(row["image"]["bytes"])
 
 
-def export_folder(splits: dict[str, datasets.Dataset], *, out: Path, classes: Sequence[str] | None = None) -> dict[str, int]:
+def export_folder(
+    splits: dict[str, datasets.Dataset], *, out: Path, classes: Sequence[str] | None = None
+) -> dict[str, int]:
     """OUT/<split>/<image_id>/image.png and one mask_<class>.png per class with a mask."""
     columns = [recipe.mask_column(name) for name in recipe.class_names(classes, argument="--classes ")]
     counts = {"images": 0, "masks": 0, "masks without data upstream (no file)": 0}
@@ -162,12 +174,20 @@ def export_folder(splits: dict[str, datasets.Dataset], *, out: Path, classes: Se
                 Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{column}.png")
                 counts["masks"] += 1
     if counts["masks without data upstream (no file)"]:
-        logger.info(f"{counts['masks without data upstream (no file)']} class masks are null (annotated upstream without a mask): no file written")
+        logger.info(
+            f"{counts['masks without data upstream (no file)']} class masks are null (annotated upstream without a mask): no file written"
+        )
     return counts
 
 
 def export(
-    *, source: str, out: Path, format: str, splits: Sequence[str] | None = None, classes: Sequence[str] | None = None, upstream_form: bool = False
+    *,
+    source: str,
+    out: Path,
+    format: str,
+    splits: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
+    upstream_form: bool = False,
 ) -> dict[str, int]:
     """Export `splits` of `source` to `out` in `format`; returns what was written, counted."""
     if format not in FORMATS:

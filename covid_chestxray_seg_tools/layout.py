@@ -15,8 +15,8 @@ nothing but pyarrow.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pyarrow.parquet as pq
 
@@ -51,7 +51,11 @@ def data_files(folder: Path, splits: Sequence[str], *, config: str = CONFIG_NAME
     files for it in `folder` (a part without rows has no file); a split without any is left out."""
     entries = []
     for split in splits:
-        patterns = [shard_pattern(split, part=part) for part in CONFIG_PARTS[config] if any(Path(folder).glob(shard_pattern(split, part=part)))]
+        patterns = [
+            shard_pattern(split, part=part)
+            for part in CONFIG_PARTS[config]
+            if any(Path(folder).glob(shard_pattern(split, part=part)))
+        ]
         if patterns:
             entries.append({"split": split, "path": patterns})
     return entries
@@ -60,7 +64,11 @@ def data_files(folder: Path, splits: Sequence[str], *, config: str = CONFIG_NAME
 def shard_paths(folder: Path, split: str | None = None, *, config: str = CONFIG_NAME) -> list[Path]:
     """The shards of a config's split (or of all its splits) in the order `datasets` reads them:
     part by part, then by name."""
-    return [path for part in CONFIG_PARTS[config] for path in sorted(Path(folder).glob(shard_pattern(split or "*", part=part)))]
+    return [
+        path
+        for part in CONFIG_PARTS[config]
+        for path in sorted(Path(folder).glob(shard_pattern(split or "*", part=part)))
+    ]
 
 
 def iter_rows(

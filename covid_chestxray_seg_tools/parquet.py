@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import datasets
 import numpy as np
@@ -29,7 +29,14 @@ DEFAULT_MAX_SHARD_MB = 3
 
 
 def write_split(
-    dataset: datasets.Dataset, folder: Path, split: str, *, part: str, keep: Sequence[bool], shards: int, max_shard_bytes: int,
+    dataset: datasets.Dataset,
+    folder: Path,
+    split: str,
+    *,
+    part: str,
+    keep: Sequence[bool],
+    shards: int,
+    max_shard_bytes: int,
     rows_per_row_group: int,
 ) -> list[Path]:
     """Write the rows of `dataset` that `keep` marks as Parquet files of near-equal row counts: at
@@ -69,10 +76,15 @@ def write_split(
                 if writer is None:
                     # The settings `datasets` uses for Hub uploads: page index, content-defined chunks for Xet dedup.
                     writer = pq.ParquetWriter(
-                        paths[shard], schema, use_content_defined_chunking=datasets.config.DEFAULT_CDC_OPTIONS,
-                        write_page_index=True, **options,
+                        paths[shard],
+                        schema,
+                        use_content_defined_chunking=datasets.config.DEFAULT_CDC_OPTIONS,
+                        write_page_index=True,
+                        **options,
                     )
-                    writer.add_key_value_metadata({"content_defined_chunking": json.dumps(datasets.config.DEFAULT_CDC_OPTIONS)})
+                    writer.add_key_value_metadata(
+                        {"content_defined_chunking": json.dumps(datasets.config.DEFAULT_CDC_OPTIONS)}
+                    )
                 room = min(bounds[shard + 1] - position, rows_per_row_group - sum(b.num_rows for b in pending))
                 pending.append(batch.slice(0, room))
                 batch, position = batch.slice(room), position + min(room, batch.num_rows)

@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from covid_chestxray_seg_tools.errors import exception_chain
 

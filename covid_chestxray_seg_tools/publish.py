@@ -14,9 +14,9 @@ import json
 import re
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 import httpx2  # huggingface_hub's HTTP client: its transport errors mean "network down"
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
@@ -48,7 +48,9 @@ class LocalFile:
 
 
 def _local_file(path: Path, data: bytes, *, changed: bool = False) -> LocalFile:
-    return LocalFile(path, len(data), hashlib.sha256(data).hexdigest(), recipe.git_blob_sha1(data), data if changed else None)
+    return LocalFile(
+        path, len(data), hashlib.sha256(data).hexdigest(), recipe.git_blob_sha1(data), data if changed else None
+    )
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,17 @@ def publish(
     check_card(folder=Path(folder))
     try:
         return _publish_checked(
-            folder=Path(folder), local=local, repo_id=repo_id, token=token, private=private, revision=revision,
-            create_pr=create_pr, commit_message=commit_message, dry_run=dry_run, verify=verify, say=say,
+            folder=Path(folder),
+            local=local,
+            repo_id=repo_id,
+            token=token,
+            private=private,
+            revision=revision,
+            create_pr=create_pr,
+            commit_message=commit_message,
+            dry_run=dry_run,
+            verify=verify,
+            say=say,
         )
     except PublishError:
         raise
@@ -110,8 +121,18 @@ def publish(
 
 
 def _publish_checked(
-    *, folder: Path, local: dict, repo_id: str, token: str | None, private: bool, revision: str, create_pr: bool,
-    commit_message: str, dry_run: bool, verify: bool, say: Callable[[str], None],
+    *,
+    folder: Path,
+    local: dict,
+    repo_id: str,
+    token: str | None,
+    private: bool,
+    revision: str,
+    create_pr: bool,
+    commit_message: str,
+    dry_run: bool,
+    verify: bool,
+    say: Callable[[str], None],
 ) -> str | None:
     api = HfApi(token=token or False)
     plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local)
@@ -127,7 +148,14 @@ def _publish_checked(
         plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local)
     if plan.changes:
         commit = commit_plan(
-            api=api, repo_id=repo_id, revision=revision, plan=plan, local=local, create_pr=create_pr, message=commit_message, say=say
+            api=api,
+            repo_id=repo_id,
+            revision=revision,
+            plan=plan,
+            local=local,
+            create_pr=create_pr,
+            message=commit_message,
+            say=say,
         )
     else:
         say(f"nothing to commit: {repo_id}@{revision} already holds these files")
@@ -145,7 +173,9 @@ def check_repo_id(*, repo_id: str) -> None:
     except HFValidationError as error:
         raise PublishError(f"--repo-id {repo_id!r} is not a valid repo id: {error}") from None
     if repo_id.count("/") != 1:
-        raise PublishError(f"--repo-id {repo_id!r} must be ORG/NAME (or USER/NAME), so that load_dataset(ORG/NAME) finds it")
+        raise PublishError(
+            f"--repo-id {repo_id!r} must be ORG/NAME (or USER/NAME), so that load_dataset(ORG/NAME) finds it"
+        )
 
 
 def local_files(*, folder: Path, repo_id: str) -> dict[str, LocalFile]:
@@ -227,7 +257,9 @@ def make_plan(*, api: HfApi, repo_id: str, revision: str, local: dict[str, Local
 def stale_files(*, remote: Mapping[str, RemoteFile], local: Mapping[str, LocalFile]) -> list[str]:
     """Remote files a publish removes: what the build owns (data/, assets/) but no longer has,
     and any loading script."""
-    return sorted(name for name in remote if name not in local and (name.startswith(layout.BUILT_FOLDERS) or name.endswith(".py")))
+    return sorted(
+        name for name in remote if name not in local and (name.startswith(layout.BUILT_FOLDERS) or name.endswith(".py"))
+    )
 
 
 def remote_files(*, api: HfApi, repo_id: str, revision: str) -> dict[str, RemoteFile]:
@@ -246,7 +278,9 @@ def _same(local: LocalFile, remote: RemoteFile | None) -> bool:
 
 
 def format_plan(*, plan: Plan, local: dict[str, LocalFile], repo_id: str, revision: str) -> str:
-    state = "new repo" if not plan.repo_exists else ("new branch" if not plan.branch_exists else f"head {plan.head[:12]}")
+    state = (
+        "new repo" if not plan.repo_exists else ("new branch" if not plan.branch_exists else f"head {plan.head[:12]}")
+    )
     lines = [f"plan for {repo_id}@{revision} ({state}):"]
     lines += [f"  + {name} ({_size(local[name].size)})" for name in plan.add]
     lines += [f"  - {name} (stale)" for name in plan.delete]
@@ -258,11 +292,22 @@ def format_plan(*, plan: Plan, local: dict[str, LocalFile], repo_id: str, revisi
 
 
 def commit_plan(
-    *, api: HfApi, repo_id: str, revision: str, plan: Plan, local: dict[str, LocalFile], create_pr: bool, message: str, say
+    *,
+    api: HfApi,
+    repo_id: str,
+    revision: str,
+    plan: Plan,
+    local: dict[str, LocalFile],
+    create_pr: bool,
+    message: str,
+    say,
 ) -> str:
     """One commit with every addition and deletion, on top of plan.head; retried on server errors."""
     operations = [
-        CommitOperationAdd(path_in_repo=name, path_or_fileobj=local[name].content if local[name].content is not None else str(local[name].path))
+        CommitOperationAdd(
+            path_in_repo=name,
+            path_or_fileobj=local[name].content if local[name].content is not None else str(local[name].path),
+        )
         for name in plan.add
     ]
     operations += [CommitOperationDelete(path_in_repo=name) for name in plan.delete]
@@ -294,7 +339,9 @@ def commit_plan(
             if landed:
                 say(f"the commit landed although the Hub answered HTTP {status}")
                 return landed
-            say(f"HTTP {status} from the Hub, retrying the commit in {wait:g} s (attempt {attempt + 1} of {COMMIT_ATTEMPTS})")
+            say(
+                f"HTTP {status} from the Hub, retrying the commit in {wait:g} s (attempt {attempt + 1} of {COMMIT_ATTEMPTS})"
+            )
             time.sleep(wait)
             wait *= 2
             continue
@@ -344,7 +391,11 @@ def verify_load(*, repo_id: str, revision: str, token: str | None, folder: Path)
         first = {name: next(iter(split))["image_id"] for name, split in streamed.items()}
         if first != {name: split[0]["image_id"] for name, split in loaded.items()}:
             raise PublishError(f"verification failed: streaming {repo_id!r} starts with other rows than loading it")
-    return "loaded back: " + ", ".join(f"{name} {count} rows" for name, count in rows.items()) + "; streaming reads the same first rows"
+    return (
+        "loaded back: "
+        + ", ".join(f"{name} {count} rows" for name, count in rows.items())
+        + "; streaming reads the same first rows"
+    )
 
 
 def describe(error: BaseException) -> str:

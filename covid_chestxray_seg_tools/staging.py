@@ -21,8 +21,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import multiprocess.pool
 
@@ -109,7 +109,11 @@ def staged(out: Path, *, replace: bool) -> Iterator[Path]:
         cause = write_failure(error, out=out)
         if cause is None:
             raise
-        kept = f"the previous {what} there is untouched and no partial output is left" if existed else "no partial output is left"
+        kept = (
+            f"the previous {what} there is untouched and no partial output is left"
+            if existed
+            else "no partial output is left"
+        )
         raise OutputError(f"{out}: cannot write the {what}: {os.strerror(cause.errno)}; {kept}") from None
 
 
@@ -138,7 +142,9 @@ def _is_output_path(path: Path, *, out: Path) -> bool:
     out = Path(os.path.abspath(out))
     path = Path(os.path.abspath(path))
     for candidate in (path, *path.parents):
-        if candidate.parent == out.parent and (candidate.name == out.name or candidate.name.startswith(f".{out.name}.")):
+        if candidate.parent == out.parent and (
+            candidate.name == out.name or candidate.name.startswith(f".{out.name}.")
+        ):
             return True
     return False
 

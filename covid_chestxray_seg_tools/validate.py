@@ -91,7 +91,9 @@ def validate(*, data_dir: Path, annotation_file: str = recipe.ANNOTATION_FILE) -
             _check_bbox_and_area(annotation, rle, pixels, report)
             candidates = crops.get((image["file_name"], name), [])
             if not candidates:
-                report.hard_errors.append(f"annotation id {annotation['id']}: no crop of {name!r} for {image['file_name']!r}")
+                report.hard_errors.append(
+                    f"annotation id {annotation['id']}: no crop of {name!r} for {image['file_name']!r}"
+                )
                 continue
             # Several crops of one class on one image: the annotation is the one it overlaps most.
             best = max(_iou(mask, pixels, crop, top, left) for top, left, crop in candidates)
@@ -119,7 +121,9 @@ def _crops_by_image_and_class(data_dir: Path, report: Report) -> dict:
         except (OSError, ValueError) as error:
             report.hard_errors.append(f"{path}: line {line}: crop {row['Mask']!r} cannot be read: {error}")
             continue
-        crops.setdefault((row["Filename"], upstream_crops.class_of(row)), []).append((int(row["Top"]), int(row["Left"]), crop))
+        crops.setdefault((row["Filename"], upstream_crops.class_of(row)), []).append(
+            (int(row["Top"]), int(row["Left"]), crop)
+        )
     return crops
 
 
@@ -153,7 +157,12 @@ def _check_bbox_and_area(annotation: dict, rle: dict, pixels: int, report: Repor
 
 
 def format_report(report: Report) -> str:
-    lines = [f"data-quality report for {report.annotation_file}", "", "| class | compared | mean IoU | min IoU | identical |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"data-quality report for {report.annotation_file}",
+        "",
+        "| class | compared | mean IoU | min IoU | identical |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, row in report.per_class().items():
         lines.append(f"| {name} | {row['compared']} | {row['mean_iou']:.4f} | {row['min_iou']:.4f} | {row['exact']} |")
     lines += ["", report.summary()]

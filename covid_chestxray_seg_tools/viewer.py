@@ -13,7 +13,7 @@ say how many rows the viewer's first page shows.
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 # One read of the viewer's rows index may scan at most this much Arrow data
 # (ROWS_INDEX_MAX_ARROW_DATA_IN_MEMORY); a row group is the smallest unit a read scans.
@@ -30,7 +30,10 @@ IMAGE_CELL_BYTES = 180
 def row_bytes(row: dict, image_columns: Iterable[str]) -> int:
     """The JSON size of a row as the viewer serves it: image cells as their URL."""
     images = set(image_columns)
-    cells = {key: (None if value is None else "u" * IMAGE_CELL_BYTES) if key in images else value for key, value in row.items()}
+    cells = {
+        key: (None if value is None else "u" * IMAGE_CELL_BYTES) if key in images else value
+        for key, value in row.items()
+    }
     return len(json.dumps(cells, ensure_ascii=False, default=str).encode("utf-8"))
 
 

@@ -8,11 +8,10 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from covid_chestxray_seg_tools import benchmark, cli
-
 
 EXAMPLES = """\
 examples:
@@ -29,11 +28,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data-dir", type=Path, required=True, help="the upstream data (or the test fixture with --smoke)")
-    parser.add_argument("--severity-file", type=Path, required=True, help="ieee8023's covid-severity-scores.csv (a local copy)")
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, help="the upstream data (or the test fixture with --smoke)"
+    )
+    parser.add_argument(
+        "--severity-file", type=Path, required=True, help="ieee8023's covid-severity-scores.csv (a local copy)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
-    parser.add_argument("--scale", type=int, default=10, help="copies of the data for the scale test; 1 skips it (default: 10)")
-    parser.add_argument("--smoke", action="store_true", help="small data: accept a cut-down metadata.csv, skip nothing else")
+    parser.add_argument(
+        "--scale", type=int, default=10, help="copies of the data for the scale test; 1 skips it (default: 10)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="small data: accept a cut-down metadata.csv, skip nothing else"
+    )
     args = parser.parse_args(argv)
 
     def work() -> None:
@@ -41,7 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # killed and the work folder removed, instead of a build left running.
         with tempfile.TemporaryDirectory(prefix="covid-chestxray-seg-benchmark-") as folder:
             results = benchmark.run(
-                data_dir=args.data_dir.resolve(), severity_file=args.severity_file.resolve(), smoke=args.smoke, scale=args.scale,
+                data_dir=args.data_dir.resolve(),
+                severity_file=args.severity_file.resolve(),
+                smoke=args.smoke,
+                scale=args.scale,
                 work=Path(folder),
             )
         print(benchmark.format_table(results))

@@ -13,18 +13,18 @@ import os
 # allocator gives them back. (Only when run as a command; an importer chooses its own.)
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
-import argparse  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Sequence  # noqa: E402
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
-import datasets  # noqa: E402
+import datasets
 
-import covid_chestxray_seg as recipe  # noqa: E402
-from covid_chestxray_seg_tools import cli, layout, parquet  # noqa: E402
-from covid_chestxray_seg_tools.card import render as card_render  # noqa: E402
-from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, build, format_summary  # noqa: E402
+import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import cli, layout, parquet
+from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, build, format_summary
+from covid_chestxray_seg_tools.card import render as card_render
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "build"
@@ -57,58 +57,88 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--data-dir", type=Path, default=None,
+        "--data-dir",
+        type=Path,
+        default=None,
         help="upstream repository clone or copy; default: download the archive at the pinned commit",
     )
     parser.add_argument(
-        "--data-url", default=recipe.ARCHIVE_URL,
+        "--data-url",
+        default=recipe.ARCHIVE_URL,
         help="archive to download when --data-dir is not given (default: upstream's GitHub archive at the pinned commit)",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder, replaced on success (default: {DEFAULT_OUT.name}/)")
     parser.add_argument(
-        "--annotation-file", default=recipe.ANNOTATION_FILE,
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"output folder, replaced on success (default: {DEFAULT_OUT.name}/)",
+    )
+    parser.add_argument(
+        "--annotation-file",
+        default=recipe.ANNOTATION_FILE,
         help=f"COCO file inside the data folder (default: {recipe.ANNOTATION_FILE})",
     )
     parser.add_argument(
-        "--severity-file", type=Path, default=None,
+        "--severity-file",
+        type=Path,
+        default=None,
         help=f"local copy of ieee8023's {recipe.SEVERITY_PATH}; default: download it at the pinned commit",
     )
     parser.add_argument(
-        "--severity-url", default=recipe.SEVERITY_URL,
+        "--severity-url",
+        default=recipe.SEVERITY_URL,
         help="severity file to download when --severity-file is not given (default: ieee8023's repository at the pinned commit)",
     )
     parser.add_argument(
-        "--allow-modified", action="store_true",
+        "--allow-modified",
+        action="store_true",
         help="accept images, metadata.csv and a severity file that differ from their pinned manifests (they are listed in the card)",
     )
     parser.add_argument(
-        "--shards", type=int, default=parquet.DEFAULT_SHARDS,
+        "--shards",
+        type=int,
+        default=parquet.DEFAULT_SHARDS,
         help=f"Parquet files per split at least, at most one per row (default: {parquet.DEFAULT_SHARDS}, one per streaming worker)",
     )
     parser.add_argument(
-        "--max-shard-mb", type=int, default=parquet.DEFAULT_MAX_SHARD_MB,
+        "--max-shard-mb",
+        type=int,
+        default=parquet.DEFAULT_MAX_SHARD_MB,
         help=f"more files when a split would otherwise have files over this size in MB (default: {parquet.DEFAULT_MAX_SHARD_MB})",
     )
     parser.add_argument(
-        "--rows-per-row-group", type=int, default=parquet.DEFAULT_ROWS_PER_ROW_GROUP,
+        "--rows-per-row-group",
+        type=int,
+        default=parquet.DEFAULT_ROWS_PER_ROW_GROUP,
         help=f"rows per Parquet row group; small groups make streaming start fast (default: {parquet.DEFAULT_ROWS_PER_ROW_GROUP})",
     )
-    parser.add_argument("--num-proc", type=int, default=DEFAULT_NUM_PROC, help="worker processes for the build (default: all cores)")
     parser.add_argument(
-        "--repo-id", default=card_render.DEFAULT_REPO_ID,
+        "--num-proc", type=int, default=DEFAULT_NUM_PROC, help="worker processes for the build (default: all cores)"
+    )
+    parser.add_argument(
+        "--repo-id",
+        default=card_render.DEFAULT_REPO_ID,
         help=f"Hub dataset repo the card's code loads (default: {card_render.DEFAULT_REPO_ID}; scripts/publish.py writes the id it publishes to)",
     )
-    parser.add_argument("--template", type=Path, default=card_render.TEMPLATE, help="card template (default: the package's card/template.md)")
     parser.add_argument(
-        "--validate", action="store_true",
+        "--template",
+        type=Path,
+        default=card_render.TEMPLATE,
+        help="card template (default: the package's card/template.md)",
+    )
+    parser.add_argument(
+        "--validate",
+        action="store_true",
         help="compare every COCO segmentation with upstream's mask crops and put the summary in the card (scripts/validate.py)",
     )
     parser.add_argument(
-        "--baseline", action="store_true",
+        "--baseline",
+        action="store_true",
         help="score the mean-shape atlas on the test split (scripts/evaluate.py --baseline atlas) and put the table in the card",
     )
     parser.add_argument(
-        "--sync-repo", action="store_true",
+        "--sync-repo",
+        action="store_true",
         help="also write dataset_infos.json and assets/preview.png to the repository root",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars: only warnings, errors and the summary")

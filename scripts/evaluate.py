@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from covid_chestxray_seg_tools import baseline, cli, evaluate
 
@@ -46,19 +46,44 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--source", required=True, help="built folder (scripts/build.py --out), Hub repo id, or any path load_dataset reads")
-    parser.add_argument("--split", default=baseline.DEFAULT_SPLIT, help=f"split to score or predict (default: {baseline.DEFAULT_SPLIT})")
+    parser.add_argument(
+        "--source",
+        required=True,
+        help="built folder (scripts/build.py --out), Hub repo id, or any path load_dataset reads",
+    )
+    parser.add_argument(
+        "--split", default=baseline.DEFAULT_SPLIT, help=f"split to score or predict (default: {baseline.DEFAULT_SPLIT})"
+    )
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument(
-        "--predictions", type=Path, metavar="DIR",
+        "--predictions",
+        type=Path,
+        metavar="DIR",
         help="predictions to score: DIR/<split>/<image_id>/<mask column>.png (a missing class file is an empty prediction), "
         "or Parquet files / a save_to_disk folder with image_id and the mask columns",
     )
-    mode.add_argument("--baseline", choices=baseline.BASELINES, help="write this baseline's predictions for --split to --out instead of scoring")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="with --predictions: also write the scores as JSON")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="with --baseline: folder to create for the predictions; must not exist yet")
+    mode.add_argument(
+        "--baseline",
+        choices=baseline.BASELINES,
+        help="write this baseline's predictions for --split to --out instead of scoring",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="with --predictions: also write the scores as JSON"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --baseline: folder to create for the predictions; must not exist yet",
+    )
     parser.add_argument("--seed", type=int, default=evaluate.SEED, help=f"bootstrap seed (default: {evaluate.SEED})")
-    parser.add_argument("--samples", type=int, default=evaluate.BOOTSTRAP_SAMPLES, help=f"bootstrap resamples (default: {evaluate.BOOTSTRAP_SAMPLES})")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=evaluate.BOOTSTRAP_SAMPLES,
+        help=f"bootstrap resamples (default: {evaluate.BOOTSTRAP_SAMPLES})",
+    )
     args = parser.parse_args(argv)
     if args.baseline and args.out is None:
         parser.error("--baseline needs --out DIR")
@@ -82,9 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, entry in atlas.summary()["classes"].items():
                 dice = "–" if entry["train_dice"] is None else f"{entry['train_dice']:.3f}"
                 print(f"  {name}: threshold {entry['threshold']:.2f}, train Dice {dice}")
-            print(f"score them: python scripts/evaluate.py --source {args.source} --split {args.split} --predictions {args.out}")
+            print(
+                f"score them: python scripts/evaluate.py --source {args.source} --split {args.split} --predictions {args.out}"
+            )
             return
-        result = evaluate.evaluate(source=args.source, split=args.split, predictions=args.predictions, samples=args.samples, seed=args.seed)
+        result = evaluate.evaluate(
+            source=args.source, split=args.split, predictions=args.predictions, samples=args.samples, seed=args.seed
+        )
         print(evaluate.format_markdown(result), end="")
         if args.json is not None:
             evaluate.write_json(result, path=args.json)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from covid_chestxray_seg_tools import cli
 from covid_chestxray_seg_tools.export import FORMATS, export
@@ -38,13 +38,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--source", required=True, help="built folder (scripts/build.py --out), Hub repo id, or any path load_dataset reads")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="coco: annotations/<split>.json + images/; folder: <split>/<image_id>/image.png + mask_<class>.png")
-    parser.add_argument("--out", type=Path, required=True, help="folder to create; must not exist yet")
-    parser.add_argument("--split", action="append", default=None, help="split to export (repeat for several; default: all)")
-    parser.add_argument("--classes", nargs="+", default=None, help="folder format only: classes to write masks for (default: all 14)")
     parser.add_argument(
-        "--upstream-form", action="store_true",
+        "--source",
+        required=True,
+        help="built folder (scripts/build.py --out), Hub repo id, or any path load_dataset reads",
+    )
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="coco: annotations/<split>.json + images/; folder: <split>/<image_id>/image.png + mask_<class>.png",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder to create; must not exist yet")
+    parser.add_argument(
+        "--split", action="append", default=None, help="split to export (repeat for several; default: all)"
+    )
+    parser.add_argument(
+        "--classes", nargs="+", default=None, help="folder format only: classes to write masks for (default: all 14)"
+    )
+    parser.add_argument(
+        "--upstream-form",
+        action="store_true",
         help="coco format only: keep the annotations without a mask as upstream writes them (`segmentation: []`) for an exact "
         "round trip; pycocotools' COCOeval cannot read those, so by default they are left out and counted",
     )
@@ -56,7 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.setup_logging()
 
     def work() -> None:
-        counts = export(source=args.source, out=args.out, format=args.format, splits=args.split, classes=args.classes, upstream_form=args.upstream_form)
+        counts = export(
+            source=args.source,
+            out=args.out,
+            format=args.format,
+            splits=args.split,
+            classes=args.classes,
+            upstream_form=args.upstream_form,
+        )
         print(f"exported {args.out}: " + ", ".join(f"{key} {value}" for key, value in counts.items()))
 
     return cli.run(work)

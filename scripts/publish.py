@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from huggingface_hub import get_token
 
@@ -43,17 +43,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--repo-id", required=True, help="dataset repo as ORG/NAME (created if missing)")
-    parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER, help=f"folder built by scripts/build.py (default: {DEFAULT_FOLDER.name}/)")
-    parser.add_argument("--private", action="store_true", help="create the repo as private (an existing repo keeps its visibility)")
-    parser.add_argument("--revision", default="main", help="branch to commit to, created from main if missing (default: main)")
-    parser.add_argument("--create-pr", action="store_true", help="open a pull request against --revision instead of committing to it")
-    parser.add_argument("--commit-message", default=DEFAULT_COMMIT_MESSAGE, help="commit or pull-request title")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan (files, sizes, changes) and write nothing")
     parser.add_argument(
-        "--token", default=None,
+        "--folder",
+        type=Path,
+        default=DEFAULT_FOLDER,
+        help=f"folder built by scripts/build.py (default: {DEFAULT_FOLDER.name}/)",
+    )
+    parser.add_argument(
+        "--private", action="store_true", help="create the repo as private (an existing repo keeps its visibility)"
+    )
+    parser.add_argument(
+        "--revision", default="main", help="branch to commit to, created from main if missing (default: main)"
+    )
+    parser.add_argument(
+        "--create-pr", action="store_true", help="open a pull request against --revision instead of committing to it"
+    )
+    parser.add_argument("--commit-message", default=DEFAULT_COMMIT_MESSAGE, help="commit or pull-request title")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the plan (files, sizes, changes) and write nothing"
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
         help="Hugging Face token with write access (default: HF_TOKEN or the token saved by `hf auth login`); never printed",
     )
-    parser.add_argument("--no-verify", action="store_true", help="skip comparing the remote files and loading the dataset back")
+    parser.add_argument(
+        "--no-verify", action="store_true", help="skip comparing the remote files and loading the dataset back"
+    )
     return parser.parse_args(argv)
 
 

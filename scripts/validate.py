@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import cli
@@ -23,11 +23,17 @@ from covid_chestxray_seg_tools.validate import format_report, report_json, valid
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python scripts/validate.py", description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python scripts/validate.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n")[-1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="upstream repository clone or copy")
-    parser.add_argument("--annotation-file", default=recipe.ANNOTATION_FILE, help=f"COCO file inside the data folder (default: {recipe.ANNOTATION_FILE})")
+    parser.add_argument(
+        "--annotation-file",
+        default=recipe.ANNOTATION_FILE,
+        help=f"COCO file inside the data folder (default: {recipe.ANNOTATION_FILE})",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     args = parser.parse_args(argv)
 

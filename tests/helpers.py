@@ -17,7 +17,9 @@ SHARED_DIR = REPO.parent / "shared" / "data" / "covid-19-chest-xray-segmentation
 # ieee8023's severity scores: the real file beside the real data, and a cut of it for the
 # fixture (its comment lines, three real rows, and scores for two fixture images, one of
 # them 0.0: none of the three fixture images is scored upstream).
-SHARED_SEVERITY = REPO.parent / "shared" / "data" / "ieee8023-covid-chestxray-dataset" / "annotations" / "covid-severity-scores.csv"
+SHARED_SEVERITY = (
+    REPO.parent / "shared" / "data" / "ieee8023-covid-chestxray-dataset" / "annotations" / "covid-severity-scores.csv"
+)
 FIXTURE_SEVERITY = REPO / "tests" / "fixtures" / "severity" / "covid-severity-scores.csv"
 # scripts/build.py's source options for each.
 FIXTURE_ARGS = ("--data-dir", str(FIXTURE_DIR), "--severity-file", str(FIXTURE_SEVERITY))
@@ -43,7 +45,9 @@ def mask_to_runs(mask: np.ndarray) -> list[int]:
     return runs if flat[0] == 0 else [0] + runs
 
 
-def parquet_rows(folder: Path, split: str | None = None, columns: list | None = None, *, config: str = layout.CONFIG_NAME) -> list[dict]:
+def parquet_rows(
+    folder: Path, split: str | None = None, columns: list | None = None, *, config: str = layout.CONFIG_NAME
+) -> list[dict]:
     """The raw rows of a built folder's config (image and mask bytes undecoded), one split or all."""
     return layout.read_rows(folder, split, columns=columns, config=config)
 

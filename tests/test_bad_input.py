@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import covid_chestxray_seg as recipe
-from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, parquet_rows
 from scripts import build
+from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, parquet_rows
 
 RESULTS = Path("annotation") / "results.json"
 
@@ -109,11 +109,15 @@ CASES = {
         r"results\.json: annotation id 1: RLE size \[10, 10\] disagrees with the image size \[height, width\] = \[751, 943\]",
     ),
     "damaged compressed RLE": (
-        lambda d: edit_coco(d, lambda c: first_annotation(c, segmentation={"size": [751, 943], "counts": "fif78Pg0:J4"})),
+        lambda d: edit_coco(
+            d, lambda c: first_annotation(c, segmentation={"size": [751, 943], "counts": "fif78Pg0:J4"})
+        ),
         r"results\.json: annotation id 1: compressed RLE counts are damaged or do not cover 751x943 pixels",
     ),
     "uncompressed RLE of the wrong length": (
-        lambda d: edit_coco(d, lambda c: first_annotation(c, iscrowd=1, segmentation={"size": [751, 943], "counts": [5, 5]})),
+        lambda d: edit_coco(
+            d, lambda c: first_annotation(c, iscrowd=1, segmentation={"size": [751, 943], "counts": [5, 5]})
+        ),
         r"results\.json: annotation id 1: uncompressed RLE counts must be non-negative and sum to 708193",
     ),
     "area that is not a number": (
@@ -153,7 +157,13 @@ CASES = {
         r"results\.json: image id 83: file_name 'ARDSSevere\.png' resolves outside images/",
     ),
     "fewer patients than splits": (
-        lambda d: edit_coco(d, lambda c: (c.update(images=c["images"][:2]), c.update(annotations=[a for a in c["annotations"] if a["image_id"] in {i["id"] for i in c["images"]}]))),
+        lambda d: edit_coco(
+            d,
+            lambda c: (
+                c.update(images=c["images"][:2]),
+                c.update(annotations=[a for a in c["annotations"] if a["image_id"] in {i["id"] for i in c["images"]}]),
+            ),
+        ),
         r"results\.json: images: 2 patient\(s\) cannot fill 3 patient-disjoint splits \(test would be empty\)",
     ),
     "image missing from metadata.csv": (
@@ -184,29 +194,61 @@ def test_bad_input_stops_the_build_with_one_clear_message(case, data_copy, tmp_p
     damage, message = CASES[case]
     damage(data_copy)
     out = tmp_path / "out"
-    code = build.main(["--data-dir", str(data_copy), "--severity-file", str(FIXTURE_SEVERITY), "--out", str(out), "--allow-modified", "--quiet", "--num-proc", "2"])
+    code = build.main(
+        [
+            "--data-dir",
+            str(data_copy),
+            "--severity-file",
+            str(FIXTURE_SEVERITY),
+            "--out",
+            str(out),
+            "--allow-modified",
+            "--quiet",
+            "--num-proc",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     error_lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(error_lines) == 1, err
     assert re.search(message, error_lines[0]), error_lines[0]
     assert "Traceback" not in err
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name == "out" or p.name.startswith((".out.partial", ".out.old"))]
+    leftovers = [
+        p.name for p in tmp_path.iterdir() if p.name == "out" or p.name.startswith((".out.partial", ".out.old"))
+    ]
     assert leftovers == []  # no output, no hidden partial folder
 
 
-@pytest.mark.parametrize("case", ["annotation on an unknown image", "corrupt image bytes", "image missing from metadata.csv"])
+@pytest.mark.parametrize(
+    "case", ["annotation on an unknown image", "corrupt image bytes", "image missing from metadata.csv"]
+)
 def test_the_builder_raises_the_same_error(case, data_copy, tmp_path):
     damage, message = CASES[case]
     damage(data_copy)
-    builder = recipe.CovidChestXraySeg(data_dir=str(data_copy), severity_file=str(FIXTURE_SEVERITY), cache_dir=str(tmp_path / "cache"), verify_upstream=False)
+    builder = recipe.CovidChestXraySeg(
+        data_dir=str(data_copy),
+        severity_file=str(FIXTURE_SEVERITY),
+        cache_dir=str(tmp_path / "cache"),
+        verify_upstream=False,
+    )
     with pytest.raises(recipe.BuildError, match=message):
         builder.download_and_prepare()
 
 
 def test_data_that_differs_from_upstream_needs_allow_modified(data_copy, tmp_path, capsys):
     # The fixture's metadata.csv keeps 3 rows, so it is not upstream's file.
-    code = build.main(["--data-dir", str(data_copy), "--severity-file", str(FIXTURE_SEVERITY), "--out", str(tmp_path / "out"), "--quiet"])
+    code = build.main(
+        [
+            "--data-dir",
+            str(data_copy),
+            "--severity-file",
+            str(FIXTURE_SEVERITY),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert re.search(
@@ -224,14 +266,26 @@ def test_a_changed_image_is_caught_by_the_manifest(data_copy, tmp_path):
     image.write_bytes(bytes(data))
     manifest = recipe.read_manifest(recipe.MANIFEST_PATH)
     report = recipe.BuildReport()
-    with pytest.raises(recipe.BuildError, match=r"images/ARDSSevere\.png: git blob SHA-1 \w+ differs from upstream 47f9b4ae"):
+    with pytest.raises(
+        recipe.BuildError, match=r"images/ARDSSevere\.png: git blob SHA-1 \w+ differs from upstream 47f9b4ae"
+    ):
         recipe.check_upstream(image, "images/ARDSSevere.png", manifest, True, report)
     recipe.check_upstream(image, "images/ARDSSevere.png", manifest, False, report)
     assert report.modified_files == ["images/ARDSSevere.png"]
 
 
 def test_data_dir_that_is_not_a_folder(tmp_path, capsys):
-    code = build.main(["--data-dir", str(tmp_path / "nowhere"), "--severity-file", str(FIXTURE_SEVERITY), "--out", str(tmp_path / "out"), "--quiet"])
+    code = build.main(
+        [
+            "--data-dir",
+            str(tmp_path / "nowhere"),
+            "--severity-file",
+            str(FIXTURE_SEVERITY),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     assert code == 1
     assert re.search(r"nowhere: data_dir: is not a folder", capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
@@ -245,21 +299,49 @@ SEVERITY_HEADER = "filename,geographic_mean,opacity_mean\n"
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("## comment,,\nname,score\nARDSSevere.png,1\n", r"line 2: header \['name', 'score'\] is not filename,geographic_mean,opacity_mean"),
+        (
+            "## comment,,\nname,score\nARDSSevere.png,1\n",
+            r"line 2: header \['name', 'score'\] is not filename,geographic_mean,opacity_mean",
+        ),
         ("## only comments,,\n", r"header: header None is not filename,geographic_mean,opacity_mean"),
-        (SEVERITY_HEADER + "ARDSSevere.png,high,2.0\n", r"line 2, column 'geographic_mean': value 'high' is not a number"),
+        (
+            SEVERITY_HEADER + "ARDSSevere.png,high,2.0\n",
+            r"line 2, column 'geographic_mean': value 'high' is not a number",
+        ),
         (SEVERITY_HEADER + "ARDSSevere.png,9.5,2.0\n", r"line 2, column 'geographic_mean': score 9.5 lies outside 0-8"),
         (SEVERITY_HEADER + "ARDSSevere.png,2.0,-1\n", r"line 2, column 'opacity_mean': score -1.0 lies outside 0-6"),
         (SEVERITY_HEADER + "ARDSSevere.png,2.0\n", r"line 2: has 2 fields, the header 3"),
-        (SEVERITY_HEADER + "ARDSSevere.png,2.0,2.0\nARDSSevere.png,3.0,2.0\n", r"line 3: second row for image 'ARDSSevere.png'"),
+        (
+            SEVERITY_HEADER + "ARDSSevere.png,2.0,2.0\nARDSSevere.png,3.0,2.0\n",
+            r"line 3: second row for image 'ARDSSevere.png'",
+        ),
     ],
-    ids=["wrong header", "no header", "not a number", "above the scale", "below the scale", "missing field", "duplicate"],
+    ids=[
+        "wrong header",
+        "no header",
+        "not a number",
+        "above the scale",
+        "below the scale",
+        "missing field",
+        "duplicate",
+    ],
 )
 def test_a_malformed_severity_file_stops_the_build_with_one_message(tmp_path, capsys, text, message):
     severity = tmp_path / "covid-severity-scores.csv"
     severity.write_text(text)
     out = tmp_path / "out"
-    code = build.main(["--data-dir", str(FIXTURE_DIR), "--severity-file", str(severity), "--out", str(out), "--allow-modified", "--quiet"])
+    code = build.main(
+        [
+            "--data-dir",
+            str(FIXTURE_DIR),
+            "--severity-file",
+            str(severity),
+            "--out",
+            str(out),
+            "--allow-modified",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert re.search(rf"^error: {re.escape(str(severity))}: {message}", err), err
@@ -268,24 +350,59 @@ def test_a_malformed_severity_file_stops_the_build_with_one_message(tmp_path, ca
 
 def test_a_missing_severity_file_is_named(tmp_path, capsys):
     missing = tmp_path / "nowhere.csv"
-    code = build.main(["--data-dir", str(FIXTURE_DIR), "--severity-file", str(missing), "--out", str(tmp_path / "out"), "--allow-modified", "--quiet"])
+    code = build.main(
+        [
+            "--data-dir",
+            str(FIXTURE_DIR),
+            "--severity-file",
+            str(missing),
+            "--out",
+            str(tmp_path / "out"),
+            "--allow-modified",
+            "--quiet",
+        ]
+    )
     assert code == 1
-    assert f"error: {missing}: severity file: file not found; pass a copy of ieee8023's annotations/covid-severity-scores.csv" in capsys.readouterr().err
+    assert (
+        f"error: {missing}: severity file: file not found; pass a copy of ieee8023's annotations/covid-severity-scores.csv"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_changed_severity_file_needs_allow_modified(tmp_path, capsys):
-    with pytest.raises(recipe.BuildError, match=r"annotations/covid-severity-scores.csv: has \d+ bytes, upstream 5162 \(commit 81fba7aa"):
-        recipe.check_upstream(FIXTURE_SEVERITY, recipe.SEVERITY_PATH, recipe.SEVERITY_MANIFEST, True, recipe.BuildReport(),
-                              commit=recipe.SEVERITY_COMMIT)
+    with pytest.raises(
+        recipe.BuildError,
+        match=r"annotations/covid-severity-scores.csv: has \d+ bytes, upstream 5162 \(commit 81fba7aa",
+    ):
+        recipe.check_upstream(
+            FIXTURE_SEVERITY,
+            recipe.SEVERITY_PATH,
+            recipe.SEVERITY_MANIFEST,
+            True,
+            recipe.BuildReport(),
+            commit=recipe.SEVERITY_COMMIT,
+        )
     report = recipe.BuildReport()
-    assert recipe.check_upstream(FIXTURE_SEVERITY, recipe.SEVERITY_PATH, recipe.SEVERITY_MANIFEST, False, report) == FIXTURE_SEVERITY.read_bytes()
+    assert (
+        recipe.check_upstream(FIXTURE_SEVERITY, recipe.SEVERITY_PATH, recipe.SEVERITY_MANIFEST, False, report)
+        == FIXTURE_SEVERITY.read_bytes()
+    )
     assert report.modified_files == [recipe.SEVERITY_PATH]
 
 
 def test_the_fixture_severity_scores_are_joined_by_file_name(fixture_build):
-    rows = {row["file_name"]: row for row in parquet_rows(fixture_build, columns=["file_name", "severity_geographic_extent", "severity_opacity"])}
-    assert (rows["ARDSSevere.png"]["severity_geographic_extent"], rows["ARDSSevere.png"]["severity_opacity"]) == (4.3, 3.0)
+    rows = {
+        row["file_name"]: row
+        for row in parquet_rows(fixture_build, columns=["file_name", "severity_geographic_extent", "severity_opacity"])
+    }
+    assert (rows["ARDSSevere.png"]["severity_geographic_extent"], rows["ARDSSevere.png"]["severity_opacity"]) == (
+        4.3,
+        3.0,
+    )
     # 0.0 is a score, not a missing one.
-    assert (rows["pneumocystis-pneumonia-1.jpg"]["severity_geographic_extent"], rows["pneumocystis-pneumonia-1.jpg"]["severity_opacity"]) == (0.0, 0.0)
+    assert (
+        rows["pneumocystis-pneumonia-1.jpg"]["severity_geographic_extent"],
+        rows["pneumocystis-pneumonia-1.jpg"]["severity_opacity"],
+    ) == (0.0, 0.0)
     unscored = rows["X-ray_of_cyst_in_pneumocystis_pneumonia_1.jpg"]
     assert unscored["severity_geographic_extent"] is None and unscored["severity_opacity"] is None

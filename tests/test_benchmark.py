@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY
 from covid_chestxray_seg_tools import benchmark, layout
 from scripts import benchmark as benchmark_cli
+from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY
 
 
 def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert benchmark_cli.main(["--data-dir", str(FIXTURE_DIR), "--severity-file", str(FIXTURE_SEVERITY), "--smoke", "--scale", "2", "--json", str(out)]) == 0
+    assert (
+        benchmark_cli.main(
+            [
+                "--data-dir",
+                str(FIXTURE_DIR),
+                "--severity-file",
+                str(FIXTURE_SEVERITY),
+                "--smoke",
+                "--scale",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads(out.read_text())
     # The naive build and the hand-written loader produce exactly our masks and arrays.
     assert results["build"]["masks_identical"] is True
@@ -20,7 +35,12 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
     assert results["stream"]["first_row_bytes"] > 0
     assert results["scale"]["copies"] == 2
     assert set(results["targets"]) == {
-        "build_speedup", "load_speedup", "first_row_fraction", "size_ratio", "scale_time_ratio", "scale_rss_ratio"
+        "build_speedup",
+        "load_speedup",
+        "first_row_fraction",
+        "size_ratio",
+        "scale_time_ratio",
+        "scale_rss_ratio",
     }
     table = capsys.readouterr().out
     assert "| build (s) |" in table and "targets: " in table and "machine: " in table
@@ -47,6 +67,7 @@ def test_the_naive_build_detects_a_different_mask(tmp_path):
     # Damage one mask of ours: the comparison must notice.
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     import covid_chestxray_seg as recipe
 
     path = next(p for p in layout.shard_paths(ours, "train") if pq.ParquetFile(p).metadata.num_rows)

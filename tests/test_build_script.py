@@ -13,11 +13,11 @@ import pytest
 from huggingface_hub import DatasetCard
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import viewer
-from tests.helpers import FIXTURE_ARGS, REPO
-from covid_chestxray_seg_tools import layout, parquet
+from covid_chestxray_seg_tools import layout, parquet, viewer
 from covid_chestxray_seg_tools.card.stats import compute_stats
 from scripts import build
+from tests.helpers import FIXTURE_ARGS, REPO
+
 
 def parquet_files(folder: Path, split: str) -> list[Path]:
     return layout.shard_paths(folder, split)
@@ -75,7 +75,10 @@ def test_card_yaml_agrees_with_the_parquet_files(fixture_build):
     for config, info in infos.items():
         assert datasets.Features._from_yaml_list(info["features"]) == recipe.features()
         for split in info["splits"]:
-            rows = sum(pq.ParquetFile(path).metadata.num_rows for path in layout.shard_paths(fixture_build, split["name"], config=config))
+            rows = sum(
+                pq.ParquetFile(path).metadata.num_rows
+                for path in layout.shard_paths(fixture_build, split["name"], config=config)
+            )
             assert split["num_examples"] == rows
         assert info["download_size"] == sum(p.stat().st_size for p in layout.shard_paths(fixture_build, config=config))
 
@@ -142,7 +145,15 @@ def test_help_lists_options_and_examples(capsys):
         build.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--data-dir", "--out", "--annotation-file", "--allow-modified", "--shards", "--num-proc", "--sync-repo"):
+    for option in (
+        "--data-dir",
+        "--out",
+        "--annotation-file",
+        "--allow-modified",
+        "--shards",
+        "--num-proc",
+        "--sync-repo",
+    ):
         assert option in text
     assert "examples:" in text and "python scripts/build.py --data-dir" in text
 
@@ -173,7 +184,10 @@ def test_template_without_a_generated_block_is_refused(tmp_path, capsys):
         [*FIXTURE_ARGS, "--out", str(tmp_path / "o"), "--allow-modified", "--quiet", "--template", str(template)]
     )
     assert code == 1
-    assert re.search(r"README\.md: generated block 'classes': template lacks <!-- BEGIN GENERATED: classes -->", capsys.readouterr().err)
+    assert re.search(
+        r"README\.md: generated block 'classes': template lacks <!-- BEGIN GENERATED: classes -->",
+        capsys.readouterr().err,
+    )
     assert not (tmp_path / "o").exists()
 
 

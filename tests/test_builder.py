@@ -40,7 +40,14 @@ def test_counts_and_features(fixture_dataset):
     assert len(rows) == 3
     assert sum(len(row["objects"]) for row in rows) == len(coco["annotations"]) == 20
     assert fixture_dataset["train"].features == recipe.features()
-    assert list(fixture_dataset["train"].features)[:6] == ["image", "overlay", "image_id", "file_name", "width", "height"]
+    assert list(fixture_dataset["train"].features)[:6] == [
+        "image",
+        "overlay",
+        "image_id",
+        "file_name",
+        "width",
+        "height",
+    ]
     assert fixture_dataset["train"].features["objects"].feature["category"].names == list(recipe.CLASSES)
 
 
@@ -72,8 +79,9 @@ def test_mask_png_is_one_bit_and_lossless():
     mask[1:4, 2:9] = True
     mask[0, 10] = True
     png = recipe.encode_mask_png(mask)
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     decoded = Image.open(io.BytesIO(png))
     assert decoded.mode == "1" and decoded.size == (11, 5)
@@ -84,7 +92,9 @@ def test_null_mask_only_where_a_segmentation_is_missing(fixture_dataset):
     rows = {row["file_name"]: row for row in all_rows(fixture_dataset)}
     probes = rows["ARDSSevere.png"]
     assert probes["mask_monitoring_probes"] is None
-    assert [o["segmentation"] for o in probes["objects"] if o["category"] == recipe.CLASSES.index("Monitoring Probes")] == [None]
+    assert [
+        o["segmentation"] for o in probes["objects"] if o["category"] == recipe.CLASSES.index("Monitoring Probes")
+    ] == [None]
     nulls = [(name, column) for name, row in rows.items() for column in recipe.MASK_COLUMNS if row[column] is None]
     assert nulls == [("ARDSSevere.png", "mask_monitoring_probes")]
     # Not annotated: present and all zero.
@@ -133,7 +143,9 @@ def test_metadata_is_typed_and_joined_by_file_name(fixture_dataset):
 
 
 def test_misspelt_class_is_renamed_and_counted(tmp_path):
-    builder = recipe.CovidChestXraySeg(data_dir=str(FIXTURE_DIR), severity_file=str(FIXTURE_SEVERITY), cache_dir=str(tmp_path), verify_upstream=False)
+    builder = recipe.CovidChestXraySeg(
+        data_dir=str(FIXTURE_DIR), severity_file=str(FIXTURE_SEVERITY), cache_dir=str(tmp_path), verify_upstream=False
+    )
     builder.download_and_prepare()
     assert builder.report.renamed_categories == {"Nosogastric Tube": "Nasogastric Tube"}
     assert builder.report.annotations_without_segmentation == 1
@@ -150,9 +162,15 @@ def test_splits_group_patients_and_are_deterministic(fixture_dataset, tmp_path):
     patients = {split: set(ds["patient_id"]) for split, ds in fixture_dataset.items()}
     assert list(patients) == ["train", "validation", "test"]
     assert [len(ds) for ds in fixture_dataset.values()] == [1, 1, 1]
-    assert not (patients["train"] & patients["validation"] or patients["train"] & patients["test"] or patients["validation"] & patients["test"])
+    assert not (
+        patients["train"] & patients["validation"]
+        or patients["train"] & patients["test"]
+        or patients["validation"] & patients["test"]
+    )
     again = prepare(FIXTURE_DIR, tmp_path)
-    assert {split: ds["image_id"] for split, ds in again.items()} == {split: ds["image_id"] for split, ds in fixture_dataset.items()}
+    assert {split: ds["image_id"] for split, ds in again.items()} == {
+        split: ds["image_id"] for split, ds in fixture_dataset.items()
+    }
 
 
 def test_assign_splits_keeps_patients_whole_and_near_the_fractions():
@@ -262,5 +280,7 @@ def test_stack_masks_fills_null_masks_and_refuses_unknown_classes(fixture_datase
     probes = recipe.CLASSES.index("Monitoring Probes")
     assert not recipe.stack_masks(row)[probes].any()
     assert recipe.stack_masks(row, fill_missing=True)[probes].all()
-    with pytest.raises(ValueError, match=r"classes=\['Lungs'\] are not classes of this dataset; choose from \['Left Lung'"):
+    with pytest.raises(
+        ValueError, match=r"classes=\['Lungs'\] are not classes of this dataset; choose from \['Left Lung'"
+    ):
         recipe.stack_masks(row, classes=["Lungs"])

@@ -9,18 +9,18 @@ import statistics
 from collections import Counter
 
 import numpy as np
-import pyarrow.parquet as pq
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
-from tests.helpers import FIXTURE_ARGS, FIXTURE_DIR, SHARED_DIR, parquet_rows
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools import validate as quality
 from covid_chestxray_seg_tools.card import preview as card_preview
 from scripts import build, validate
+from tests.helpers import FIXTURE_ARGS, FIXTURE_DIR, SHARED_DIR, parquet_rows
 
 
 def card_numbers_match_parquet(folder) -> None:
@@ -34,7 +34,10 @@ def card_numbers_match_parquet(folder) -> None:
         line = f"| {split} | {len(chosen)} | {len({r['patient_id'] for r in chosen})} | {sum(len(r['objects']) for r in chosen)} | {files} |"
         assert line in text, line
     for finding, count in Counter(r["finding"] or "none given" for r in rows).items():
-        per_split = [sum(1 for r in parquet_rows(folder, s, columns) if (r["finding"] or "none given") == finding) for s in recipe.SPLITS]
+        per_split = [
+            sum(1 for r in parquet_rows(folder, s, columns) if (r["finding"] or "none given") == finding)
+            for s in recipe.SPLITS
+        ]
         assert sum(per_split) == count
         assert f"| {finding} | " + " | ".join(map(str, per_split)) + " |" in text
     for licence, count in Counter(r["license"] or "none given" for r in rows).items():
@@ -58,7 +61,9 @@ def card_numbers_match_parquet(folder) -> None:
         assert line in text, line
     patients = Counter(r["patient_id"] for r in rows)
     series = [n for n in patients.values() if n > 1]
-    assert f"{len(series)} patients have a series of images ({sum(series)} images, up to {max(series, default=1)}" in text
+    assert (
+        f"{len(series)} patients have a series of images ({sum(series)} images, up to {max(series, default=1)}" in text
+    )
     assert f"{len(rows)} images of {len(patients)} patients, {sum(len(r['objects']) for r in rows)} annotations" in text
 
 
@@ -103,10 +108,23 @@ def test_preview_shows_only_openly_licensed_images(tmp_path, fixture_build):
 
 def test_card_sections_come_in_reading_order(fixture_build):
     text = (fixture_build / "README.md").read_text()
-    order = ["# COVID-19 Chest X-ray Segmentations", "GENERATED: preview", "## Configs", "## Load it", "## The record",
-             "## Classes", "## Splits and folds", "## Severity scores", "## Evaluation protocol and baseline", "## Licences",
-             "## How the data was made and checked", "## Known issues", "## Bias and limitations",
-             "## Limitations and clinical use", "## Citation"]
+    order = [
+        "# COVID-19 Chest X-ray Segmentations",
+        "GENERATED: preview",
+        "## Configs",
+        "## Load it",
+        "## The record",
+        "## Classes",
+        "## Splits and folds",
+        "## Severity scores",
+        "## Evaluation protocol and baseline",
+        "## Licences",
+        "## How the data was made and checked",
+        "## Known issues",
+        "## Bias and limitations",
+        "## Limitations and clinical use",
+        "## Citation",
+    ]
     positions = [text.index(marker) for marker in order]
     assert positions == sorted(positions)
 
@@ -114,7 +132,12 @@ def test_card_sections_come_in_reading_order(fixture_build):
 def test_provenance_has_no_timestamp_and_names_the_sources(fixture_build):
     text = (fixture_build / "README.md").read_text()
     provenance = text.split("## How the data was made and checked")[1].split("##")[0]
-    assert recipe.SEVERITY_COMMIT in provenance and recipe.UPSTREAM_COMMIT in provenance and "SHA-256 `" in provenance and f"Builder version {recipe.BUILDER_VERSION}" in provenance
+    assert (
+        recipe.SEVERITY_COMMIT in provenance
+        and recipe.UPSTREAM_COMMIT in provenance
+        and "SHA-256 `" in provenance
+        and f"Builder version {recipe.BUILDER_VERSION}" in provenance
+    )
     assert not re.search(r"20\d\d-\d\d-\d\d", provenance)
 
 
@@ -127,7 +150,19 @@ def test_validate_on_the_fixture_is_exact(capsys):
 
 def test_validate_reports_polygon_losses_per_class(tmp_path):
     report_path = tmp_path / "report.json"
-    assert validate.main(["--data-dir", str(FIXTURE_DIR), "--annotation-file", "annotation/results_polygons.json", "--json", str(report_path)]) == 0
+    assert (
+        validate.main(
+            [
+                "--data-dir",
+                str(FIXTURE_DIR),
+                "--annotation-file",
+                "annotation/results_polygons.json",
+                "--json",
+                str(report_path),
+            ]
+        )
+        == 0
+    )
     report = json.loads(report_path.read_text())
     assert report["compared"] == 19
     assert all(0 < row["mean_iou"] <= 1 for row in report["per_class"].values())
@@ -165,7 +200,10 @@ def test_validate_notices_a_changed_mask(tmp_path, capsys):
 def test_build_with_validate_puts_the_summary_in_the_card(tmp_path):
     out = tmp_path / "out"
     assert build.main([*FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--validate"]) == 0
-    assert "19 of 20 annotations compared with upstream's mask crops: 19 identical pixel for pixel" in (out / "README.md").read_text()
+    assert (
+        "19 of 20 annotations compared with upstream's mask crops: 19 identical pixel for pixel"
+        in (out / "README.md").read_text()
+    )
 
 
 def test_real_polygons_report_losses(tmp_path):

@@ -41,7 +41,8 @@ def test_published_card_code_names_the_repo_and_runs_top_to_bottom(hub, token, r
     code = "\n".join(blocks)
     imported = {
         (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
-        for node in ast.walk(ast.parse(code)) if isinstance(node, (ast.Import, ast.ImportFrom))
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
         for alias in node.names
     }
     assert imported <= ALLOWED_IMPORTS, imported - ALLOWED_IMPORTS
@@ -57,7 +58,7 @@ def test_published_card_code_names_the_repo_and_runs_top_to_bottom(hub, token, r
     images, batch_masks = namespace["images"], namespace["batch_masks"]
     assert images.dtype == torch.float32 and tuple(images.shape) == (8, 1, 256, 256)
     assert batch_masks.dtype == torch.bool and tuple(batch_masks.shape) == (8, 2, 256, 256)
-    assert -1e-5 <= float(images.min()) and float(images.max()) <= 1.0 + 1e-5
+    assert float(images.min()) >= -1e-5 and float(images.max()) <= 1.0 + 1e-5
     train = namespace["train"]
     for index in range(3):
         example = train[index]

@@ -27,7 +27,10 @@ def coco_export(real_build, tmp_path_factory) -> Path:
 def self_score(gt: COCO, iou_type: str) -> COCOeval:
     """COCOeval of the ground truth against itself as detections (score 1)."""
     key = "segmentation" if iou_type == "segm" else "bbox"
-    detections = [{"image_id": a["image_id"], "category_id": a["category_id"], key: a[key], "score": 1.0} for a in gt.dataset["annotations"]]
+    detections = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], key: a[key], "score": 1.0}
+        for a in gt.dataset["annotations"]
+    ]
     with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its progress and table
         evaluation = COCOeval(gt, gt.loadRes(detections), iou_type)
         evaluation.evaluate()
@@ -46,9 +49,19 @@ def test_the_ground_truth_as_detections_scores_ap_1(coco_export, split, iou_type
 
 
 def test_annotations_without_mask_are_left_out_and_counted(real_build, coco_export, tmp_path, capsys, caplog):
-    counts = sum(len(json.loads((coco_export / "annotations" / f"{split}.json").read_text())["annotations"]) for split in SPLITS)
+    counts = sum(
+        len(json.loads((coco_export / "annotations" / f"{split}.json").read_text())["annotations"]) for split in SPLITS
+    )
     assert counts == 602 - 14
     with caplog.at_level("INFO"):
-        assert export.main(["--source", str(real_build), "--format", "coco", "--out", str(tmp_path / "coco"), "--split", "test"]) == 0
+        assert (
+            export.main(
+                ["--source", str(real_build), "--format", "coco", "--out", str(tmp_path / "coco"), "--split", "test"]
+            )
+            == 0
+        )
     assert "images 16, annotations 97, annotations without mask upstream (left out) 4\n" in capsys.readouterr().out
-    assert "annotations have no mask upstream: left out, as COCOeval cannot read `segmentation: []` (--upstream-form keeps them)" in caplog.text
+    assert (
+        "annotations have no mask upstream: left out, as COCOeval cannot read `segmentation: []` (--upstream-form keeps them)"
+        in caplog.text
+    )

@@ -15,8 +15,8 @@ from PIL import Image
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout, viewer
-from tests.helpers import REPO, parquet_rows, require_torch
 from covid_chestxray_seg_tools.dialect import portable_features
+from tests.helpers import REPO, parquet_rows, require_torch
 
 
 def _types(node) -> set:
@@ -98,7 +98,10 @@ def test_manifest_is_found_through_base_path_when_the_script_was_copied(monkeypa
 def test_missing_manifest_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(recipe, "MANIFEST_PATH", tmp_path / recipe.MANIFEST_NAME)
     builder = recipe.CovidChestXraySeg(cache_dir=str(tmp_path / "cache"), base_path=str(tmp_path / "elsewhere"))
-    with pytest.raises(recipe.BuildError, match=r"upstream-manifest\.tsv: upstream manifest: not found; keep it beside covid_chestxray_seg\.py"):
+    with pytest.raises(
+        recipe.BuildError,
+        match=r"upstream-manifest\.tsv: upstream manifest: not found; keep it beside covid_chestxray_seg\.py",
+    ):
         builder._manifest_path()
 
 
@@ -166,7 +169,10 @@ def test_colab_streaming_through_two_workers_sees_each_row_once_per_epoch(publis
         assert sorted(ids) == expected, f"epoch {epoch}: a row missing or seen twice"
         orders.append(ids)
         first = rows[0]
-        assert isinstance(first["image"], np.ndarray) and first["image"].shape[:2] == (int(first["height"]), int(first["width"]))
+        assert isinstance(first["image"], np.ndarray) and first["image"].shape[:2] == (
+            int(first["height"]),
+            int(first["width"]),
+        )
         assert recipe.stack_masks(first).shape == (len(recipe.CLASSES), int(first["height"]), int(first["width"]))
     assert orders[0] != orders[1], "set_epoch must reshuffle"
     assert torch.utils.data.get_worker_info() is None  # the loop above ran in worker processes, not here
@@ -178,7 +184,11 @@ def test_colab_take_gives_n_rows_in_all_across_workers(published_real, real_buil
 
     stream = datasets.load_dataset(published_real, split="train", streaming=True)
     taken = stream.shuffle(seed=1, buffer_size=16).take(20).with_format("numpy").select_columns(["image_id"])
-    ids = [int(row["image_id"]) for batch in DataLoader(taken, batch_size=4, num_workers=2, collate_fn=list) for row in batch]
+    ids = [
+        int(row["image_id"])
+        for batch in DataLoader(taken, batch_size=4, num_workers=2, collate_fn=list)
+        for row in batch
+    ]
     assert len(ids) == len(set(ids)) == 20 and set(ids) <= set(_train_ids(real_build))
 
 
@@ -201,7 +211,9 @@ def test_every_data_file_has_a_page_index_and_row_groups_far_under_the_scan_limi
 
 def test_the_viewers_first_page_shows_what_the_card_says(real_build):
     image_columns = [name for name, feature in recipe.features().items() if isinstance(feature, datasets.Image)]
-    shown = {split: viewer.first_rows_shown(layout.iter_rows(real_build, split), image_columns) for split in recipe.SPLITS}
+    shown = {
+        split: viewer.first_rows_shown(layout.iter_rows(real_build, split), image_columns) for split in recipe.SPLITS
+    }
     # The objects column (exact RLE of every annotation) fills the 200 KB budget first.
     assert shown == {"train": 12, "validation": 15, "test": 14}
     card = (real_build / "README.md").read_text()

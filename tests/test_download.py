@@ -11,8 +11,8 @@ import datasets
 import pytest
 
 import covid_chestxray_seg as recipe
-from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, parquet_rows
 from scripts import build
+from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, parquet_rows
 
 
 @pytest.fixture
@@ -58,7 +58,21 @@ def test_build_without_data_dir_downloads_the_archive_once(archive_server, tmp_p
     url, requests, _, _ = archive_server
     for name in ("first", "second"):
         out = tmp_path / name
-        assert build.main(["--data-url", url, "--severity-file", str(FIXTURE_SEVERITY), "--out", str(out), "--allow-modified", "--quiet"]) == 0
+        assert (
+            build.main(
+                [
+                    "--data-url",
+                    url,
+                    "--severity-file",
+                    str(FIXTURE_SEVERITY),
+                    "--out",
+                    str(out),
+                    "--allow-modified",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         loaded = datasets.load_dataset(str(out))
         assert sum(len(split) for split in loaded.values()) == 3
     # The second build reads the archive from the download cache.
@@ -79,14 +93,26 @@ def test_an_archive_without_one_top_folder_is_refused(archive_server, tmp_path, 
     with zipfile.ZipFile(served / "flat.zip", "w") as archive:
         archive.writestr("a/x.txt", "1")
         archive.writestr("b/y.txt", "2")
-    code = build.main(["--data-url", url.replace("archive.zip", "flat.zip"), "--severity-file", str(FIXTURE_SEVERITY), "--out", str(tmp_path / "out"), "--quiet"])
+    code = build.main(
+        [
+            "--data-url",
+            url.replace("archive.zip", "flat.zip"),
+            "--severity-file",
+            str(FIXTURE_SEVERITY),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     assert code == 1
     assert "flat.zip: archive: expected one top-level folder, found 2" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
 def build_from(url: str, out, *extra: str) -> int:
-    return build.main(["--data-url", url, "--severity-file", str(FIXTURE_SEVERITY), "--out", str(out), "--quiet", *extra])
+    return build.main(
+        ["--data-url", url, "--severity-file", str(FIXTURE_SEVERITY), "--out", str(out), "--quiet", *extra]
+    )
 
 
 def test_a_truncated_archive_is_a_clear_error_and_the_next_good_run_works(archive_server, tmp_path, capsys):
@@ -95,7 +121,9 @@ def test_a_truncated_archive_is_a_clear_error_and_the_next_good_run_works(archiv
     (served / "archive.zip").write_bytes(good[: len(good) // 2])
     assert build_from(url, tmp_path / "out", "--allow-modified") == 1
     err = capsys.readouterr().err
-    assert re.search(r"archive\.zip: archive: (cannot be extracted|is not a zip or tar archive).*removed from the cache", err), err
+    assert re.search(
+        r"archive\.zip: archive: (cannot be extracted|is not a zip or tar archive).*removed from the cache", err
+    ), err
     assert not (tmp_path / "out").exists()
     (served / "archive.zip").write_bytes(good)
     assert build_from(url, tmp_path / "out", "--allow-modified") == 0  # no manual cache cleaning
@@ -129,9 +157,23 @@ def test_without_severity_file_the_build_downloads_it_once(archive_server, tmp_p
     severity_url = url.replace("archive.zip", "covid-severity-scores.csv")
     for name in ("first", "second"):
         out = tmp_path / name
-        code = build.main(["--data-dir", str(FIXTURE_DIR), "--severity-url", severity_url, "--out", str(out), "--allow-modified", "--quiet"])
+        code = build.main(
+            [
+                "--data-dir",
+                str(FIXTURE_DIR),
+                "--severity-url",
+                severity_url,
+                "--out",
+                str(out),
+                "--allow-modified",
+                "--quiet",
+            ]
+        )
         assert code == 0
-        rows = {row["file_name"]: row["severity_geographic_extent"] for row in parquet_rows(out, columns=["file_name", "severity_geographic_extent"])}
+        rows = {
+            row["file_name"]: row["severity_geographic_extent"]
+            for row in parquet_rows(out, columns=["file_name", "severity_geographic_extent"])
+        }
         assert rows["ARDSSevere.png"] == 4.3
     # Cached by the datasets download manager: the second build asks only whether it changed.
     assert [path for path in requests if path.endswith(".csv")] == ["/covid-severity-scores.csv"]
@@ -141,7 +183,18 @@ def test_a_severity_download_that_fails_is_one_clear_message(archive_server, tmp
     url, _, faults, _ = archive_server
     faults.append(404)
     severity_url = url.replace("archive.zip", "covid-severity-scores.csv")
-    code = build.main(["--data-dir", str(FIXTURE_DIR), "--severity-url", severity_url, "--out", str(tmp_path / "out"), "--allow-modified", "--quiet"])
+    code = build.main(
+        [
+            "--data-dir",
+            str(FIXTURE_DIR),
+            "--severity-url",
+            severity_url,
+            "--out",
+            str(tmp_path / "out"),
+            "--allow-modified",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.startswith(f"error: {severity_url}: download: failed: ") and "Traceback" not in err
     assert not (tmp_path / "out").exists()

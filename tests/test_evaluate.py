@@ -64,7 +64,12 @@ def test_distances_are_euclidean_in_pixels_up_to_the_image_border():
     truth[0, 0] = True
     prediction = np.zeros((6, 6), dtype=bool)
     prediction[3, 4] = True
-    assert evaluate.pair_scores(prediction=prediction, truth=truth) == {"dice": 0.0, "iou": 0.0, "hd95": 5.0, "assd": 5.0}
+    assert evaluate.pair_scores(prediction=prediction, truth=truth) == {
+        "dice": 0.0,
+        "iou": 0.0,
+        "hd95": 5.0,
+        "assd": 5.0,
+    }
 
 
 def test_surface_distances_equal_scipys_distance_transform_on_the_full_image():
@@ -115,7 +120,10 @@ def test_bootstrap_resamples_patients_and_is_seeded():
 def truth_folder(real_build, tmp_path_factory) -> Path:
     """The folder export of the real build's test split: the ground truth as predictions."""
     out = tmp_path_factory.mktemp("evaluate") / "truth"
-    assert export_script.main(["--source", str(real_build), "--format", "folder", "--out", str(out), "--split", SPLIT]) == 0
+    assert (
+        export_script.main(["--source", str(real_build), "--format", "folder", "--out", str(out), "--split", SPLIT])
+        == 0
+    )
     return out
 
 
@@ -146,20 +154,38 @@ def test_the_ground_truth_scores_dice_1(real_build, truth_folder, tmp_path, caps
             assert entry["dice"] == {"mean": None, "ci95": None, "n": 0}, name
     expected = expected_counts(real_build)
     counts = result["counts"]
-    assert (counts["skipped_null_truth"], counts["skipped_both_empty"], counts["scored"]) == (expected["null"], expected["empty"], expected["scored"])
+    assert (counts["skipped_null_truth"], counts["skipped_both_empty"], counts["scored"]) == (
+        expected["null"],
+        expected["empty"],
+        expected["scored"],
+    )
     # The real test split: 16 images of 10 patients; 4 probe annotations without mask.
-    assert (counts["images"], counts["patients"], counts["skipped_null_truth"], counts["skipped_both_empty"], counts["scored"]) == (16, 10, 4, 123, 97)
+    assert (
+        counts["images"],
+        counts["patients"],
+        counts["skipped_null_truth"],
+        counts["skipped_both_empty"],
+        counts["scored"],
+    ) == (16, 10, 4, 123, 97)
     assert counts["distance_missing_one_side_empty"] == 0
-    assert "| Left Lung | 16 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 16 | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] |" in table
+    assert (
+        "| Left Lung | 16 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 16 | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] |"
+        in table
+    )
     assert "| Chest Tube | 0 | – | – | 0 | – | – |" in table
-    assert "4 pairs whose ground truth is null (annotated without mask), 123 where prediction and truth are both empty" in table
+    assert (
+        "4 pairs whose ground truth is null (annotated without mask), 123 where prediction and truth are both empty"
+        in table
+    )
 
 
 def shifted(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """`mask` moved down by dy and right by dx; what leaves the image is lost, the rest is empty."""
     out = np.zeros_like(mask)
     height, width = mask.shape
-    out[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = mask[max(-dy, 0):height - max(dy, 0), max(-dx, 0):width - max(dx, 0)]
+    out[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = mask[
+        max(-dy, 0) : height - max(dy, 0), max(-dx, 0) : width - max(dx, 0)
+    ]
     return out
 
 
@@ -177,9 +203,15 @@ def test_a_shifted_mask_scores_its_hand_computed_dice(real_build, truth_folder, 
     dice = 2 * overlap / (truth.sum() + moved.sum())
     iou = overlap / np.logical_or(truth, moved).sum()
 
-    rows = [row for row in parquet_rows(real_build, SPLIT, columns=list(evaluate.TRUTH_COLUMNS)) if row["image_id"] == image_id]
+    rows = [
+        row
+        for row in parquet_rows(real_build, SPLIT, columns=list(evaluate.TRUTH_COLUMNS))
+        if row["image_id"] == image_id
+    ]
     sizes = evaluate.image_sizes(rows)
-    result = evaluate.score(truth=rows, predictions=evaluate.load_predictions(path=predictions, split=SPLIT, sizes=sizes), split=SPLIT)
+    result = evaluate.score(
+        truth=rows, predictions=evaluate.load_predictions(path=predictions, split=SPLIT, sizes=sizes), split=SPLIT
+    )
     (scores,) = [image["classes"]["Left Lung"] for image in result["images"]]
     assert 0.5 < dice < 0.99
     assert scores["dice"] == pytest.approx(dice, abs=1e-12) and scores["iou"] == pytest.approx(iou, abs=1e-12)
@@ -189,7 +221,11 @@ def test_a_shifted_mask_scores_its_hand_computed_dice(real_build, truth_folder, 
     to_moved = ndimage.distance_transform_edt(~edge_moved)[edge_truth]
     assert scores["hd95"] == pytest.approx(max(np.percentile(to_truth, 95), np.percentile(to_moved, 95)))
     assert scores["assd"] == pytest.approx(np.concatenate([to_truth, to_moved]).mean())
-    assert result["classes"]["Left Lung"]["dice"] == {"mean": scores["dice"], "ci95": [scores["dice"], scores["dice"]], "n": 1}
+    assert result["classes"]["Left Lung"]["dice"] == {
+        "mean": scores["dice"],
+        "ci95": [scores["dice"], scores["dice"]],
+        "n": 1,
+    }
     # The other classes are untouched.
     assert all(result["classes"][name]["dice"]["mean"] in (1.0, None) for name in recipe.CLASSES[1:])
 
@@ -198,7 +234,10 @@ def test_a_shifted_mask_scores_its_hand_computed_dice(real_build, truth_folder, 
 def fixture_truth(fixture_build, tmp_path_factory) -> Path:
     """The folder export of the fixture's test split (one image, 83)."""
     out = tmp_path_factory.mktemp("evaluate-fixture") / "truth"
-    assert export_script.main(["--source", str(fixture_build), "--format", "folder", "--out", str(out), "--split", SPLIT]) == 0
+    assert (
+        export_script.main(["--source", str(fixture_build), "--format", "folder", "--out", str(out), "--split", SPLIT])
+        == 0
+    )
     return out
 
 
@@ -278,19 +317,30 @@ def _nothing(root: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (_resize, r"truth/test/83/mask_airways\.png: 10x20 pixels, but the image is 790x631 \(width x height\); a prediction must have the image's full size"),
+        (
+            _resize,
+            r"truth/test/83/mask_airways\.png: 10x20 pixels, but the image is 790x631 \(width x height\); a prediction must have the image's full size",
+        ),
         (_garbage, r"truth/test/83/mask_airways\.png: not a readable image \(UnidentifiedImageError"),
         (_truncated, r"truth/test/83/mask_airways\.png: not a readable image"),
-        (_unknown_class, r"truth/test/83/mask_heart\.png: 'mask_heart' is no mask column of this dataset; expected one of mask_left_lung, "),
+        (
+            _unknown_class,
+            r"truth/test/83/mask_heart\.png: 'mask_heart' is no mask column of this dataset; expected one of mask_left_lung, ",
+        ),
         (_missing_image, r"truth/test/83: no such folder: image 83 of split test has no predictions"),
         (_extra_image, r"truth/test/999: '999' is not an image id of split test"),
         (_parquet_without_image_id, r"truth/test\.parquet: no image_id column"),
         (_parquet_with_other_image, r"truth/test\.parquet: image_id 7 is not an image id of split test"),
-        (_parquet_with_a_path_only_cell, r"truth/test\.parquet: image 83: mask_airways holds only a path \('preds/83/mask_airways\.png'\), no image bytes"),
+        (
+            _parquet_with_a_path_only_cell,
+            r"truth/test\.parquet: image 83: mask_airways holds only a path \('preds/83/mask_airways\.png'\), no image bytes",
+        ),
         (_nothing, r"truth: no predictions for split test: expected .*truth/test/<image_id>/<mask column>\.png"),
     ],
 )
-def test_bad_predictions_stop_with_one_message_naming_the_file(fixture_build, fixture_truth, tmp_path, capsys, damage, message):
+def test_bad_predictions_stop_with_one_message_naming_the_file(
+    fixture_build, fixture_truth, tmp_path, capsys, damage, message
+):
     predictions = tmp_path / "truth"
     shutil.copytree(fixture_truth, predictions)
     damage(predictions)
@@ -303,11 +353,18 @@ def test_bad_predictions_stop_with_one_message_naming_the_file(fixture_build, fi
 
 
 def test_bad_sources_and_options(fixture_build, fixture_truth, tmp_path, capsys):
-    assert evaluate_script.main(["--source", str(fixture_build), "--split", "dev", "--predictions", str(fixture_truth)]) == 1
+    assert (
+        evaluate_script.main(["--source", str(fixture_build), "--split", "dev", "--predictions", str(fixture_truth)])
+        == 1
+    )
     assert re.search(r"--split dev: .* has splits train, validation, test", capsys.readouterr().err)
     assert evaluate_script.main(["--source", str(fixture_build), "--predictions", str(tmp_path / "none")]) == 1
     assert "none: no such folder (--predictions)" in capsys.readouterr().err
-    for options in (["--baseline", "atlas"], ["--predictions", str(fixture_truth), "--out", "x"], ["--baseline", "atlas", "--out", "x", "--json", "y"]):
+    for options in (
+        ["--baseline", "atlas"],
+        ["--predictions", str(fixture_truth), "--out", "x"],
+        ["--baseline", "atlas", "--out", "x", "--json", "y"],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             evaluate_script.main(["--source", str(fixture_build), *options])
         assert exit_info.value.code == 2
@@ -336,20 +393,30 @@ def test_the_atlas_on_the_real_test_split(real_build):
     for name in ("Left Lung", "Right Lung", "Cardiomediastinum"):
         assert predictor["classes"][name]["threshold"] in baseline.THRESHOLDS
         assert result["classes"][name]["dice"]["mean"] > 0.7, name
-    assert predictor["classes"]["Monitoring Probes"]["train_masks"] < predictor["classes"]["Left Lung"]["train_masks"]  # nulls left out
+    assert (
+        predictor["classes"]["Monitoring Probes"]["train_masks"] < predictor["classes"]["Left Lung"]["train_masks"]
+    )  # nulls left out
     table = evaluate.format_markdown(result)
     assert table.startswith("| Class | n | Dice | IoU | n (distances) | HD95 (px) | ASSD (px) |\n")
     assert len([line for line in table.splitlines() if line.startswith("| ")]) == 2 + len(recipe.CLASSES)
     # Seeded: each interval comes back, twice, from the per-image values resampled by patient.
     for index, name in enumerate(recipe.CLASSES):
         for metric in evaluate.METRICS:
-            pairs = [(image["classes"][name][metric], image["patient_id"]) for image in result["images"] if image["classes"][name].get(metric) is not None]
+            pairs = [
+                (image["classes"][name][metric], image["patient_id"])
+                for image in result["images"]
+                if image["classes"][name].get(metric) is not None
+            ]
             if pairs:
                 values, groups = zip(*pairs)
                 interval = evaluate.bootstrap_interval(values=values, groups=groups)
                 assert interval == evaluate.bootstrap_interval(values=values, groups=groups)
                 assert list(interval) == result["classes"][name][metric]["ci95"], (name, metric)
-    assert result["counts"]["patients"] == len({image["patient_id"] for image in result["images"]}) < result["counts"]["images"]
+    assert (
+        result["counts"]["patients"]
+        == len({image["patient_id"] for image in result["images"]})
+        < result["counts"]["images"]
+    )
 
 
 def test_the_atlas_scores_the_same_in_memory_and_from_its_files(fixture_build, tmp_path, capsys):
@@ -360,7 +427,12 @@ def test_the_atlas_scores_the_same_in_memory_and_from_its_files(fixture_build, t
     for folder in (out / SPLIT).iterdir():
         assert sorted(p.name for p in folder.iterdir()) == sorted(f"{c}.png" for c in recipe.MASK_COLUMNS)
     report = tmp_path / "atlas.json"
-    assert evaluate_script.main(["--source", str(fixture_build), "--split", SPLIT, "--predictions", str(out), "--json", str(report)]) == 0
+    assert (
+        evaluate_script.main(
+            ["--source", str(fixture_build), "--split", SPLIT, "--predictions", str(out), "--json", str(report)]
+        )
+        == 0
+    )
     scored = json.loads(report.read_text())
     # The same numbers twice (seeded bootstrap), whether scored in memory or from the files.
     assert scored["classes"] == result["classes"] and scored["counts"] == result["counts"]

@@ -14,9 +14,9 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 import covid_chestxray_seg as recipe
-from tests.helpers import FIXTURE_DIR, SHARED_DIR
 from covid_chestxray_seg_tools.export import write_coco_images
 from scripts import export
+from tests.helpers import FIXTURE_DIR, SHARED_DIR
 
 SPLITS = ("train", "validation", "test")
 
@@ -41,7 +41,9 @@ def assert_round_trip(upstream_file: Path, out: Path) -> int:
         (c["id"], names[c["id"]], c["supercategory"]) for c in upstream["categories"]
     ]
     keep = ("id", "file_name", "width", "height")
-    assert sorted((tuple(i[k] for k in keep) for i in images)) == sorted(tuple(i[k] for k in keep) for i in upstream["images"])
+    assert sorted(tuple(i[k] for k in keep) for i in images) == sorted(
+        tuple(i[k] for k in keep) for i in upstream["images"]
+    )
     ours = {a["id"]: a for a in annotations}
     assert len(ours) == len(annotations) == len(upstream["annotations"])
     for theirs in upstream["annotations"]:
@@ -69,8 +71,16 @@ def test_coco_export_summary_counts(fixture_build, tmp_path, capsys):
     coco = json.loads((FIXTURE_DIR / "annotation" / "results.json").read_text())
     assert export.main(["--source", str(fixture_build), "--format", "coco", "--out", str(tmp_path / "coco")]) == 0
     # By default the fixture's probe annotation without a mask is left out (COCOeval cannot read it).
-    assert f"images 3, annotations {len(coco['annotations']) - 1}, annotations without mask upstream (left out) 1\n" in capsys.readouterr().out
-    assert export.main(["--source", str(fixture_build), "--format", "coco", "--upstream-form", "--out", str(tmp_path / "upstream")]) == 0
+    assert (
+        f"images 3, annotations {len(coco['annotations']) - 1}, annotations without mask upstream (left out) 1\n"
+        in capsys.readouterr().out
+    )
+    assert (
+        export.main(
+            ["--source", str(fixture_build), "--format", "coco", "--upstream-form", "--out", str(tmp_path / "upstream")]
+        )
+        == 0
+    )
     assert f"images 3, annotations {len(coco['annotations'])}\n" in capsys.readouterr().out
 
 
@@ -92,7 +102,9 @@ def test_coco_export_reads_in_pycocotools_as_the_stored_masks(fixture_build, tmp
                 for ann in anns:
                     union |= coco.annToMask(ann).astype(bool)
                 assert np.array_equal(union, stored), (row["image_id"], name)
-            licence = next(lic["name"] for lic in coco.dataset["licenses"] if lic["id"] == coco.imgs[row["image_id"]]["license"])
+            licence = next(
+                lic["name"] for lic in coco.dataset["licenses"] if lic["id"] == coco.imgs[row["image_id"]]["license"]
+            )
             assert licence == (row["license"] or "none given upstream")
 
 
@@ -106,7 +118,9 @@ def test_folder_export_writes_image_and_one_png_per_class_mask(fixture_build, tm
             folder = out / split / str(row["image_id"])
             expected_masks = [c for c in recipe.MASK_COLUMNS if row[c] is not None]
             nulls += len(recipe.MASK_COLUMNS) - len(expected_masks)
-            assert sorted(p.name for p in folder.iterdir()) == sorted(["image.png", *(f"{c}.png" for c in expected_masks)])
+            assert sorted(p.name for p in folder.iterdir()) == sorted(
+                ["image.png", *(f"{c}.png" for c in expected_masks)]
+            )
             with Image.open(folder / "image.png") as image:
                 assert image.format == "PNG" and np.array_equal(np.asarray(image), np.asarray(row["image"]))
             for column in expected_masks:
@@ -120,7 +134,19 @@ def test_folder_export_writes_image_and_one_png_per_class_mask(fixture_build, tm
 
 def test_folder_export_of_chosen_classes_and_split(fixture_build, tmp_path):
     out = tmp_path / "lungs"
-    args = ["--source", str(fixture_build), "--format", "folder", "--out", str(out), "--split", "test", "--classes", "Left Lung", "Right Lung"]
+    args = [
+        "--source",
+        str(fixture_build),
+        "--format",
+        "folder",
+        "--out",
+        str(out),
+        "--split",
+        "test",
+        "--classes",
+        "Left Lung",
+        "Right Lung",
+    ]
     assert export.main(args) == 0
     assert [p.name for p in out.iterdir()] == ["test"]
     (row_folder,) = (out / "test").iterdir()
@@ -157,7 +183,10 @@ def test_a_source_that_is_not_this_dataset_is_refused(tmp_path, capsys):
     other.mkdir()
     (other / "train.csv").write_text("a,b\n1,2\n")
     assert export.main(["--source", str(other), "--format", "coco", "--out", str(tmp_path / "out")]) == 1
-    assert re.search(r"other: split train lacks image_id, file_name, objects, mask_left_lung.*: not a covid-chestxray-seg build", capsys.readouterr().err)
+    assert re.search(
+        r"other: split train lacks image_id, file_name, objects, mask_left_lung.*: not a covid-chestxray-seg build",
+        capsys.readouterr().err,
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -168,9 +197,21 @@ def test_a_source_that_does_not_exist_is_one_clear_error(hub, tmp_path, capsys):
 
 
 def test_a_file_name_with_a_folder_is_refused(tmp_path, capsys):
-    rows = [{"image": {"bytes": b"x", "path": None}, "image_id": 7, "file_name": "../escape.jpg", "width": 1, "height": 1,
-             "objects": [], "license": None, "url": None}]
-    with pytest.raises(ValueError, match=r"split train: image id 7: file_name '\.\./escape\.jpg' must be a plain file name"):
+    rows = [
+        {
+            "image": {"bytes": b"x", "path": None},
+            "image_id": 7,
+            "file_name": "../escape.jpg",
+            "width": 1,
+            "height": 1,
+            "objects": [],
+            "license": None,
+            "url": None,
+        }
+    ]
+    with pytest.raises(
+        ValueError, match=r"split train: image id 7: file_name '\.\./escape\.jpg' must be a plain file name"
+    ):
         write_coco_images(rows, out=tmp_path, split="train")
     assert not (tmp_path.parent / "escape.jpg").exists()
 

@@ -25,10 +25,10 @@ import multiprocess
 import pytest
 from datasets.exceptions import DatasetGenerationError
 
-from tests.helpers import FIXTURE_ARGS, REPO, big_args, names, tree
 from covid_chestxray_seg_tools import cli, processes, staging
 from covid_chestxray_seg_tools.errors import exception_chain
 from scripts import build, export
+from tests.helpers import FIXTURE_ARGS, REPO, big_args, names, tree
 
 BUILD_OPTIONS = [*FIXTURE_ARGS, "--allow-modified", "--quiet", "--num-proc", "2"]
 PR_GET_PDEATHSIG = 2  # <linux/prctl.h>
@@ -43,7 +43,9 @@ def small_disk(tmp_path):
         point = tmp_path / f"disk{len(mounted)}"
         point.mkdir()
         try:
-            result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True)
+            result = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+            )
         except FileNotFoundError:
             pytest.skip("no mount command here: cannot make a small disk")
         if result.returncode != 0:
@@ -92,7 +94,9 @@ def test_a_full_disk_in_the_build_workers_is_the_same_message(small_disk, big_da
     out = disk / "out"
     assert build.main([*big_args(big_data), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert error_lines(err) == [f"error: {out}: cannot write the build: No space left on device; no partial output is left"]
+    assert error_lines(err) == [
+        f"error: {out}: cannot write the build: No space left on device; no partial output is left"
+    ]
     assert "Traceback" not in err
     assert names(disk) == [".out.lock"]
 
@@ -142,8 +146,12 @@ def test_a_folder_the_user_may_not_write_is_one_message_and_keeps_the_previous_b
     assert names(parent) == ["out"]
 
 
-@pytest.mark.parametrize(("fault", "cause"), [("full", "No space left on device"), ("read-only", "Read-only file system")])
-def test_an_export_to_a_full_or_read_only_disk_is_one_message_and_leaves_nothing(small_disk, fixture_build, capsys, fault, cause):
+@pytest.mark.parametrize(
+    ("fault", "cause"), [("full", "No space left on device"), ("read-only", "Read-only file system")]
+)
+def test_an_export_to_a_full_or_read_only_disk_is_one_message_and_leaves_nothing(
+    small_disk, fixture_build, capsys, fault, cause
+):
     disk = small_disk("8m")
     if fault == "full":
         fill(disk, leave=100_000)  # less than the fixture's images
@@ -161,9 +169,11 @@ def test_an_export_to_a_full_or_read_only_disk_is_one_message_and_leaves_nothing
 
 def test_an_os_error_on_an_output_file_names_the_folder_and_the_cause(tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(staging.OutputError, match=re.escape(f"{out}: cannot write the export: Permission denied; no partial output is left")):
-        with staging.staged(out, replace=False) as folder:
-            raise PermissionError(errno.EACCES, "Permission denied", str(folder / "images" / "a.jpg"))
+    with pytest.raises(
+        staging.OutputError,
+        match=re.escape(f"{out}: cannot write the export: Permission denied; no partial output is left"),
+    ), staging.staged(out, replace=False) as folder:
+        raise PermissionError(errno.EACCES, "Permission denied", str(folder / "images" / "a.jpg"))
     assert names(tmp_path) == [".out.lock"]
 
 
@@ -184,9 +194,11 @@ def test_a_full_disk_in_a_worker_process_is_recognised_from_what_reaches_the_par
             raise DatasetGenerationError("An error occurred while generating the dataset") from error
 
     out = tmp_path / "out"
-    with pytest.raises(staging.OutputError, match=re.escape(f"{out}: cannot write the build: No space left on device; no partial output is left")):
-        with staging.staged(out, replace=True), multiprocess.Pool(1) as pool:
-            pool.apply(write_shard)  # the error arrives without its cause; the worker's traceback is text
+    with pytest.raises(
+        staging.OutputError,
+        match=re.escape(f"{out}: cannot write the build: No space left on device; no partial output is left"),
+    ), staging.staged(out, replace=True), multiprocess.Pool(1) as pool:
+        pool.apply(write_shard)  # the error arrives without its cause; the worker's traceback is text
 
 
 def test_a_forked_child_gives_up_the_lock_and_is_bound_to_its_parent(tmp_path):
@@ -240,7 +252,10 @@ def test_an_interruption_is_one_line_even_when_cleanup_raised_another_error(caps
 
     before = signal.getsignal(signal.SIGTERM)
     assert cli.run(interrupted_pool) == 130
-    assert capsys.readouterr().err == "interrupted by SIGINT (Ctrl-C): stopped before finishing; no partial output is left\n"
+    assert (
+        capsys.readouterr().err
+        == "interrupted by SIGINT (Ctrl-C): stopped before finishing; no partial output is left\n"
+    )
     assert cli.run(terminated) == 143
     assert capsys.readouterr().err == "interrupted by SIGTERM: stopped before finishing; no partial output is left\n"
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the script's only while it works
@@ -287,9 +302,8 @@ def test_a_build_killed_between_the_two_renames_gets_its_previous_result_back(tm
     aside = tmp_path / ".build.old-x1y2"
     aside.mkdir()
     _previous(aside / out.name)
-    with pytest.raises(ValueError, match="bad input"):
-        with staging.staged(out, replace=True):
-            raise ValueError("bad input")
+    with pytest.raises(ValueError, match="bad input"), staging.staged(out, replace=True):
+        raise ValueError("bad input")
     assert (out / "README.md").read_text() == "previous build\n"
     assert names(tmp_path) == [".build.lock", "build"]
 
@@ -305,9 +319,11 @@ def test_a_failed_second_rename_puts_the_previous_build_back(tmp_path, monkeypat
         rename(source, target)
 
     monkeypatch.setattr(os, "replace", refused_rename)
-    with pytest.raises(staging.OutputError, match=r"build: cannot write the build: Permission denied; the previous build there is untouched"):
-        with staging.staged(out, replace=True) as folder:
-            (folder / "README.md").write_text("new build\n")
+    with pytest.raises(
+        staging.OutputError,
+        match=r"build: cannot write the build: Permission denied; the previous build there is untouched",
+    ), staging.staged(out, replace=True) as folder:
+        (folder / "README.md").write_text("new build\n")
     assert (out / "README.md").read_text() == "previous build\n"
     assert names(tmp_path) == [".build.lock", "build"]
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURE_ARGS, REPO, big_args, names, tree
 from covid_chestxray_seg_tools import staging
 from scripts import build, export, publish
+from tests.helpers import FIXTURE_ARGS, REPO, big_args, names, tree
 
 BUILD = [sys.executable, str(REPO / "scripts" / "build.py"), *FIXTURE_ARGS, "--allow-modified", "--quiet"]
 REPO_ID = "org/covid-chestxray-seg"
@@ -101,14 +101,18 @@ class Run:
         with open(self.stderr_path, "w") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", HOLD, hold, str(self.signals), str(REPO / "scripts" / script), *args],
-                cwd=REPO, env={**os.environ, MARKER: self.marker}, stdout=subprocess.DEVNULL, stderr=stderr,
+                cwd=REPO,
+                env={**os.environ, MARKER: self.marker},
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
                 start_new_session=new_session,
             )
 
     def held(self, prefix: str, count: int) -> None:
         wait_for(
             lambda: len(list(self.signals.glob(f"{prefix}-*"))) >= count or self.process.poll() is not None,
-            seconds=60, what=f"{count} {prefix} signal(s) from the held run",
+            seconds=60,
+            what=f"{count} {prefix} signal(s) from the held run",
         )
         assert self.process.poll() is None, self.stderr()
 
@@ -156,7 +160,11 @@ def test_a_killed_build_ends_its_workers_and_the_next_build_is_identical(runs, b
     assert run.process.wait(timeout=SECONDS) == -signal.SIGKILL
     wait_for(lambda: not processes_with(run.marker), seconds=5, what="a worker of the killed build is still running")
     assert not out.exists()  # a partial folder is never where a finished one would be
-    assert [name.split("-")[0] for name in names(work)] == [".out.lock", ".out.partial", ".out.partial"]  # folder + its cache
+    assert [name.split("-")[0] for name in names(work)] == [
+        ".out.lock",
+        ".out.partial",
+        ".out.partial",
+    ]  # folder + its cache
     with staging.exclusive(out):  # nobody holds the lock any more
         pass
 
@@ -175,7 +183,9 @@ def test_a_killed_build_ends_its_workers_and_the_next_build_is_identical(runs, b
     ],
     ids=["SIGINT", "Ctrl-C to the process group", "SIGTERM", "SIGHUP"],
 )
-def test_an_interrupted_build_stops_at_once_and_keeps_the_previous_build(runs, big_data, big_build, tmp_path, signum, group, line):
+def test_an_interrupted_build_stops_at_once_and_keeps_the_previous_build(
+    runs, big_data, big_build, tmp_path, signum, group, line
+):
     work = tmp_path / "work"
     work.mkdir()
     out = work / "out"
@@ -190,7 +200,9 @@ def test_an_interrupted_build_stops_at_once_and_keeps_the_previous_build(runs, b
         os.kill(run.process.pid, signum)
     assert run.process.wait(timeout=SECONDS) == 128 + signum
     assert time.monotonic() - started < 5
-    wait_for(lambda: not processes_with(run.marker), seconds=5, what="a worker of the interrupted build is still running")
+    wait_for(
+        lambda: not processes_with(run.marker), seconds=5, what="a worker of the interrupted build is still running"
+    )
     err = run.stderr()
     assert [entry for entry in err.splitlines() if entry.startswith(("interrupted", "error"))] == [line]
     assert "Traceback" not in err
@@ -276,7 +288,8 @@ def test_a_publish_killed_mid_upload_commits_nothing_and_a_rerun_makes_one_commi
 def test_concurrent_builds_into_one_folder_never_mix(tmp_path, fixture_build):
     out = tmp_path / "out"
     processes = [
-        subprocess.Popen([*BUILD, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+        subprocess.Popen([*BUILD, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
     ]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
     for code, err in results:
@@ -290,7 +303,10 @@ def test_a_second_build_refuses_while_the_first_holds_the_lock(tmp_path, capsys)
     with staging.exclusive(out.resolve()):
         code = build.main([*FIXTURE_ARGS, "--allow-modified", "--quiet", "--out", str(out)])
     assert code == 1
-    assert "out: output folder: another build is writing it (it holds .out.lock); wait for it to finish" in capsys.readouterr().err
+    assert (
+        "out: output folder: another build is writing it (it holds .out.lock); wait for it to finish"
+        in capsys.readouterr().err
+    )
     assert not out.exists()
 
 
@@ -300,11 +316,17 @@ def test_a_terminated_benchmark_ends_the_build_it_measures_and_removes_its_work(
     monkeypatch.setenv("TMPDIR", str(temp))  # where the benchmark makes its work folder
     run = runs("none", "benchmark.py", *FIXTURE_ARGS, "--smoke", "--scale", "1")
     # A measured task runs in a subprocess of its own (and the build there forks workers).
-    wait_for(lambda: len(processes_with(run.marker)) >= 2 or run.process.poll() is not None, seconds=60, what="a measured subprocess")
+    wait_for(
+        lambda: len(processes_with(run.marker)) >= 2 or run.process.poll() is not None,
+        seconds=60,
+        what="a measured subprocess",
+    )
     assert run.process.poll() is None, run.stderr()
     os.kill(run.process.pid, signal.SIGTERM)
     assert run.process.wait(timeout=SECONDS) == 128 + signal.SIGTERM
-    wait_for(lambda: not processes_with(run.marker), seconds=5, what="a process of the terminated benchmark is still running")
+    wait_for(
+        lambda: not processes_with(run.marker), seconds=5, what="a process of the terminated benchmark is still running"
+    )
     assert [line for line in run.stderr().splitlines() if line.startswith(("interrupted", "error"))] == [
         "interrupted by SIGTERM: stopped before finishing; no partial output is left"
     ]

@@ -15,7 +15,9 @@ from scipy import ndimage
 
 from tests.helpers import REPO, parquet_rows, require_monai, require_torch
 
-pytestmark = pytest.mark.filterwarnings("ignore:monai.metrics.utils get_mask_edges:FutureWarning")  # MONAI calling its own deprecated argument
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:monai.metrics.utils get_mask_edges:FutureWarning"
+)  # MONAI calling its own deprecated argument
 
 torch = require_torch()
 monai = require_monai()
@@ -26,7 +28,6 @@ from monai.transforms import Resized  # noqa: E402
 
 import covid_chestxray_seg as recipe  # noqa: E402
 from covid_chestxray_seg_tools import baseline, evaluate  # noqa: E402
-
 
 
 def _readme_recipe() -> dict:
@@ -64,7 +65,10 @@ def test_the_recipe_moves_image_and_masks_together(fixture_build):
     assert set(torch.unique(moved).tolist()) <= {0.0, 1.0} and float(image.min()) >= 0 and float(image.max()) <= 1
 
     # The move is real: the mask is not where resizing alone puts it.
-    still = Resized(["m"], spatial_size=(512, 512), mode="nearest")({"m": lung[None].astype(np.float32)})["m"][0].numpy() > 0
+    still = (
+        Resized(["m"], spatial_size=(512, 512), mode="nearest")({"m": lung[None].astype(np.float32)})["m"][0].numpy()
+        > 0
+    )
     moved = moved[0].numpy() > 0
     assert (moved & still).sum() / (moved | still).sum() < 0.9
     # Inside the moved mask (3 px in from its edge, past the resampling blend) the image is black,
@@ -81,9 +85,14 @@ def atlas_pairs(real_build):
     """(prediction, truth, evaluate's scores) of every scored pair of the atlas on the three
     smallest test images (MONAI's metrics take a few seconds on the largest)."""
     atlas = baseline.fit_atlas(rows=parquet_rows(real_build, "train", columns=list(recipe.MASK_COLUMNS)))
-    rows = sorted(parquet_rows(real_build, "test", columns=list(evaluate.TRUTH_COLUMNS)), key=lambda row: row["width"] * row["height"])[:3]
+    rows = sorted(
+        parquet_rows(real_build, "test", columns=list(evaluate.TRUTH_COLUMNS)),
+        key=lambda row: row["width"] * row["height"],
+    )[:3]
     rows.sort(key=lambda row: row["image_id"])
-    result = evaluate.score(truth=rows, predictions=lambda image_id, width, height: atlas.masks(width=width, height=height), split="test")
+    result = evaluate.score(
+        truth=rows, predictions=lambda image_id, width, height: atlas.masks(width=width, height=height), split="test"
+    )
     pairs = []
     for row, image in zip(rows, result["images"]):
         predicted = atlas.masks(width=row["width"], height=row["height"])
@@ -111,8 +120,16 @@ def test_monais_surface_distances_give_evaluates_hd95_and_assd(atlas_pairs):
         if scores["hd95"] is None:
             assert not prediction.any() or not truth.any()
             continue
-        hd95 = float(compute_hausdorff_distance(as_batch(prediction), as_batch(truth), include_background=True, percentile=95)[0, 0])
-        assd = float(compute_average_surface_distance(as_batch(prediction), as_batch(truth), include_background=True, symmetric=True)[0, 0])
+        hd95 = float(
+            compute_hausdorff_distance(as_batch(prediction), as_batch(truth), include_background=True, percentile=95)[
+                0, 0
+            ]
+        )
+        assd = float(
+            compute_average_surface_distance(
+                as_batch(prediction), as_batch(truth), include_background=True, symmetric=True
+            )[0, 0]
+        )
         assert hd95 == pytest.approx(scores["hd95"], rel=1e-5, abs=1e-4)
         assert assd == pytest.approx(scores["assd"], rel=1e-5, abs=1e-4)
         checked += 1

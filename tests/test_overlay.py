@@ -41,8 +41,13 @@ def test_overlay_tints_each_class_where_its_stored_mask_is(fixture_build):
             alone = ndimage.binary_erosion(mask & (covered == 1), iterations=3)
             if alone.sum() < 50:
                 continue
-            expected = (1 - recipe.OVERLAY_ALPHA) * plain[alone] + recipe.OVERLAY_ALPHA * np.asarray(recipe.CLASS_COLOURS[index])
-            assert np.abs(shown[alone].mean(axis=0) - expected.mean(axis=0)).max() < TOLERANCE, (row["file_name"], index)
+            expected = (1 - recipe.OVERLAY_ALPHA) * plain[alone] + recipe.OVERLAY_ALPHA * np.asarray(
+                recipe.CLASS_COLOURS[index]
+            )
+            assert np.abs(shown[alone].mean(axis=0) - expected.mean(axis=0)).max() < TOLERANCE, (
+                row["file_name"],
+                index,
+            )
             checked += 1
         background = ndimage.binary_erosion(covered == 0, iterations=3)
         assert np.abs(shown[background] - plain[background]).mean() < TOLERANCE / 2, row["file_name"]

@@ -67,7 +67,11 @@ def test_mask_png_is_lossless(mask):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.tuples(st.integers(1, 48), st.integers(1, 48)).flatmap(lambda shape: st.lists(arrays(np.bool_, shape), min_size=1, max_size=3)))
+@given(
+    st.tuples(st.integers(1, 48), st.integers(1, 48)).flatmap(
+        lambda shape: st.lists(arrays(np.bool_, shape), min_size=1, max_size=3)
+    )
+)
 def test_a_class_mask_is_the_union_of_its_annotations_packed_within_its_box(parts):
     segmentations = []
     for part in parts:
@@ -89,7 +93,9 @@ def test_mask_thumbnails_sample_the_pixels_pillow_samples(mask, width, height):
     assert np.array_equal(recipe.thumbnail_mask(np.asfortranarray(mask), (width, height)), expected)
 
 
-points = st.lists(st.tuples(st.floats(-10, 60, allow_nan=False), st.floats(-10, 60, allow_nan=False)), min_size=3, max_size=10)
+points = st.lists(
+    st.tuples(st.floats(-10, 60, allow_nan=False), st.floats(-10, 60, allow_nan=False)), min_size=3, max_size=10
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -116,7 +122,9 @@ def test_polygons_union_and_stay_inside_the_image_and_their_hull(height, width, 
 
 anything = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=True) | st.text(max_size=12),
-    lambda children: st.lists(children, max_size=8) | st.dictionaries(st.sampled_from(["size", "counts", "x"]), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=8) | st.dictionaries(st.sampled_from(["size", "counts", "x"]), children, max_size=3)
+    ),
     max_leaves=20,
 )
 
@@ -135,7 +143,11 @@ def test_any_segmentation_value_gives_a_mask_or_the_clear_error(value, height, w
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=130), max_size=30), st.integers(1, 40), st.integers(1, 40))
+@given(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=130), max_size=30),
+    st.integers(1, 40),
+    st.integers(1, 40),
+)
 def test_damaged_compressed_counts_never_reach_pycocotools_unchecked(counts, height, width):
     image = {"id": 1, "file_name": "x.png", "height": height, "width": width}
     try:
@@ -149,7 +161,11 @@ def test_damaged_compressed_counts_never_reach_pycocotools_unchecked(counts, hei
 
 
 objects = st.lists(
-    st.tuples(st.integers(0, len(recipe.CLASSES) - 1), st.sampled_from(["compressed", "uncompressed", "polygon", "none"]), st.randoms()),
+    st.tuples(
+        st.integers(0, len(recipe.CLASSES) - 1),
+        st.sampled_from(["compressed", "uncompressed", "polygon", "none"]),
+        st.randoms(),
+    ),
     max_size=6,
 )
 
@@ -178,7 +194,9 @@ def test_a_built_dataset_stores_exactly_the_generated_masks(tmp_path_factory, he
         writer = csv.writer(handle)
         writer.writerow(header)
         for patient, file_name in enumerate(names, start=1):
-            writer.writerow([str(patient) if c == "patientid" else file_name if c == "filename" else "" for c in header])
+            writer.writerow(
+                [str(patient) if c == "patientid" else file_name if c == "filename" else "" for c in header]
+            )
     annotations, expected = [], {}
     for number, (category, kind, rng) in enumerate(specs, start=1):
         mask = np.array([[rng.random() < 0.4 for _ in range(width)] for _ in range(height)], dtype=bool)
@@ -188,19 +206,33 @@ def test_a_built_dataset_stores_exactly_the_generated_masks(tmp_path_factory, he
         elif kind == "uncompressed":
             segmentation = {"size": [height, width], "counts": mask_to_runs(mask)}
         elif kind == "polygon":
-            segmentation = [[rng.uniform(0, width), rng.uniform(0, height)] * 1 + [rng.uniform(0, width), rng.uniform(0, height)] * 2]
+            segmentation = [
+                [rng.uniform(0, width), rng.uniform(0, height)] * 1
+                + [rng.uniform(0, width), rng.uniform(0, height)] * 2
+            ]
             mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))).astype(bool)
         else:
             segmentation, mask = [], None
-        annotations.append({"id": number, "image_id": 1, "category_id": category + 1, "iscrowd": int(kind == "uncompressed"),
-                            "bbox": [0, 0, width, height], "area": 0, "segmentation": segmentation})
+        annotations.append(
+            {
+                "id": number,
+                "image_id": 1,
+                "category_id": category + 1,
+                "iscrowd": int(kind == "uncompressed"),
+                "bbox": [0, 0, width, height],
+                "area": 0,
+                "segmentation": segmentation,
+            }
+        )
         name = recipe.MASK_COLUMNS[category]
         if mask is None or expected.get(name, 0) is None:
             expected[name] = None
         else:
             expected[name] = expected.get(name, np.zeros((height, width), dtype=bool)) | mask
     coco = {
-        "images": [{"id": i, "file_name": name, "width": width, "height": height} for i, name in enumerate(names, start=1)],
+        "images": [
+            {"id": i, "file_name": name, "width": width, "height": height} for i, name in enumerate(names, start=1)
+        ],
         "categories": [{"id": i + 1, "name": name} for i, name in enumerate(recipe.CLASSES)],
         "annotations": annotations,
     }

@@ -11,11 +11,11 @@ import pytest
 from datasets.distributed import split_dataset_by_node
 
 import covid_chestxray_seg as recipe
-from tests.helpers import parquet_rows
-from covid_chestxray_seg_tools.testing.hub_server import VALID_TOKEN
 from covid_chestxray_seg_tools import publish as publishing
 from covid_chestxray_seg_tools.card.render import card_for_repo
+from covid_chestxray_seg_tools.testing.hub_server import VALID_TOKEN
 from scripts import publish
+from tests.helpers import parquet_rows
 
 REPO_ID = "org/covid-chestxray-seg"
 
@@ -57,7 +57,7 @@ def test_publish_commits_once_and_loads_back_identical(hub, token, fixture_build
     )
     # What was sent: no .py anywhere, never the token in a body, every write authorized.
     assert not [r for r in hub.state.log if ".py" in r.path and r.method in ("POST", "PUT")]
-    assert all(b".py\"" not in r.body for r in hub.state.log)
+    assert all(b'.py"' not in r.body for r in hub.state.log)
     assert all(VALID_TOKEN.encode() not in r.body for r in hub.state.log)
     # Hub API calls carry the token; uploads go to signed storage URLs, as on the real Hub.
     assert all(r.authorized for r in posts(hub))
@@ -179,7 +179,10 @@ def test_a_commit_that_keeps_failing_commits_nothing(hub, token, fixture_build, 
     hub.state.fail("POST", r"/commit/main$", 500, times=publishing.COMMIT_ATTEMPTS)
     assert run("--folder", str(fixture_build), "--no-verify") == 1
     err = capsys.readouterr().err
-    assert re.search(r"the Hub refused the commit to org/covid-chestxray-seg@main \(HTTP 500\) after 4 attempt\(s\); nothing was committed", err)
+    assert re.search(
+        r"the Hub refused the commit to org/covid-chestxray-seg@main \(HTTP 500\) after 4 attempt\(s\); nothing was committed",
+        err,
+    )
     assert new_commits(hub) == []
     assert VALID_TOKEN not in err
 
@@ -189,7 +192,10 @@ def test_a_stale_parent_commits_nothing(hub, token, fixture_build, capsys):
     # Someone else commits between our plan and our commit.
     hub.state.before("POST", r"/commit/main$", lambda state: state.commit_directly(REPO_ID, {"notes.txt": b"theirs"}))
     assert run("--folder", str(fixture_build), "--no-verify") == 1
-    assert re.search(r"org/covid-chestxray-seg@main changed while publishing .* nothing was committed: run the command again", capsys.readouterr().err)
+    assert re.search(
+        r"org/covid-chestxray-seg@main changed while publishing .* nothing was committed: run the command again",
+        capsys.readouterr().err,
+    )
     assert sorted(hub.state.files(REPO_ID)) == [".gitattributes", "notes.txt"]
     assert [r.status for r in posts(hub, r"/commit/")] == [412]
 
@@ -213,7 +219,9 @@ def test_garbage_from_the_server_is_a_clear_error_and_commits_nothing(hub, token
     assert len(new_commits(hub)) == 1
 
 
-def test_a_commit_rejected_after_the_uploads_keeps_the_repo_and_a_rerun_completes(hub, token, fixture_build, tmp_path, capsys):
+def test_a_commit_rejected_after_the_uploads_keeps_the_repo_and_a_rerun_completes(
+    hub, token, fixture_build, tmp_path, capsys
+):
     older = tmp_path / "older"
     shutil.copytree(fixture_build, older)
     (older / "README.md").write_text((older / "README.md").read_text() + "\nolder\n")
@@ -245,11 +253,14 @@ def test_a_wrong_token_is_refused_and_never_printed(hub, fixture_build, capsys):
     assert new_commits(hub) == []
 
 
-@pytest.mark.parametrize("repo_id, message", [
-    ("no-namespace", r"--repo-id 'no-namespace' must be ORG/NAME"),
-    ("org/bad name!", r"--repo-id 'org/bad name!' is not a valid repo id"),
-    ("a/b/c", r"--repo-id 'a/b/c' is not a valid repo id"),
-])
+@pytest.mark.parametrize(
+    "repo_id, message",
+    [
+        ("no-namespace", r"--repo-id 'no-namespace' must be ORG/NAME"),
+        ("org/bad name!", r"--repo-id 'org/bad name!' is not a valid repo id"),
+        ("a/b/c", r"--repo-id 'a/b/c' is not a valid repo id"),
+    ],
+)
 def test_malformed_repo_ids_are_refused(hub, token, fixture_build, capsys, repo_id, message):
     assert publish.main(["--repo-id", repo_id, "--folder", str(fixture_build)]) == 1
     assert re.search(message, capsys.readouterr().err)
@@ -259,7 +270,10 @@ def test_malformed_repo_ids_are_refused(hub, token, fixture_build, capsys, repo_
 def test_a_model_repo_of_that_name_is_refused(hub, token, fixture_build, capsys):
     hub.state.create_repo(REPO_ID, repo_type="model")
     assert run("--folder", str(fixture_build)) == 1
-    assert "org/covid-chestxray-seg exists as a model repository, not a dataset; choose another --repo-id" in capsys.readouterr().err
+    assert (
+        "org/covid-chestxray-seg exists as a model repository, not a dataset; choose another --repo-id"
+        in capsys.readouterr().err
+    )
     assert ("dataset", REPO_ID) not in hub.state.repos
 
 
@@ -274,14 +288,20 @@ def test_a_folder_with_a_python_file_is_refused(hub, token, fixture_build, tmp_p
     shutil.copytree(fixture_build, folder)
     (folder / "covid_chestxray_seg.py").write_text("# loading script\n")
     assert run("--folder", str(folder)) == 1
-    assert re.search(r"holds covid_chestxray_seg\.py: a loading script would make datasets >= 4 and the Hub viewer refuse the repo", capsys.readouterr().err)
+    assert re.search(
+        r"holds covid_chestxray_seg\.py: a loading script would make datasets >= 4 and the Hub viewer refuse the repo",
+        capsys.readouterr().err,
+    )
     assert hub.state.log == []
 
 
 def test_a_folder_that_is_not_built_is_refused(hub, token, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert run("--folder", str(tmp_path / "empty")) == 1
-    assert re.search(r"empty is not a built folder \(missing README\.md, dataset_infos\.json, LICENSE\.md\): run `python scripts/build\.py", capsys.readouterr().err)
+    assert re.search(
+        r"empty is not a built folder \(missing README\.md, dataset_infos\.json, LICENSE\.md\): run `python scripts/build\.py",
+        capsys.readouterr().err,
+    )
     assert run("--folder", str(tmp_path / "nowhere")) == 1
     assert re.search(r"nowhere does not exist: build it first", capsys.readouterr().err)
 
@@ -301,7 +321,10 @@ def test_a_card_the_hub_refuses_stops_before_any_upload(hub, token, fixture_buil
     card = folder / "README.md"
     card.write_text(re.sub(r"(?m)^license_name: .*\n", "", card.read_text(), count=1))
     assert run("--folder", str(folder)) == 1
-    assert re.search(r"README\.md: the Hub refuses the card's metadata \(.*license_name: None must be set with license: other.*\); nothing was uploaded", capsys.readouterr().err)
+    assert re.search(
+        r"README\.md: the Hub refuses the card's metadata \(.*license_name: None must be set with license: other.*\); nothing was uploaded",
+        capsys.readouterr().err,
+    )
     assert [r.path for r in hub.state.log] == ["/api/validate-yaml"]
 
 
@@ -321,7 +344,17 @@ def test_help_has_options_and_examples(capsys):
         publish.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--repo-id", "--folder", "--private", "--revision", "--create-pr", "--commit-message", "--dry-run", "--token", "--no-verify"):
+    for option in (
+        "--repo-id",
+        "--folder",
+        "--private",
+        "--revision",
+        "--create-pr",
+        "--commit-message",
+        "--dry-run",
+        "--token",
+        "--no-verify",
+    ):
         assert option in text
     assert "examples:" in text and "python scripts/publish.py --repo-id ORG/covid-chestxray-seg --dry-run" in text
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import covid_chestxray_seg as recipe
-from tests.helpers import REPO, SHARED_ARGS, SHARED_DIR, crop_masks, parquet_rows
 from covid_chestxray_seg_tools import layout
-from covid_chestxray_seg_tools.crops import structure_rows
 from covid_chestxray_seg_tools.baseline import score_atlas
+from covid_chestxray_seg_tools.crops import structure_rows
 from covid_chestxray_seg_tools.evaluate import format_markdown
 from scripts import build
+from tests.helpers import REPO, SHARED_ARGS, SHARED_DIR, crop_masks, parquet_rows
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +82,17 @@ def test_real_data_matches_the_upstream_manifest(real_build):
 
 def test_committed_card_and_infos_match_a_fresh_build(real_build):
     """Regenerate with the README's build command plus --sync-repo."""
-    assert json.loads((REPO / "dataset_infos.json").read_text()) == json.loads((real_build / "dataset_infos.json").read_text())
+    assert json.loads((REPO / "dataset_infos.json").read_text()) == json.loads(
+        (real_build / "dataset_infos.json").read_text()
+    )
     assert (REPO / layout.PREVIEW_PATH).read_bytes() == (real_build / layout.PREVIEW_PATH).read_bytes()
 
 
 def test_full_builds_are_byte_identical(real_build, tmp_path):
     again = tmp_path / "again"
-    assert build.main([*SHARED_ARGS, "--out", str(again), "--quiet", "--num-proc", "1", "--validate", "--baseline"]) == 0
+    assert (
+        build.main([*SHARED_ARGS, "--out", str(again), "--quiet", "--num-proc", "1", "--validate", "--baseline"]) == 0
+    )
     files = sorted(p.relative_to(real_build) for p in real_build.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     for name in files:
@@ -112,12 +116,21 @@ def test_licence_file_and_licensed_config_agree_with_the_rows(real_build):
     # Each licensed image keeps the split it has in default.
     for split in ("train", "validation", "test"):
         default_ids = {row["image_id"] for row in parquet_rows(real_build, split, columns=["image_id"])}
-        assert {row["image_id"] for row in parquet_rows(real_build, split, columns=["image_id"], config="licensed")} <= default_ids
+        assert {
+            row["image_id"] for row in parquet_rows(real_build, split, columns=["image_id"], config="licensed")
+        } <= default_ids
 
 
 def test_severity_scores_and_folds_on_the_real_data(real_build):
-    rows = parquet_rows(real_build, columns=["image_id", "file_name", "patient_id", "fold", "severity_geographic_extent", "severity_opacity"])
-    scored = {row["file_name"]: (row["severity_geographic_extent"], row["severity_opacity"]) for row in rows if row["severity_geographic_extent"] is not None}
+    rows = parquet_rows(
+        real_build,
+        columns=["image_id", "file_name", "patient_id", "fold", "severity_geographic_extent", "severity_opacity"],
+    )
+    scored = {
+        row["file_name"]: (row["severity_geographic_extent"], row["severity_opacity"])
+        for row in rows
+        if row["severity_geographic_extent"] is not None
+    }
     assert len(scored) == 64
     # Values straight from ieee8023's file (0.0 is a score, not null).
     assert scored["7C69C012-7479-493F-8722-ABC29C60A2DD.jpeg"] == (0.0, 0.0)
@@ -137,7 +150,13 @@ def test_severity_scores_and_folds_on_the_real_data(real_build):
 def test_the_cards_severity_correlation_is_recomputed_from_the_mask_pngs(real_build):
     from scipy.stats import spearmanr
 
-    columns = ["mask_left_lung", "mask_right_lung", "mask_ground_glass_opacities", "mask_consolidation", "severity_geographic_extent"]
+    columns = [
+        "mask_left_lung",
+        "mask_right_lung",
+        "mask_ground_glass_opacities",
+        "mask_consolidation",
+        "severity_geographic_extent",
+    ]
     shares, scores = [], []
     for row in parquet_rows(real_build, columns=columns):
         if row["severity_geographic_extent"] is None or any(row[column] is None for column in columns[:4]):

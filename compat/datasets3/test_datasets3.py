@@ -6,6 +6,7 @@ compat/datasets3/requirements.txt after the main tests (see .ci/run)."""
 from __future__ import annotations
 
 import io
+
 import datasets
 import numpy as np
 import pytest

@@ -25,7 +25,9 @@ def render_preview(folder: Path) -> list[dict]:
     for path in layout.shard_paths(folder):
         table = pq.read_table(path, columns=["image_id", "license"]).to_pylist()
         candidates += [(row["image_id"], path, i) for i, row in enumerate(table) if row["license"] in PREVIEW_LICENCES]
-    rows = [pq.read_table(path, columns=columns).slice(index, 1).to_pylist()[0] for _, path, index in sorted(candidates)[:3]]
+    rows = [
+        pq.read_table(path, columns=columns).slice(index, 1).to_pylist()[0] for _, path, index in sorted(candidates)[:3]
+    ]
     if not rows:
         return []
     tiles = []
@@ -42,7 +44,9 @@ def render_preview(folder: Path) -> list[dict]:
         top = 8 + index * step
         draw.rectangle((8, top, 22, top + 12), fill=colour, outline=(0, 0, 0))
         draw.text((30, top), name, fill=(0, 0, 0), font=font)
-    canvas = Image.new("RGB", (sum(t.width for t in tiles) + 4 * len(tiles) + legend.width, PREVIEW_HEIGHT), (255, 255, 255))
+    canvas = Image.new(
+        "RGB", (sum(t.width for t in tiles) + 4 * len(tiles) + legend.width, PREVIEW_HEIGHT), (255, 255, 255)
+    )
     x = 0
     for tile in tiles:
         canvas.paste(tile, (x, 0))

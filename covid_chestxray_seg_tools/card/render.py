@@ -60,6 +60,7 @@ def card_data(infos: dict[str, datasets.DatasetInfo], folder: Path) -> DatasetCa
 
 def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, report, extras: dict) -> dict[str, str]:
     """Every generated part of the card, from the builder's constants and the built files."""
+
     def pct(value) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
@@ -82,7 +83,8 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
     renamed = ", ".join(f"`{old}` -> `{new}`" for old, new in report.renamed_categories.items()) or "none"
     modified = ", ".join(f"`{path}`" for path in report.modified_files) or "none"
     annotation_state = (
-        "equal to upstream's file" if report.annotation_upstream
+        "equal to upstream's file"
+        if report.annotation_upstream
         else "**not** upstream's file (a rebuild or a modified copy)"
     )
     provenance = [
@@ -108,18 +110,27 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
             "this one was rebuilt from upstream's mask crops (`masks/`, `structure.csv`); the data-quality report below "
             "compares it with them."
         )
-    configs = ["| config | " + " | ".join(recipe.SPLITS) + " | all | what it holds |", "|---|" + "---:|" * (len(recipe.SPLITS) + 1) + "---|"]
+    configs = [
+        "| config | " + " | ".join(recipe.SPLITS) + " | all | what it holds |",
+        "|---|" + "---:|" * (len(recipe.SPLITS) + 1) + "---|",
+    ]
     for config, info in infos.items():
         counts = [info.splits[split].num_examples for split in recipe.SPLITS]
         configs.append(f"| `{config}` | " + " | ".join(map(str, counts)) + f" | {sum(counts)} | {info.description} |")
-    folds = ["| fold | images | patients | " + " | ".join(stats["findings"]) + " |", "|---|---:|---:|" + "---:|" * len(stats["findings"])]
+    folds = [
+        "| fold | images | patients | " + " | ".join(stats["findings"]) + " |",
+        "|---|---:|---:|" + "---:|" * len(stats["findings"]),
+    ]
     for fold, row in stats["folds"].items():
         folds.append(
-            f"| {fold} | {row['images']} | {row['patients']} | " + " | ".join(str(row["findings"][f]) for f in stats["findings"]) + " |"
+            f"| {fold} | {row['images']} | {row['patients']} | "
+            + " | ".join(str(row["findings"][f]) for f in stats["findings"])
+            + " |"
         )
     legend = ["| class | colour |", "|---|---|"]
     legend += [
-        f"| {name} | `#{red:02x}{green:02x}{blue:02x}` |" for name, (red, green, blue) in zip(recipe.CLASSES, recipe.CLASS_COLOURS)
+        f"| {name} | `#{red:02x}{green:02x}{blue:02x}` |"
+        for name, (red, green, blue) in zip(recipe.CLASSES, recipe.CLASS_COLOURS)
     ]
     severity = extras.get("severity")
     if severity and severity["correlation"]["rho"] is not None:
@@ -131,16 +142,24 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
             f"rho = {correlation['rho']:.2f} (p = {correlation['p']:.1g})."
         )
         if severity.get("plot"):
-            severity_text += f"\n\n![Lesion share of the lung fields against the geographic extent score]({severity['plot']})"
+            severity_text += (
+                f"\n\n![Lesion share of the lung fields against the geographic extent score]({severity['plot']})"
+            )
     else:
         severity_text = f"{stats['images_with_severity']} of {stats['images']} images have ieee8023's expert scores."
     viewer = extras.get("viewer") or {}
     viewer_text = (
-        "The viewer's first page (its 200 KB preview of each split) shows "
-        + ", ".join(f"{count} of {stats['splits'][split]['images']} {split} rows" for split, count in viewer.items())
-        + ": the `objects` column (every annotation's exact RLE) takes most of each row's bytes. "
-        "Every row is still there: page on, or use the search and filters."
-    ) if viewer else ""
+        (
+            "The viewer's first page (its 200 KB preview of each split) shows "
+            + ", ".join(
+                f"{count} of {stats['splits'][split]['images']} {split} rows" for split, count in viewer.items()
+            )
+            + ": the `objects` column (every annotation's exact RLE) takes most of each row's bytes. "
+            "Every row is still there: page on, or use the search and filters."
+        )
+        if viewer
+        else ""
+    )
     validation = extras.get("validation")
     shown = extras.get("preview") or []
     if shown:
@@ -166,17 +185,25 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         "legend": "\n".join(legend),
         "severity": severity_text,
         "viewer": viewer_text,
-        "baseline": extras.get("baseline") or "Not computed for this build (`scripts/build.py --baseline` computes it).",
+        "baseline": extras.get("baseline")
+        or "Not computed for this build (`scripts/build.py --baseline` computes it).",
         "provenance": "\n".join(provenance),
         "quirks": "\n".join(quirks),
-        "validation": validation.summary() if validation is not None
+        "validation": validation.summary()
+        if validation is not None
         else "Not run for this build (`scripts/build.py --validate` or `scripts/validate.py` runs it).",
         "citation": f"```bibtex\n{recipe.CITATION.strip()}\n```",
     }
 
 
 def render_card(
-    template: Path, *, folder: Path, infos: dict[str, datasets.DatasetInfo], stats: dict, report, extras: dict | None = None,
+    template: Path,
+    *,
+    folder: Path,
+    infos: dict[str, datasets.DatasetInfo],
+    stats: dict,
+    report,
+    extras: dict | None = None,
     repo_id: str = DEFAULT_REPO_ID,
 ) -> str:
     """The template with a fresh YAML header, every generated block filled in and `repo_id`

@@ -36,10 +36,14 @@ def lesion_shares(folder: Path) -> list[dict]:
         if lesions:
             lesion_rle = recipe.union_rle(lesions)
             covered = float(mask_utils.area(mask_utils.merge([lesion_rle, lung_rle], intersect=True)))
-        shares.append({
-            "image_id": row["image_id"], "file_name": row["file_name"], "share": covered / lung_area if lung_area else 0.0,
-            **{column: row[column] for column, _ in recipe.SEVERITY_COLUMNS.values()},
-        })
+        shares.append(
+            {
+                "image_id": row["image_id"],
+                "file_name": row["file_name"],
+                "share": covered / lung_area if lung_area else 0.0,
+                **{column: row[column] for column, _ in recipe.SEVERITY_COLUMNS.values()},
+            }
+        )
     return shares
 
 
@@ -48,7 +52,9 @@ def severity_correlation(shares: list[dict]) -> dict:
     scored = [row for row in shares if row["severity_geographic_extent"] is not None]
     if len(scored) < 3:
         return {"n": len(scored), "rho": None, "p": None}
-    result = scipy_stats.spearmanr([row["share"] for row in scored], [row["severity_geographic_extent"] for row in scored])
+    result = scipy_stats.spearmanr(
+        [row["share"] for row in scored], [row["severity_geographic_extent"] for row in scored]
+    )
     return {"n": len(scored), "rho": float(result.statistic), "p": float(result.pvalue)}
 
 
@@ -64,8 +70,13 @@ def render_severity_plot(folder: Path, shares: list[dict], correlation: dict) ->
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(5.5, 4), dpi=100)
-    axes.scatter([row["severity_geographic_extent"] for row in scored], [100 * row["share"] for row in scored],
-                 s=22, color="#0072b2", alpha=0.8)
+    axes.scatter(
+        [row["severity_geographic_extent"] for row in scored],
+        [100 * row["share"] for row in scored],
+        s=22,
+        color="#0072b2",
+        alpha=0.8,
+    )
     axes.set_xlabel("geographic extent score (ieee8023, mean of 3 raters, 0-8)")
     axes.set_ylabel("lung fields covered by GGO or consolidation (%)")
     axes.set_title(f"{correlation['n']} scored images, Spearman rho = {correlation['rho']:.2f}", fontsize=10)

@@ -18,13 +18,28 @@ def compute_stats(folder: Path) -> dict:
     Mask areas come from the RLE in `objects` (union per class and image), not from
     decoding the PNG masks: the same pixels, a hundred times cheaper.
     """
-    columns = ["image_id", "patient_id", "license", "finding", "width", "height", "objects", "fold", "severity_geographic_extent"]
+    columns = [
+        "image_id",
+        "patient_id",
+        "license",
+        "finding",
+        "width",
+        "height",
+        "objects",
+        "fold",
+        "severity_geographic_extent",
+    ]
     per_class = {name: {"instances": 0, "images": 0, "without_segmentation": 0, "areas": []} for name in recipe.CLASSES}
     splits, licences, findings, images_per_patient = {}, Counter(), {}, Counter()
     folds = {fold: {"images": 0, "patients": set(), "findings": Counter()} for fold in range(recipe.FOLDS)}
     scored = 0
     for split in recipe.SPLITS:
-        splits[split] = {"images": 0, "patients": set(), "annotations": 0, "files": len(layout.shard_paths(folder, split))}
+        splits[split] = {
+            "images": 0,
+            "patients": set(),
+            "annotations": 0,
+            "files": len(layout.shard_paths(folder, split)),
+        }
         findings[split] = Counter()
         for row in layout.iter_rows(folder, split, columns=columns):
             splits[split]["images"] += 1
@@ -55,7 +70,9 @@ def compute_stats(folder: Path) -> dict:
         areas = row.pop("areas")
         row["mean_area_pct"] = statistics.fmean(areas) if areas else None
         row["median_area_pct"] = statistics.median(areas) if areas else None
-    all_findings = sorted({f for counter in findings.values() for f in counter}, key=lambda f: (-sum(c[f] for c in findings.values()), f))
+    all_findings = sorted(
+        {f for counter in findings.values() for f in counter}, key=lambda f: (-sum(c[f] for c in findings.values()), f)
+    )
     series = [count for count in images_per_patient.values() if count > 1]
     return {
         "images": sum(s["images"] for s in splits.values()),

@@ -23,7 +23,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
@@ -114,7 +113,16 @@ class HubState:
             self.hooks: list[tuple[str, re.Pattern, object]] = []
 
     # --- for tests ---------------------------------------------------------------------
-    def fail(self, method: str, path_regex: str, status: int, *, times: int = 1, body: bytes = b"", headers: dict | None = None) -> None:
+    def fail(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        *,
+        times: int = 1,
+        body: bytes = b"",
+        headers: dict | None = None,
+    ) -> None:
         """Answer the next `times` requests matching method and path with `status` (0: drop the connection)."""
         with self.lock:
             self.faults.append(Fault(method, re.compile(path_regex), status, times, body, headers or {}))
@@ -136,7 +144,9 @@ class HubState:
         pattern = re.compile(path_regex)
         return [r for r in self.log if (method is None or r.method == method) and pattern.search(r.path)]
 
-    def commit_directly(self, repo_id: str, files: dict[str, bytes], *, revision: str = "main", repo_type: str = "dataset") -> str:
+    def commit_directly(
+        self, repo_id: str, files: dict[str, bytes], *, revision: str = "main", repo_type: str = "dataset"
+    ) -> str:
         """A commit made by someone else (another publisher, the web UI)."""
         with self.lock:
             repo = self.repos[(repo_type, repo_id)]
@@ -155,7 +165,12 @@ class HubState:
     def create_repo(self, repo_id: str, repo_type: str = "dataset", private: bool = False) -> Repo:
         with self.lock:
             repo = Repo(repo_type, repo_id, private)
-            initial = Commit(_oid("initial", repo_type, repo_id), None, "initial commit", {".gitattributes": StoredFile(b"*.parquet filter=lfs diff=lfs merge=lfs -text\n", False)})
+            initial = Commit(
+                _oid("initial", repo_type, repo_id),
+                None,
+                "initial commit",
+                {".gitattributes": StoredFile(b"*.parquet filter=lfs diff=lfs merge=lfs -text\n", False)},
+            )
             repo.commits[initial.oid] = initial
             repo.refs["main"] = initial.oid
             self.repos[(repo_type, repo_id)] = repo
@@ -166,14 +181,33 @@ class HubState:
 # licences page), checked when a card is validated; a subset of what the Hub knows, enough
 # to catch a card the Hub would refuse.
 SIZE_CATEGORIES = {
-    "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
-    "1B<n<10B", "10B<n<100B", "100B<n<1T", "n>1T",
+    "n<1K",
+    "1K<n<10K",
+    "10K<n<100K",
+    "100K<n<1M",
+    "1M<n<10M",
+    "10M<n<100M",
+    "100M<n<1B",
+    "1B<n<10B",
+    "10B<n<100B",
+    "100B<n<1T",
+    "n>1T",
 }
 TASK_CATEGORIES = {
-    "image-segmentation", "image-classification", "object-detection", "mask-generation",
-    "image-to-image", "image-feature-extraction", "image-to-text", "zero-shot-image-classification",
-    "text-classification", "token-classification", "question-answering", "text-generation",
-    "visual-question-answering", "other",
+    "image-segmentation",
+    "image-classification",
+    "object-detection",
+    "mask-generation",
+    "image-to-image",
+    "image-feature-extraction",
+    "image-to-text",
+    "zero-shot-image-classification",
+    "text-classification",
+    "token-classification",
+    "question-answering",
+    "text-generation",
+    "visual-question-answering",
+    "other",
 }
 LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 LICENSE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
@@ -199,16 +233,36 @@ def dataset_metadata_errors(metadata) -> list[str]:
         elif "other" in licences:
             name = metadata.get("license_name")
             if not isinstance(name, str) or not LICENSE_NAME.match(name):
-                errors.append(f"license_name: {name!r} must be set with license: other, lowercase letters, digits, '-' and '.'")
-    for key in ("language", "tags", "task_ids", "annotations_creators", "source_datasets", "size_categories", "task_categories"):
+                errors.append(
+                    f"license_name: {name!r} must be set with license: other, lowercase letters, digits, '-' and '.'"
+                )
+    for key in (
+        "language",
+        "tags",
+        "task_ids",
+        "annotations_creators",
+        "source_datasets",
+        "size_categories",
+        "task_categories",
+    ):
         if key in metadata and not _strings(metadata[key]):
             errors.append(f"{key}: must be a list of strings")
     if _strings(metadata.get("language")):
-        errors += [f"language: {item!r} is not a language code" for item in metadata["language"] if not LANGUAGE.match(item)]
+        errors += [
+            f"language: {item!r} is not a language code" for item in metadata["language"] if not LANGUAGE.match(item)
+        ]
     if _strings(metadata.get("size_categories")):
-        errors += [f"size_categories: {item!r} is not one of the Hub's size categories" for item in metadata["size_categories"] if item not in SIZE_CATEGORIES]
+        errors += [
+            f"size_categories: {item!r} is not one of the Hub's size categories"
+            for item in metadata["size_categories"]
+            if item not in SIZE_CATEGORIES
+        ]
     if _strings(metadata.get("task_categories")):
-        errors += [f"task_categories: {item!r} is not a Hub task" for item in metadata["task_categories"] if item not in TASK_CATEGORIES]
+        errors += [
+            f"task_categories: {item!r} is not a Hub task"
+            for item in metadata["task_categories"]
+            if item not in TASK_CATEGORIES
+        ]
     errors += _configs_errors(metadata.get("configs"))
     for info in metadata.get("dataset_info") or []:
         if isinstance(info, dict) and not isinstance(info.get("features", []), list):
@@ -237,7 +291,9 @@ def _configs_errors(configs) -> list[str]:
             if isinstance(entry, dict) and not isinstance(entry.get("split"), str):
                 errors.append(f"configs: {config.get('config_name')}: a data_files entry needs a split")
             if not (isinstance(paths, str) or _strings(paths)):
-                errors.append(f"configs: {config.get('config_name')}: data_files path must be a string or a list of strings")
+                errors.append(
+                    f"configs: {config.get('config_name')}: data_files path must be a string or a list of strings"
+                )
     return errors
 
 
@@ -272,7 +328,9 @@ def make_handler(state: HubState):
             entry = Logged(method, path, query, body, auth == f"Bearer {VALID_TOKEN}")
             with state.lock:
                 state.log.append(entry)
-                fault = next((f for f in state.faults if f.method == method and f.pattern.search(path) and f.times > 0), None)
+                fault = next(
+                    (f for f in state.faults if f.method == method and f.pattern.search(path) and f.times > 0), None
+                )
                 if fault:
                     fault.times -= 1
                 hook = next((h for h in state.hooks if h[0] == method and h[1].search(path)), None)
@@ -287,7 +345,10 @@ def make_handler(state: HubState):
             if fault:
                 entry.status = fault.status
                 return self._send(
-                    fault.status, fault.body or json.dumps({"error": "injected fault"}).encode(), headers=fault.headers, head=method == "HEAD"
+                    fault.status,
+                    fault.body or json.dumps({"error": "injected fault"}).encode(),
+                    headers=fault.headers,
+                    head=method == "HEAD",
                 )
             if auth and not entry.authorized:
                 entry.status = 401
@@ -341,23 +402,61 @@ def make_handler(state: HubState):
                 ("GET", r"^/api/whoami-v2$", self._whoami),
                 ("POST", r"^/api/repos/create$", self._create_repo),
                 ("POST", r"^/api/validate-yaml$", self._validate_yaml),
-                ("GET", r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>.+))?$", self._repo_info),
-                ("POST", r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/preupload/(?P<rev>.+)$", self._preupload),
-                ("POST", r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/commit/(?P<rev>.+)$", self._commit),
-                ("POST", r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/branch/(?P<rev>.+)$", self._create_branch),
-                ("GET", r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+(?:/pr/\d+)?)(?:/(?P<sub>.*))?$", self._tree),
-                ("POST", r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/paths-info/(?P<rev>.+)$", self._paths_info),
+                (
+                    "GET",
+                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>.+))?$",
+                    self._repo_info,
+                ),
+                (
+                    "POST",
+                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/preupload/(?P<rev>.+)$",
+                    self._preupload,
+                ),
+                (
+                    "POST",
+                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/commit/(?P<rev>.+)$",
+                    self._commit,
+                ),
+                (
+                    "POST",
+                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/branch/(?P<rev>.+)$",
+                    self._create_branch,
+                ),
+                (
+                    "GET",
+                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+(?:/pr/\d+)?)(?:/(?P<sub>.*))?$",
+                    self._tree,
+                ),
+                (
+                    "POST",
+                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/paths-info/(?P<rev>.+)$",
+                    self._paths_info,
+                ),
                 ("GET", r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/refs$", self._refs),
-                ("POST", r"^/(?P<prefix>datasets/|spaces/|)(?P<repo>[^/]+/[^/]+)\.git/info/lfs/objects/batch$", self._lfs_batch),
+                (
+                    "POST",
+                    r"^/(?P<prefix>datasets/|spaces/|)(?P<repo>[^/]+/[^/]+)\.git/info/lfs/objects/batch$",
+                    self._lfs_batch,
+                ),
                 ("PUT", r"^/lfs-upload/(?P<oid>[0-9a-f]{64})$", self._lfs_upload),
                 ("POST", r"^/lfs-verify/(?P<oid>[0-9a-f]{64})$", self._lfs_verify),
-                ("GET", r"^/(?P<prefix>datasets/|spaces/|)(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>refs/pr/\d+|[^/]+)/(?P<file>.+)$", self._resolve),
-                ("HEAD", r"^/(?P<prefix>datasets/|spaces/|)(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>refs/pr/\d+|[^/]+)/(?P<file>.+)$", self._resolve),
+                (
+                    "GET",
+                    r"^/(?P<prefix>datasets/|spaces/|)(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>refs/pr/\d+|[^/]+)/(?P<file>.+)$",
+                    self._resolve,
+                ),
+                (
+                    "HEAD",
+                    r"^/(?P<prefix>datasets/|spaces/|)(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>refs/pr/\d+|[^/]+)/(?P<file>.+)$",
+                    self._resolve,
+                ),
             ]
             for route_method, pattern, handler in routes:
                 match = re.match(pattern, path)
                 if match and route_method == method:
-                    return handler(base=base, query=query, body=body, authorized=authorized, method=method, **match.groupdict())
+                    return handler(
+                        base=base, query=query, body=body, authorized=authorized, method=method, **match.groupdict()
+                    )
             raise HubError(404, f"no route for {method} {path}")
 
         def _repo(self, kind: str, repo_id: str, authorized: bool, *, write: bool = False) -> Repo:
@@ -391,7 +490,9 @@ def make_handler(state: HubState):
             url = f"{base}/{prefix}{repo_id}"
             if (repo_type, repo_id) in state.repos:
                 raise HubError(409, f"You already created this {repo_type} repo: {url}")
-            state.create_repo(repo_id, repo_type, private=payload.get("visibility") == "private" or bool(payload.get("private")))
+            state.create_repo(
+                repo_id, repo_type, private=payload.get("visibility") == "private" or bool(payload.get("private"))
+            )
             return 200, {"url": url, "name": repo_id, "id": repo_id}, {}
 
         def _validate_yaml(self, body, **_):
@@ -418,16 +519,34 @@ def make_handler(state: HubState):
                 match = re.match(r"^---\n(.*?)\n---", card.data.decode("utf-8"), flags=re.S)
                 card_data = yaml.safe_load(match.group(1)) if match else None
             siblings = [
-                {"rfilename": path, "size": len(f.data), "blobId": f.blob_id,
-                 **({"lfs": {"size": len(f.data), "sha256": f.sha256, "pointerSize": 134}} if f.lfs else {})}
+                {
+                    "rfilename": path,
+                    "size": len(f.data),
+                    "blobId": f.blob_id,
+                    **({"lfs": {"size": len(f.data), "sha256": f.sha256, "pointerSize": 134}} if f.lfs else {}),
+                }
                 for path, f in sorted(commit.files.items())
             ]
-            return 200, {
-                "id": stored.repo_id, "_id": _oid(stored.repo_id), "sha": commit.oid, "private": stored.private,
-                "gated": False, "disabled": False, "author": stored.repo_id.split("/")[0],
-                "lastModified": "2026-01-01T00:00:00.000Z", "createdAt": "2026-01-01T00:00:00.000Z",
-                "siblings": siblings, "cardData": card_data, "tags": [], "downloads": 0, "likes": 0,
-            }, {}
+            return (
+                200,
+                {
+                    "id": stored.repo_id,
+                    "_id": _oid(stored.repo_id),
+                    "sha": commit.oid,
+                    "private": stored.private,
+                    "gated": False,
+                    "disabled": False,
+                    "author": stored.repo_id.split("/")[0],
+                    "lastModified": "2026-01-01T00:00:00.000Z",
+                    "createdAt": "2026-01-01T00:00:00.000Z",
+                    "siblings": siblings,
+                    "cardData": card_data,
+                    "tags": [],
+                    "downloads": 0,
+                    "likes": 0,
+                },
+                {},
+            )
 
         def _create_branch(self, kind, repo, rev, body, authorized, **_):
             stored = self._repo(kind, repo, authorized, write=True)
@@ -442,10 +561,22 @@ def make_handler(state: HubState):
             stored = self._repo(kind, repo, authorized, write=True)
             self._commit_of(stored, rev)
             files = json.loads(body)["files"]
-            return 200, {"files": [
-                {"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) or f["size"] > 10 * 1024 * 1024 else "regular", "shouldIgnore": False}
-                for f in files
-            ]}, {}
+            return (
+                200,
+                {
+                    "files": [
+                        {
+                            "path": f["path"],
+                            "uploadMode": "lfs"
+                            if f["path"].endswith(LFS_SUFFIXES) or f["size"] > 10 * 1024 * 1024
+                            else "regular",
+                            "shouldIgnore": False,
+                        }
+                        for f in files
+                    ]
+                },
+                {},
+            )
 
         def _lfs_batch(self, prefix, repo, body, authorized, base, **_):
             self._repo(prefix, repo, authorized, write=True)
@@ -492,7 +623,10 @@ def make_handler(state: HubState):
             head = self._commit_of(stored, branch)
             parent = header.get("parentCommit")
             if parent is not None and parent != head.oid:
-                raise HubError(412, f"A commit has happened since. Please refresh and try again. ({parent} is not the head {head.oid})")
+                raise HubError(
+                    412,
+                    f"A commit has happened since. Please refresh and try again. ({parent} is not the head {head.oid})",
+                )
             files = dict(head.files)
             for line in lines[1:]:
                 key, value = line["key"], line["value"]
@@ -524,7 +658,16 @@ def make_handler(state: HubState):
                 pr_url = f"{base}/{prefix}{stored.repo_id}/discussions/{stored.pulls}"
             else:
                 stored.refs[branch] = oid
-            return 200, {"success": True, "commitOid": oid, "commitUrl": f"{base}/{prefix}{stored.repo_id}/commit/{oid}", "pullRequestUrl": pr_url}, {}
+            return (
+                200,
+                {
+                    "success": True,
+                    "commitOid": oid,
+                    "commitUrl": f"{base}/{prefix}{stored.repo_id}/commit/{oid}",
+                    "pullRequestUrl": pr_url,
+                },
+                {},
+            )
 
         def _entries(self, commit: Commit, sub: str, recursive: bool) -> list[dict]:
             sub = (sub or "").strip("/")
@@ -552,7 +695,9 @@ def make_handler(state: HubState):
         def _tree(self, kind, repo, rev, sub, query, authorized, **_):
             stored = self._repo(kind, repo, authorized)
             commit = self._commit_of(stored, rev)
-            if sub and sub.strip("/") not in {"/".join(p.split("/")[:i]) for p in commit.files for i in range(1, p.count("/") + 1)}:
+            if sub and sub.strip("/") not in {
+                "/".join(p.split("/")[:i]) for p in commit.files for i in range(1, p.count("/") + 1)
+            }:
                 raise HubError(404, f"{sub} does not exist on {rev}", code="EntryNotFound")
             return 200, self._entries(commit, sub, query.get("recursive") in ("true", "1", "True")), {}
 
@@ -574,7 +719,11 @@ def make_handler(state: HubState):
 
         def _refs(self, kind, repo, authorized, **_):
             stored = self._repo(kind, repo, authorized)
-            branches = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": o} for n, o in stored.refs.items() if not n.startswith("refs/")]
+            branches = [
+                {"name": n, "ref": f"refs/heads/{n}", "targetCommit": o}
+                for n, o in stored.refs.items()
+                if not n.startswith("refs/")
+            ]
             return 200, {"branches": branches, "converts": [], "tags": []}, {}
 
         def _resolve(self, prefix, repo, rev, file, authorized, method, **_):
@@ -621,7 +770,7 @@ class HubServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="hub-server", daemon=True)
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         self.thread.start()
         return self
 
