@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import datasets
 import numpy as np
@@ -281,7 +281,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
 
     VERSION = datasets.Version(BUILDER_VERSION)
     BUILDER_CONFIG_CLASS = CovidChestXraySegConfig
-    BUILDER_CONFIGS = [
+    BUILDER_CONFIGS: ClassVar[list[CovidChestXraySegConfig]] = [
         CovidChestXraySegConfig(
             name="default",
             version=datasets.Version(BUILDER_VERSION),
@@ -328,7 +328,8 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
                 raise BuildError(
                     error.file,
                     error.record,
-                    f"{error.problem} (the downloaded copy was removed from the cache: the next run downloads it again)",
+                    f"{error.problem} (the downloaded copy was removed from the cache: "
+                    "the next run downloads it again)",
                 ) from None
             raise
 
@@ -1115,7 +1116,8 @@ def check_image(path: Path, image: dict, coco_path: Path) -> None:
         raise BuildError(
             coco_path,
             f"image id {image['id']}",
-            f"width x height {image['width']}x{image['height']} disagrees with {path.name}, which is {size[0]}x{size[1]}",
+            f"width x height {image['width']}x{image['height']} disagrees with {path.name}, "
+            f"which is {size[0]}x{size[1]}",
         )
 
 

@@ -180,7 +180,7 @@ def task_load_ours(folder: str, variant: str) -> dict:
                         mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()})
                 rows += 1
         elif variant == "numpy_format":
-            for row in split.with_format("numpy", columns=["image", *recipe.MASK_COLUMNS]):
+            for _ in split.with_format("numpy", columns=["image", *recipe.MASK_COLUMNS]):
                 rows += 1
         elif variant == "batched_transform":
 
@@ -396,7 +396,7 @@ def replicate(data_dir: Path, target: Path, copies: int) -> None:
         ]
     (target / recipe.ANNOTATION_FILE).write_text(json.dumps({**coco, "images": images, "annotations": annotations}))
     with open(target / recipe.METADATA_FILE, "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows([header] + out_rows)
+        csv.writer(handle).writerows([header, *out_rows])
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -518,26 +518,34 @@ def machine() -> dict:
 
 
 def format_table(results: dict) -> str:
-    b, l, s, z = results["build"], results["load"], results["stream"], results["size"]
+    b, ld, s, z = results["build"], results["load"], results["stream"], results["size"]
     lines = [
         "| measure | ours | baseline | ratio | target |",
         "|---|---:|---:|---:|---|",
-        f"| build (s) | {b['ours_seconds']:.1f} | {b['naive_seconds']:.1f} (naive COCO script) | {b['speedup']:.1f}x faster | >= 3x; masks identical: {b['masks_identical']} |",
-        f"| build with `--validate`, every mask compared with upstream's crops (s) | {b['validated_seconds']:.1f} | {b['naive_seconds']:.1f} | {b['naive_seconds'] / b['validated_seconds']:.1f}x faster | (does more than the baseline) |",
+        f"| build (s) | {b['ours_seconds']:.1f} | {b['naive_seconds']:.1f} (naive COCO script) "
+        f"| {b['speedup']:.1f}x faster | >= 3x; masks identical: {b['masks_identical']} |",
+        f"| build with `--validate`, every mask compared with upstream's crops (s) | {b['validated_seconds']:.1f} "
+        f"| {b['naive_seconds']:.1f} | {b['naive_seconds'] / b['validated_seconds']:.1f}x faster "
+        "| (does more than the baseline) |",
         f"| build peak RSS (MB) | {b['ours_peak_rss_mb']:.0f} | {b['naive_peak_rss_mb']:.0f} | | |",
-        f"| load all rows, image + 14 masks as arrays (s) | {l['ours_all_seconds']:.1f} | {l['naive_seconds']:.1f} (structure.csv + crops) | {l['speedup']:.2f}x faster | >= 1.0; same arrays: {l['same_arrays']} |",
-        f"| load 2 mask columns (s) | {l['ours_two_masks_seconds']:.2f} | | | |",
-        f"| load `objects` RLE, decode every instance (s) | {l['ours_objects_rle_seconds']:.2f} | | | |",
-        f'| load `with_format("numpy")` (s) | {l["ours_numpy_format_seconds"]:.2f} | | | |',
-        f"| load batched `with_transform` (s) | {l['ours_batched_transform_seconds']:.2f} | | | |",
-        f"| stream: first row | {s['first_row_seconds']:.2f} s, {s['first_row_bytes'] / 1e6:.1f} MB | train split {s['split_bytes'] / 1e6:.1f} MB | {s['first_row_fraction']:.1%} of the split | <= 10% |",
+        f"| load all rows, image + 14 masks as arrays (s) | {ld['ours_all_seconds']:.1f} "
+        f"| {ld['naive_seconds']:.1f} (structure.csv + crops) | {ld['speedup']:.2f}x faster "
+        f"| >= 1.0; same arrays: {ld['same_arrays']} |",
+        f"| load 2 mask columns (s) | {ld['ours_two_masks_seconds']:.2f} | | | |",
+        f"| load `objects` RLE, decode every instance (s) | {ld['ours_objects_rle_seconds']:.2f} | | | |",
+        f'| load `with_format("numpy")` (s) | {ld["ours_numpy_format_seconds"]:.2f} | | | |',
+        f"| load batched `with_transform` (s) | {ld['ours_batched_transform_seconds']:.2f} | | | |",
+        f"| stream: first row | {s['first_row_seconds']:.2f} s, {s['first_row_bytes'] / 1e6:.1f} MB "
+        f"| train split {s['split_bytes'] / 1e6:.1f} MB | {s['first_row_fraction']:.1%} of the split | <= 10% |",
         f"| stream: full pass of train | {s['full_pass_seconds']:.1f} s, {s['full_pass_bytes'] / 1e6:.1f} MB | | | |",
-        f"| size (MB) | {z['built_bytes'] / 1e6:.1f} | {z['upstream_bytes'] / 1e6:.1f} (images + crops + CSVs) | {z['ratio']:.2f}x | <= 1.10x |",
+        f"| size (MB) | {z['built_bytes'] / 1e6:.1f} | {z['upstream_bytes'] / 1e6:.1f} (images + crops + CSVs) "
+        f"| {z['ratio']:.2f}x | <= 1.10x |",
     ]
     if "scale" in results:
         c = results["scale"]
         lines.append(
-            f"| scale: data x{c['copies']} | {c['seconds']:.1f} s | {b['ours_seconds']:.1f} s | time {c['time_ratio']:.1f}x, peak RSS {c['rss_ratio']:.2f}x | <= 11x, <= 1.3x |"
+            f"| scale: data x{c['copies']} | {c['seconds']:.1f} s | {b['ours_seconds']:.1f} s "
+            f"| time {c['time_ratio']:.1f}x, peak RSS {c['rss_ratio']:.2f}x | <= 11x, <= 1.3x |"
         )
     missed = [name for name, verdict in results["targets"].items() if not verdict["met"]]
     lines.append("")
@@ -555,7 +563,8 @@ def format_table(results: dict) -> str:
     )
     m = results["machine"]
     lines.append(
-        f"machine: {m['cpus']} CPUs, {m['memory_gb']} GB, Python {m['python']}, datasets {m['datasets']}, {m['platform']}"
+        f"machine: {m['cpus']} CPUs, {m['memory_gb']} GB, Python {m['python']}, datasets {m['datasets']}, "
+        f"{m['platform']}"
     )
     return "\n".join(lines)
 

@@ -192,6 +192,7 @@ def format_summary(summary: dict) -> str:
         f"{report.images_without_license} images without licence (license null); "
         f"renamed categories {report.renamed_categories or 'none'}; "
         f"modified upstream files {len(report.modified_files)}; "
-        f"annotation file {'upstream' if report.annotation_upstream else 'not upstream'} (sha256 {report.annotation_sha256[:12]}...)",
+        f"annotation file {'upstream' if report.annotation_upstream else 'not upstream'} "
+        f"(sha256 {report.annotation_sha256[:12]}...)",
     ]
     return "\n".join(lines)

@@ -70,7 +70,8 @@ def image_masks(data_dir: Path) -> Iterator[tuple[str, tuple[int, int], dict[str
             crop = read_crop(data_dir, row)
             if crop.shape != (int(row["Height"]), int(row["Width"])):
                 raise ValueError(
-                    f"{row['Mask']}: crop is {crop.shape[1]}x{crop.shape[0]}, {STRUCTURE_FILE} says {row['Width']}x{row['Height']}"
+                    f"{row['Mask']}: crop is {crop.shape[1]}x{crop.shape[0]}, "
+                    f"{STRUCTURE_FILE} says {row['Width']}x{row['Height']}"
                 )
             top, left = int(row["Top"]), int(row["Left"])
             canvas = masks.setdefault(name, np.zeros((height, width), dtype=bool))

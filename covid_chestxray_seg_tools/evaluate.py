@@ -5,7 +5,8 @@ Conventions (the card's baseline table says the same in short):
 
 - A mask is a 2-D boolean array at the image's full size; in a prediction file 0 is
   background and anything else foreground.
-- Dice = 2|P∩T| / (|P| + |T|), IoU = |P∩T| / |P∪T|, per image and class.
+- Dice = 2|P and T| / (|P| + |T|), IoU = |P and T| / |P or T|, per image and class, where
+  |P and T| counts the pixels foreground in both prediction and truth, |P or T| in either.
 - Surface: the mask pixels with a 4-connected background neighbour (up, down, left or right;
   outside the image counts as background): ``mask & ~scipy.ndimage.binary_erosion(mask)``,
   as MONAI's `get_mask_edges` and medpy (connectivity 1) take it.
@@ -136,7 +137,8 @@ def bootstrap_interval(
     values. Seeded: the same input (in the same order) gives the same interval."""
     if len(values) != len(groups) or len(values) == 0:
         raise ValueError(
-            f"bootstrap needs one group per value and at least one value (got {len(values)} values, {len(groups)} groups)"
+            "bootstrap needs one group per value and at least one value "
+            f"(got {len(values)} values, {len(groups)} groups)"
         )
     keys = list(dict.fromkeys(groups))
     index = {key: position for position, key in enumerate(keys)}
@@ -187,7 +189,8 @@ def score(
                 continue
             if truth_mask.shape != (height, width):
                 raise ValueError(
-                    f"split {split}: image {image_id}: {column} is {truth_mask.shape[1]}x{truth_mask.shape[0]}, the image {width}x{height}"
+                    f"split {split}: image {image_id}: {column} is {truth_mask.shape[1]}x{truth_mask.shape[0]}, "
+                    f"the image {width}x{height}"
                 )
             result = pair_scores(prediction=predicted.get(column), truth=truth_mask)
             if result is None:
@@ -263,11 +266,13 @@ def format_markdown(result: dict) -> str:
     counts, bootstrap = result["counts"], result["bootstrap"]
     lines += [
         "",
-        f"Split `{result['split']}`: {counts['images']} images of {counts['patients']} patients, {counts['scored']} of "
-        f"{counts['pairs']} image-class pairs scored. Mean [{bootstrap['confidence']:.0%} interval: bootstrap over patients, "
-        f"{bootstrap['samples']} resamples, seed {bootstrap['seed']}]. Skipped: {counts['skipped_null_truth']} pairs whose "
-        f"ground truth is null (annotated without mask), {counts['skipped_both_empty']} where prediction and truth are both "
-        f"empty; distances missing for {counts['distance_missing_one_side_empty']} pairs where one of the two is empty.",
+        f"Split `{result['split']}`: {counts['images']} images of {counts['patients']} patients, "
+        f"{counts['scored']} of {counts['pairs']} image-class pairs scored. "
+        f"Mean [{bootstrap['confidence']:.0%} interval: bootstrap over patients, "
+        f"{bootstrap['samples']} resamples, seed {bootstrap['seed']}]. "
+        f"Skipped: {counts['skipped_null_truth']} pairs whose ground truth is null (annotated without mask), "
+        f"{counts['skipped_both_empty']} where prediction and truth are both empty; "
+        f"distances missing for {counts['distance_missing_one_side_empty']} pairs where one of the two is empty.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -325,7 +330,8 @@ def _unreadable(name: str, error: BaseException) -> ValueError:
 
 def _wrong_size(name: str, size: tuple[int, int], *, width: int, height: int) -> ValueError:
     return ValueError(
-        f"{name}: {size[0]}x{size[1]} pixels, but the image is {width}x{height} (width x height); a prediction must have the image's full size"
+        f"{name}: {size[0]}x{size[1]} pixels, but the image is {width}x{height} (width x height); "
+        "a prediction must have the image's full size"
     )
 
 
@@ -352,7 +358,8 @@ class FolderPredictions:
             folder = self.root / str(image_id)
             if str(image_id) not in folders:
                 raise ValueError(
-                    f"{folder}: no such folder: image {image_id} of split {split} has no predictions (an image predicted empty needs an empty folder)"
+                    f"{folder}: no such folder: image {image_id} of split {split} has no predictions "
+                    "(an image predicted empty needs an empty folder)"
                 )
             files = {}
             for path in sorted(folder.glob("*.png")):

@@ -137,7 +137,8 @@ def export_coco(splits: dict[str, datasets.Dataset], *, out: Path, upstream_form
     if left_out:
         counts["annotations without mask upstream (left out)"] = left_out
         logger.info(
-            f"{left_out} annotations have no mask upstream: left out, as COCOeval cannot read `segmentation: []` (--upstream-form keeps them)"
+            f"{left_out} annotations have no mask upstream: left out, as COCOeval cannot read `segmentation: []` "
+            "(--upstream-form keeps them)"
         )
     return counts
 
@@ -175,7 +176,8 @@ def export_folder(
                 counts["masks"] += 1
     if counts["masks without data upstream (no file)"]:
         logger.info(
-            f"{counts['masks without data upstream (no file)']} class masks are null (annotated upstream without a mask): no file written"
+            f"{counts['masks without data upstream (no file)']} class masks are null "
+            "(annotated upstream without a mask): no file written"
         )
     return counts
 

@@ -188,7 +188,8 @@ def local_files(*, folder: Path, repo_id: str) -> dict[str, LocalFile]:
         relative = path.relative_to(folder).as_posix()
         if relative.endswith(".py"):
             raise PublishError(
-                f"{folder} holds {relative}: a loading script would make datasets >= 4 and the Hub viewer refuse the repo; "
+                f"{folder} holds {relative}: "
+                "a loading script would make datasets >= 4 and the Hub viewer refuse the repo; "
                 "publish only what scripts/build.py writes"
             )
         data = path.read_bytes()
@@ -340,7 +341,8 @@ def commit_plan(
                 say(f"the commit landed although the Hub answered HTTP {status}")
                 return landed
             say(
-                f"HTTP {status} from the Hub, retrying the commit in {wait:g} s (attempt {attempt + 1} of {COMMIT_ATTEMPTS})"
+                f"HTTP {status} from the Hub, retrying the commit in {wait:g} s "
+                f"(attempt {attempt + 1} of {COMMIT_ATTEMPTS})"
             )
             time.sleep(wait)
             wait *= 2

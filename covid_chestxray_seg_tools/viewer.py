@@ -23,7 +23,8 @@ ROWS_INDEX_MAX_ARROW_BYTES = 300_000_000
 FIRST_ROWS_MAX_BYTES = 200_000
 FIRST_ROWS_MIN_NUMBER = 10
 FIRST_ROWS_MAX_NUMBER = 100
-# A viewer image cell: {"src": "https://datasets-server.huggingface.co/assets/<repo>/--/<rev>/--/<config>/<split>/<row>/<column>/image.jpg?Expires=...&Signature=...&Key-Pair-Id=...", "height": H, "width": W}
+# A viewer image cell: {"src": URL, "height": H, "width": W}, where URL is
+# https://datasets-server.huggingface.co/assets/<repo>/--/<rev>/--/<config>/<split>/<row>/<column>/image.jpg?Expires=...&Signature=...&Key-Pair-Id=...
 IMAGE_CELL_BYTES = 180
 
 

@@ -42,7 +42,7 @@ def mask_to_runs(mask: np.ndarray) -> list[int]:
     flat = mask.ravel(order="F").astype(np.int8)
     changes = np.flatnonzero(np.diff(flat)) + 1
     runs = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
-    return runs if flat[0] == 0 else [0] + runs
+    return runs if flat[0] == 0 else [0, *runs]
 
 
 def parquet_rows(

@@ -106,7 +106,8 @@ CASES = {
     ),
     "RLE size that disagrees with the image": (
         lambda d: edit_coco(d, lambda c: first_annotation(c, segmentation={"size": [10, 10], "counts": "0"})),
-        r"results\.json: annotation id 1: RLE size \[10, 10\] disagrees with the image size \[height, width\] = \[751, 943\]",
+        r"results\.json: annotation id 1: RLE size \[10, 10\] disagrees with the image size "
+        r"\[height, width\] = \[751, 943\]",
     ),
     "damaged compressed RLE": (
         lambda d: edit_coco(
@@ -130,7 +131,8 @@ CASES = {
     ),
     "image size that differs from the file": (
         lambda d: edit_coco(d, resize_image_one),
-        r"results\.json: image id 1: width x height 944x751 disagrees with X-ray_of_cyst_in_pneumocystis_pneumonia_1\.jpg, which is 943x751",
+        r"results\.json: image id 1: width x height 944x751 disagrees with "
+        r"X-ray_of_cyst_in_pneumocystis_pneumonia_1\.jpg, which is 943x751",
     ),
     "file_name leaving the images folder": (
         lambda d: edit_coco(d, lambda c: c["images"][0].update(file_name="../metadata.csv")),
@@ -150,7 +152,8 @@ CASES = {
     ),
     "decompression bomb": (
         lambda d: make_bomb(d / "images" / "ARDSSevere.png"),
-        r"images/ARDSSevere\.png: image id 83: cannot be decoded as an image: Image size \(900000000 pixels\) exceeds limit",
+        r"images/ARDSSevere\.png: image id 83: cannot be decoded as an image: "
+        r"Image size \(900000000 pixels\) exceeds limit",
     ),
     "symlink leaving the data folder": (
         link_outside,
@@ -297,7 +300,7 @@ SEVERITY_HEADER = "filename,geographic_mean,opacity_mean\n"
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    ("text", "message"),
     [
         (
             "## comment,,\nname,score\nARDSSevere.png,1\n",
@@ -364,9 +367,9 @@ def test_a_missing_severity_file_is_named(tmp_path, capsys):
     )
     assert code == 1
     assert (
-        f"error: {missing}: severity file: file not found; pass a copy of ieee8023's annotations/covid-severity-scores.csv"
-        in capsys.readouterr().err
-    )
+        f"error: {missing}: severity file: file not found; "
+        "pass a copy of ieee8023's annotations/covid-severity-scores.csv"
+    ) in capsys.readouterr().err
 
 
 def test_a_changed_severity_file_needs_allow_modified(tmp_path, capsys):

@@ -31,7 +31,10 @@ def card_numbers_match_parquet(folder) -> None:
     for split in recipe.SPLITS:
         chosen = parquet_rows(folder, split, columns)
         files = len(layout.shard_paths(folder, split))
-        line = f"| {split} | {len(chosen)} | {len({r['patient_id'] for r in chosen})} | {sum(len(r['objects']) for r in chosen)} | {files} |"
+        line = (
+            f"| {split} | {len(chosen)} | {len({r['patient_id'] for r in chosen})} "
+            f"| {sum(len(r['objects']) for r in chosen)} | {files} |"
+        )
         assert line in text, line
     for finding, count in Counter(r["finding"] or "none given" for r in rows).items():
         per_split = [
@@ -57,7 +60,10 @@ def card_numbers_match_parquet(folder) -> None:
                 areas.append(100 * union.sum() / (row["width"] * row["height"]))
         mean = f"{statistics.fmean(areas):.2f}" if areas else "n/a"
         median = f"{statistics.median(areas):.2f}" if areas else "n/a"
-        line = f"| {number} | {name} | `{recipe.MASK_COLUMNS[number]}` | {len(objects)} | {len(images)} | {missing} | {mean} | {median} |"
+        line = (
+            f"| {number} | {name} | `{recipe.MASK_COLUMNS[number]}` | {len(objects)} | {len(images)} "
+            f"| {missing} | {mean} | {median} |"
+        )
         assert line in text, line
     patients = Counter(r["patient_id"] for r in rows)
     series = [n for n in patients.values() if n > 1]

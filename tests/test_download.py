@@ -116,7 +116,7 @@ def build_from(url: str, out, *extra: str) -> int:
 
 
 def test_a_truncated_archive_is_a_clear_error_and_the_next_good_run_works(archive_server, tmp_path, capsys):
-    url, requests, _, served = archive_server
+    url, _, _, served = archive_server
     good = (served / "archive.zip").read_bytes()
     (served / "archive.zip").write_bytes(good[: len(good) // 2])
     assert build_from(url, tmp_path / "out", "--allow-modified") == 1
@@ -141,7 +141,7 @@ def test_a_wrong_archive_fails_the_manifest_check_and_is_not_kept(archive_server
 
 
 def test_a_server_error_during_download_is_clear_and_the_retry_works(archive_server, tmp_path, capsys):
-    url, requests, faults, _ = archive_server
+    url, _, faults, _ = archive_server
     faults.extend([500] * 10)  # more than any client retries
     assert build_from(url, tmp_path / "out", "--allow-modified") == 1
     err = capsys.readouterr().err

@@ -319,13 +319,15 @@ def _nothing(root: Path) -> None:
     [
         (
             _resize,
-            r"truth/test/83/mask_airways\.png: 10x20 pixels, but the image is 790x631 \(width x height\); a prediction must have the image's full size",
+            r"truth/test/83/mask_airways\.png: 10x20 pixels, but the image is 790x631 \(width x height\); "
+            r"a prediction must have the image's full size",
         ),
         (_garbage, r"truth/test/83/mask_airways\.png: not a readable image \(UnidentifiedImageError"),
         (_truncated, r"truth/test/83/mask_airways\.png: not a readable image"),
         (
             _unknown_class,
-            r"truth/test/83/mask_heart\.png: 'mask_heart' is no mask column of this dataset; expected one of mask_left_lung, ",
+            r"truth/test/83/mask_heart\.png: 'mask_heart' is no mask column of this dataset; "
+            r"expected one of mask_left_lung, ",
         ),
         (_missing_image, r"truth/test/83: no such folder: image 83 of split test has no predictions"),
         (_extra_image, r"truth/test/999: '999' is not an image id of split test"),
@@ -333,7 +335,8 @@ def _nothing(root: Path) -> None:
         (_parquet_with_other_image, r"truth/test\.parquet: image_id 7 is not an image id of split test"),
         (
             _parquet_with_a_path_only_cell,
-            r"truth/test\.parquet: image 83: mask_airways holds only a path \('preds/83/mask_airways\.png'\), no image bytes",
+            r"truth/test\.parquet: image 83: mask_airways holds only a path \('preds/83/mask_airways\.png'\), "
+            r"no image bytes",
         ),
         (_nothing, r"truth: no predictions for split test: expected .*truth/test/<image_id>/<mask column>\.png"),
     ],
@@ -400,7 +403,7 @@ def test_the_atlas_on_the_real_test_split(real_build):
     assert table.startswith("| Class | n | Dice | IoU | n (distances) | HD95 (px) | ASSD (px) |\n")
     assert len([line for line in table.splitlines() if line.startswith("| ")]) == 2 + len(recipe.CLASSES)
     # Seeded: each interval comes back, twice, from the per-image values resampled by patient.
-    for index, name in enumerate(recipe.CLASSES):
+    for name in recipe.CLASSES:
         for metric in evaluate.METRICS:
             pairs = [
                 (image["classes"][name][metric], image["patient_id"])
@@ -448,7 +451,7 @@ def test_the_atlas_reads_only_the_sizes_of_the_split_it_predicts(fixture_build, 
         return load_rows(source=source, split=split, columns=columns)
 
     monkeypatch.setattr(evaluate, "load_rows", spy)
-    atlas, counts = baseline.atlas_predictions(source=str(fixture_build), out=tmp_path / "atlas", split=SPLIT)
+    _, counts = baseline.atlas_predictions(source=str(fixture_build), out=tmp_path / "atlas", split=SPLIT)
     assert calls == [("train", recipe.MASK_COLUMNS), (SPLIT, ("image_id", "width", "height"))]
     assert counts == {"images": 1, "masks": 14, "empty masks": counts["empty masks"]}
     with Image.open(tmp_path / "atlas" / SPLIT / "83" / "mask_left_lung.png") as mask:

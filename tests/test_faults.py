@@ -82,7 +82,8 @@ def test_a_full_disk_is_one_message_and_keeps_the_previous_build(small_disk, cap
     assert build.main([*BUILD_OPTIONS, "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert error_lines(err) == [
-        f"error: {out}: cannot write the build: No space left on device; the previous build there is untouched and no partial output is left"
+        f"error: {out}: cannot write the build: No space left on device; "
+        "the previous build there is untouched and no partial output is left"
     ]
     assert "Traceback" not in err
     assert tree(out) == previous
@@ -114,7 +115,8 @@ def test_a_read_only_folder_is_one_message_and_keeps_the_previous_build(small_di
     assert build.main([*BUILD_OPTIONS, "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert error_lines(err) == [
-        f"error: {out}: cannot write the build: Read-only file system; the previous build there is untouched and no partial output is left"
+        f"error: {out}: cannot write the build: Read-only file system; "
+        "the previous build there is untouched and no partial output is left"
     ]
     assert "Traceback" not in err
     assert tree(out) == previous
@@ -139,7 +141,8 @@ def test_a_folder_the_user_may_not_write_is_one_message_and_keeps_the_previous_b
         parent.chmod(0o755)
     assert result.returncode == 1, result.stderr
     assert error_lines(result.stderr) == [
-        f"error: {out}: cannot write the build: Permission denied; the previous build there is untouched and no partial output is left"
+        f"error: {out}: cannot write the build: Permission denied; "
+        "the previous build there is untouched and no partial output is left"
     ]
     assert "Traceback" not in result.stderr
     assert tree(out) == tree(fixture_build)
@@ -169,19 +172,24 @@ def test_an_export_to_a_full_or_read_only_disk_is_one_message_and_leaves_nothing
 
 def test_an_os_error_on_an_output_file_names_the_folder_and_the_cause(tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(
-        staging.OutputError,
-        match=re.escape(f"{out}: cannot write the export: Permission denied; no partial output is left"),
-    ), staging.staged(out, replace=False) as folder:
+    with (
+        pytest.raises(
+            staging.OutputError,
+            match=re.escape(f"{out}: cannot write the export: Permission denied; no partial output is left"),
+        ),
+        staging.staged(out, replace=False) as folder,
+    ):
         raise PermissionError(errno.EACCES, "Permission denied", str(folder / "images" / "a.jpg"))
     assert names(tmp_path) == [".out.lock"]
 
 
 def test_an_os_error_on_an_input_file_is_left_as_it_is(tmp_path):
     # Reading the data can be denied too: that error names its own file.
-    with pytest.raises(PermissionError, match=re.escape("[Errno 13] Permission denied: '/data/images/a.jpg'")):
-        with staging.staged(tmp_path / "out", replace=True):
-            raise PermissionError(errno.EACCES, "Permission denied", "/data/images/a.jpg")
+    with (
+        pytest.raises(PermissionError, match=re.escape("[Errno 13] Permission denied: '/data/images/a.jpg'")),
+        staging.staged(tmp_path / "out", replace=True),
+    ):
+        raise PermissionError(errno.EACCES, "Permission denied", "/data/images/a.jpg")
     assert names(tmp_path) == [".out.lock"]
 
 
@@ -194,10 +202,14 @@ def test_a_full_disk_in_a_worker_process_is_recognised_from_what_reaches_the_par
             raise DatasetGenerationError("An error occurred while generating the dataset") from error
 
     out = tmp_path / "out"
-    with pytest.raises(
-        staging.OutputError,
-        match=re.escape(f"{out}: cannot write the build: No space left on device; no partial output is left"),
-    ), staging.staged(out, replace=True), multiprocess.Pool(1) as pool:
+    with (
+        pytest.raises(
+            staging.OutputError,
+            match=re.escape(f"{out}: cannot write the build: No space left on device; no partial output is left"),
+        ),
+        staging.staged(out, replace=True),
+        multiprocess.Pool(1) as pool,
+    ):
         pool.apply(write_shard)  # the error arrives without its cause; the worker's traceback is text
 
 
@@ -245,7 +257,7 @@ def test_an_interruption_is_one_line_even_when_cleanup_raised_another_error(caps
             raise KeyboardInterrupt
         except KeyboardInterrupt:
             # What multiprocessing's pool raises while it unwinds after Ctrl-C.
-            raise multiprocess.TimeoutError
+            raise multiprocess.TimeoutError  # noqa: B904 - the pool's error carries the interrupt only as __context__
 
     def terminated():
         raise processes.Terminated(signal.SIGTERM)
@@ -286,9 +298,12 @@ def test_a_stopping_signal_during_the_swap_waits_until_out_is_the_new_build(tmp_
 
     monkeypatch.setattr(os, "replace", signalled_rename)
     try:
-        with processes.stopping_signals(), pytest.raises(processes.Terminated, match="stopped by SIGTERM"):
-            with staging.staged(out, replace=True) as folder:
-                (folder / "README.md").write_text("new build\n")
+        with (
+            processes.stopping_signals(),
+            pytest.raises(processes.Terminated, match="stopped by SIGTERM"),
+            staging.staged(out, replace=True) as folder,
+        ):
+            (folder / "README.md").write_text("new build\n")
     finally:
         done.set()
         waiting.join()
@@ -319,10 +334,13 @@ def test_a_failed_second_rename_puts_the_previous_build_back(tmp_path, monkeypat
         rename(source, target)
 
     monkeypatch.setattr(os, "replace", refused_rename)
-    with pytest.raises(
-        staging.OutputError,
-        match=r"build: cannot write the build: Permission denied; the previous build there is untouched",
-    ), staging.staged(out, replace=True) as folder:
+    with (
+        pytest.raises(
+            staging.OutputError,
+            match=r"build: cannot write the build: Permission denied; the previous build there is untouched",
+        ),
+        staging.staged(out, replace=True) as folder,
+    ):
         (folder / "README.md").write_text("new build\n")
     assert (out / "README.md").read_text() == "previous build\n"
     assert names(tmp_path) == [".build.lock", "build"]

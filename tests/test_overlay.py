@@ -35,7 +35,7 @@ def test_overlay_tints_each_class_where_its_stored_mask_is(fixture_build):
             for index, column in enumerate(recipe.MASK_COLUMNS)
             if row[column] is not None
         }
-        covered = np.sum([mask for mask in masks.values()], axis=0)
+        covered = np.sum(list(masks.values()), axis=0)
         for index, mask in masks.items():
             # Inside one class only, away from every outline and JPEG's ringing at edges.
             alone = ndimage.binary_erosion(mask & (covered == 1), iterations=3)

@@ -180,7 +180,8 @@ def test_a_commit_that_keeps_failing_commits_nothing(hub, token, fixture_build, 
     assert run("--folder", str(fixture_build), "--no-verify") == 1
     err = capsys.readouterr().err
     assert re.search(
-        r"the Hub refused the commit to org/covid-chestxray-seg@main \(HTTP 500\) after 4 attempt\(s\); nothing was committed",
+        r"the Hub refused the commit to org/covid-chestxray-seg@main \(HTTP 500\) after 4 attempt\(s\); "
+        r"nothing was committed",
         err,
     )
     assert new_commits(hub) == []
@@ -254,7 +255,7 @@ def test_a_wrong_token_is_refused_and_never_printed(hub, fixture_build, capsys):
 
 
 @pytest.mark.parametrize(
-    "repo_id, message",
+    ("repo_id", "message"),
     [
         ("no-namespace", r"--repo-id 'no-namespace' must be ORG/NAME"),
         ("org/bad name!", r"--repo-id 'org/bad name!' is not a valid repo id"),
@@ -299,7 +300,8 @@ def test_a_folder_that_is_not_built_is_refused(hub, token, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert run("--folder", str(tmp_path / "empty")) == 1
     assert re.search(
-        r"empty is not a built folder \(missing README\.md, dataset_infos\.json, LICENSE\.md\): run `python scripts/build\.py",
+        r"empty is not a built folder \(missing README\.md, dataset_infos\.json, LICENSE\.md\): "
+        r"run `python scripts/build\.py",
         capsys.readouterr().err,
     )
     assert run("--folder", str(tmp_path / "nowhere")) == 1
@@ -322,7 +324,8 @@ def test_a_card_the_hub_refuses_stops_before_any_upload(hub, token, fixture_buil
     card.write_text(re.sub(r"(?m)^license_name: .*\n", "", card.read_text(), count=1))
     assert run("--folder", str(folder)) == 1
     assert re.search(
-        r"README\.md: the Hub refuses the card's metadata \(.*license_name: None must be set with license: other.*\); nothing was uploaded",
+        r"README\.md: the Hub refuses the card's metadata "
+        r"\(.*license_name: None must be set with license: other.*\); nothing was uploaded",
         capsys.readouterr().err,
     )
     assert [r.path for r in hub.state.log] == ["/api/validate-yaml"]

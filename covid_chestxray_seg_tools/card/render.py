@@ -89,26 +89,27 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
     )
     provenance = [
         f"- Upstream: [{recipe.HOMEPAGE}]({recipe.HOMEPAGE}) at commit `{recipe.UPSTREAM_COMMIT}`.",
-        f"- Manifest check (size and git blob SHA-1 of the images and `{recipe.METADATA_FILE}` and the severity file against "
-        f"their pinned manifests): files that differ: {modified}.",
+        f"- Manifest check (size and git blob SHA-1 of the images and `{recipe.METADATA_FILE}` "
+        f"and the severity file against their pinned manifests): files that differ: {modified}.",
         f"- Annotation file: `{report.annotation_file}`, SHA-256 `{report.annotation_sha256}`, {annotation_state}.",
-        f"- Severity scores: [{recipe.SEVERITY_HOMEPAGE}]({recipe.SEVERITY_HOMEPAGE}) `{recipe.SEVERITY_PATH}` at commit "
-        f"`{recipe.SEVERITY_COMMIT}`, checked by size and git blob SHA-1.",
+        f"- Severity scores: [{recipe.SEVERITY_HOMEPAGE}]({recipe.SEVERITY_HOMEPAGE}) `{recipe.SEVERITY_PATH}` "
+        f"at commit `{recipe.SEVERITY_COMMIT}`, checked by size and git blob SHA-1.",
         f"- Builder version {recipe.BUILDER_VERSION}, built with `datasets` {datasets.__version__}.",
     ]
     quirks = [
         f"- {report.annotations_without_segmentation} annotations have no segmentation upstream: they are kept in "
         "`objects` with a null `segmentation`, and their class mask is null on that image.",
         f"- Renamed upstream categories: {renamed}.",
-        f"- {report.images_without_license} images have no licence in `{recipe.METADATA_FILE}`: their `license` is null.",
+        f"- {report.images_without_license} images have no licence in `{recipe.METADATA_FILE}`: "
+        "their `license` is null.",
         f"- {stats['patients_with_series']} patients have a series of images ({stats['images_in_series']} images, "
         f"up to {stats['largest_series']} for one patient): the splits keep each series together.",
     ]
     if not report.annotation_upstream:
         quirks.append(
-            f"- `{report.annotation_file}` is not upstream's own file: upstream's COCO export could not be used, and "
-            "this one was rebuilt from upstream's mask crops (`masks/`, `structure.csv`); the data-quality report below "
-            "compares it with them."
+            f"- `{report.annotation_file}` is not upstream's own file: upstream's COCO export could not be used, "
+            "and this one was rebuilt from upstream's mask crops (`masks/`, `structure.csv`); "
+            "the data-quality report below compares it with them."
         )
     configs = [
         "| config | " + " | ".join(recipe.SPLITS) + " | all | what it holds |",
