@@ -411,7 +411,9 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
     def _manifest_path(self) -> Path:
         # datasets 3.x runs a copy of this script from its modules cache and passes the
         # script's own folder as base_path; the manifest stays in that folder.
-        candidates = [MANIFEST_PATH]
+        # An installed wheel has no file beside this module in site-packages: the tools
+        # package ships a copy (pip install puts it next door).
+        candidates = [MANIFEST_PATH, MANIFEST_PATH.parent / "covid_chestxray_seg_tools" / MANIFEST_NAME]
         if self.base_path and "://" not in str(self.base_path):
             candidates.append(Path(self.base_path) / MANIFEST_NAME)
         for path in candidates:

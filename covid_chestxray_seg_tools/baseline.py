@@ -23,6 +23,13 @@ from PIL import Image
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import evaluate, layout, staging
+from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.source import load_rows
+
+
+class BaselineError(CovidSegError, ValueError):
+    """A baseline cannot be fitted or written from the data given."""
+
 
 NAME = "atlas"
 BASELINES = (NAME,)
@@ -91,7 +98,7 @@ def fit_atlas(
             if row[column] is not None:
                 stacks[column].append(_small(row[column], size=size))
     if not any(stacks.values()):
-        raise ValueError("the atlas needs train rows with masks; the train split has none")
+        raise BaselineError("the atlas needs train rows with masks; the train split has none")
     levels = np.asarray(thresholds, dtype=np.float32)
     frequency, threshold, train_dice, counts = {}, {}, {}, {}
     for column, stack in stacks.items():
@@ -136,9 +143,9 @@ def atlas_predictions(*, source: str, out: Path, split: str = DEFAULT_SPLIT) -> 
     """Fit the atlas on the train split of `source` (a build folder, a Hub repo id) and write its
     predictions for `split` to `out` in the folder layout `evaluate` reads. Returns the atlas
     and what was written, counted."""
-    train = evaluate.load_rows(source=source, split=FIT_SPLIT, columns=recipe.MASK_COLUMNS)
+    train = load_rows(source=source, split=FIT_SPLIT, columns=recipe.MASK_COLUMNS)
     atlas = fit_atlas(rows=train)
-    images = evaluate.load_rows(source=source, split=split, columns=SIZE_COLUMNS)
+    images = load_rows(source=source, split=split, columns=SIZE_COLUMNS)
     return atlas, write_predictions(atlas=atlas, images=images, out=out, split=split)
 
 
@@ -151,7 +158,7 @@ def score_atlas(
     atlas = fit_atlas(rows=layout.iter_rows(Path(folder), FIT_SPLIT, columns=recipe.MASK_COLUMNS))
     truth = layout.read_rows(Path(folder), split, columns=evaluate.TRUTH_COLUMNS)
     if not truth:
-        raise ValueError(f"{folder}: split {split} has no rows")
+        raise BaselineError(f"{folder}: split {split} has no rows")
     result = evaluate.score(
         truth=truth,
         predictions=lambda image_id, width, height: atlas.masks(width=width, height=height),

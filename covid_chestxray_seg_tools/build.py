@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
@@ -57,8 +58,36 @@ def build(
     num_proc: int = 1,
     validate: bool = False,
     baseline: bool = False,
-) -> dict:
-    """Build into a hidden folder beside `out`, then swap it in; returns the summary."""
+) -> BuildResult:
+    """Build the Hub-ready folder from upstream's files.
+
+    The build writes into a hidden folder beside `out` and swaps it in only when everything
+    succeeded (see `staging`): `out` is always the previous complete build or the new one.
+
+    Args:
+        data_dir: a clone or copy of the upstream repository; None downloads upstream's archive
+            at the pinned commit (`data_url`), through the `datasets` download manager.
+        out: the folder to write (replaced on success).
+        template: the card template.
+        repo_id: the Hub repo the card's code loads.
+        annotation_file: the COCO file inside the data folder.
+        verify_upstream: stop when an image, metadata.csv or the severity file differs from
+            its pinned manifest entry; False builds from modified data and lists the files.
+        severity_file: a local copy of ieee8023's severity file; None downloads it
+            (`severity_url`).
+        shards, max_shard_bytes, rows_per_row_group: how the Parquet files are cut.
+        num_proc: worker processes for the builder.
+        validate: compare every segmentation with upstream's crops; the summary goes in the card.
+        baseline: score the atlas baseline; its table goes in the card.
+
+    Returns:
+        What was written, counted.
+
+    Raises:
+        covid_chestxray_seg.BuildError: bad input (file, record and problem in the message).
+        staging.OutputError: `out` cannot be written (full disk, read-only, denied).
+        staging.BusyError: another build holds `out`.
+    """
     out = Path(out).resolve()
     # staged holds the lock, removes what a killed build left and binds the workers to this process.
     with staging.staged(out, replace=True) as folder:
@@ -79,7 +108,7 @@ def build(
             validate=validate,
             baseline=baseline,
         )
-    return {"out": out, "stats": stats, "report": report, "bytes": staging.folder_bytes(out)}
+    return BuildResult(out=out, stats=stats, report=report, bytes=staging.folder_bytes(out))
 
 
 def _build_into(
@@ -177,22 +206,43 @@ def _build_error_from(error: BaseException) -> BaseException:
     return next((link for link in exception_chain(error) if isinstance(link, recipe.BuildError)), error)
 
 
-def format_summary(summary: dict) -> str:
-    stats, report = summary["stats"], summary["report"]
-    lines = [
-        f"built {summary['out']} ({summary['bytes'] / 1e6:.1f} MB)",
-        f"  images {stats['images']}, patients {stats['patients']}, annotations {stats['annotations']}",
-        "  per split: "
-        + ", ".join(
-            f"{s} {r['images']} images / {r['patients']} patients / {r['files']} files"
-            for s, r in stats["splits"].items()
-        ),
-        "  per class: " + ", ".join(f"{name} {row['instances']}" for name, row in stats["classes"].items()),
-        f"  flagged: {report.annotations_without_segmentation} annotations without segmentation (mask null); "
-        f"{report.images_without_license} images without licence (license null); "
-        f"renamed categories {report.renamed_categories or 'none'}; "
-        f"modified upstream files {len(report.modified_files)}; "
-        f"annotation file {'upstream' if report.annotation_upstream else 'not upstream'} "
-        f"(sha256 {report.annotation_sha256[:12]}...)",
-    ]
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class BuildResult:
+    """What `build` wrote.
+
+    Attributes:
+        out: the built folder.
+        stats: counts per split, fold, class, finding and licence (`card.stats.compute_stats`).
+        report: what the builder read and the upstream quirks it handled.
+        bytes: the folder's size on disk.
+    """
+
+    out: Path
+    stats: dict
+    report: recipe.BuildReport
+    bytes: int
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        stats, report = self.stats, self.report
+        lines = [
+            f"built {self.out} ({self.bytes / 1e6:.1f} MB)",
+            f"  images {stats['images']}, patients {stats['patients']}, annotations {stats['annotations']}",
+            "  per split: "
+            + ", ".join(
+                f"{s} {r['images']} images / {r['patients']} patients / {r['files']} files"
+                for s, r in stats["splits"].items()
+            ),
+            "  per class: " + ", ".join(f"{name} {row['instances']}" for name, row in stats["classes"].items()),
+            f"  flagged: {report.annotations_without_segmentation} annotations without segmentation (mask null); "
+            f"{report.images_without_license} images without licence (license null); "
+            f"renamed categories {report.renamed_categories or 'none'}; "
+            f"modified upstream files {len(report.modified_files)}; "
+            f"annotation file {'upstream' if report.annotation_upstream else 'not upstream'} "
+            f"(sha256 {report.annotation_sha256[:12]}...)",
+        ]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        """Plain JSON values: `covid-seg build --json`."""
+        return {"out": str(self.out), "bytes": self.bytes, "stats": self.stats, "report": asdict(self.report)}

@@ -24,8 +24,13 @@ import numpy as np
 from PIL import Image, ImageChops
 
 from covid_chestxray_seg import UPSTREAM_CLASS_ALIASES
+from covid_chestxray_seg_tools.errors import CovidSegError
 
 STRUCTURE_FILE = "structure.csv"
+
+
+class CropsError(CovidSegError, ValueError):
+    """A crop disagrees with its row of structure.csv."""
 
 
 def structure_rows(data_dir: Path) -> list[dict]:
@@ -52,7 +57,7 @@ def image_masks(data_dir: Path) -> Iterator[tuple[str, tuple[int, int], dict[str
     """Per image (sorted by file name): its (height, width) and each class it has rows for,
     as a full-size bool mask merged from the class's crops, or None when an annotation of
     the class has no crop. One image at a time: all masks of the data take gigabytes.
-    Raises ValueError when a crop's size disagrees with its row."""
+    Raises CropsError when a crop's size disagrees with its row."""
     by_image: dict[str, list[dict]] = {}
     for row in structure_rows(data_dir):
         by_image.setdefault(row["Filename"], []).append(row)
@@ -69,7 +74,7 @@ def image_masks(data_dir: Path) -> Iterator[tuple[str, tuple[int, int], dict[str
                 continue
             crop = read_crop(data_dir, row)
             if crop.shape != (int(row["Height"]), int(row["Width"])):
-                raise ValueError(
+                raise CropsError(
                     f"{row['Mask']}: crop is {crop.shape[1]}x{crop.shape[0]}, "
                     f"{STRUCTURE_FILE} says {row['Width']}x{row['Height']}"
                 )

@@ -29,7 +29,7 @@ Conventions (the card's baseline table says the same in short):
   same input gives the same numbers.
 
 Predictions come as a folder (`DIR/<split>/<image_id>/<mask column>.png`, what
-`scripts/export.py --format folder` writes) or as Parquet / a `save_to_disk` folder with
+`covid-seg export --format folder` writes) or as Parquet / a `save_to_disk` folder with
 `image_id` and the mask columns.
 """
 
@@ -48,7 +48,13 @@ from PIL import Image
 from scipy.spatial import cKDTree
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import export
+from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.source import load_rows
+
+
+class EvaluateError(CovidSegError, ValueError):
+    """Predictions that cannot be scored: the message names the file or cell and the problem."""
+
 
 METRICS = ("dice", "iou", "hd95", "assd")
 DISTANCE_METRICS = ("hd95", "assd")
@@ -83,9 +89,9 @@ def surface_distances(*, prediction: np.ndarray, truth: np.ndarray) -> tuple[np.
     reverse), Euclidean, in pixels. Both masks must be non-empty."""
     prediction, truth = np.asarray(prediction, dtype=bool), np.asarray(truth, dtype=bool)
     if prediction.shape != truth.shape:
-        raise ValueError(f"prediction {prediction.shape} and truth {truth.shape} differ in size")
+        raise EvaluateError(f"prediction {prediction.shape} and truth {truth.shape} differ in size")
     if not prediction.any() or not truth.any():
-        raise ValueError("surface distances need two non-empty masks")
+        raise EvaluateError("surface distances need two non-empty masks")
     prediction, truth = _crop_to_union(prediction, truth)
     points_prediction = np.argwhere(recipe.mask_outline(prediction))
     points_truth = np.argwhere(recipe.mask_outline(truth))
@@ -105,7 +111,7 @@ def pair_scores(*, prediction: np.ndarray | None, truth: np.ndarray) -> dict[str
     else:
         prediction = np.asarray(prediction, dtype=bool)
         if prediction.shape != truth.shape:
-            raise ValueError(f"prediction {prediction.shape} and truth {truth.shape} differ in size")
+            raise EvaluateError(f"prediction {prediction.shape} and truth {truth.shape} differ in size")
         prediction_pixels = int(np.count_nonzero(prediction))
     if prediction_pixels == 0 and truth_pixels == 0:
         return None
@@ -136,7 +142,7 @@ def bootstrap_interval(
     with replacement: each resample draws as many groups as there are and averages all their
     values. Seeded: the same input (in the same order) gives the same interval."""
     if len(values) != len(groups) or len(values) == 0:
-        raise ValueError(
+        raise EvaluateError(
             "bootstrap needs one group per value and at least one value "
             f"(got {len(values)} values, {len(groups)} groups)"
         )
@@ -188,7 +194,7 @@ def score(
                 scores[name] = {"skipped": "null_truth"}
                 continue
             if truth_mask.shape != (height, width):
-                raise ValueError(
+                raise EvaluateError(
                     f"split {split}: image {image_id}: {column} is {truth_mask.shape[1]}x{truth_mask.shape[0]}, "
                     f"the image {width}x{height}"
                 )
@@ -206,7 +212,7 @@ def score(
             scores[name] = result
         images.append({"image_id": image_id, "patient_id": patient, "classes": scores})
     if not images:
-        raise ValueError(f"split {split} has no images to score")
+        raise EvaluateError(f"split {split} has no images to score")
 
     classes = {}
     for name in recipe.CLASSES:
@@ -284,17 +290,6 @@ def write_json(result: dict, *, path: Path) -> None:
 # --- reading the ground truth ------------------------------------------------------------
 
 
-def load_rows(*, source: str, split: str, columns: Sequence[str] = TRUTH_COLUMNS) -> list[dict]:
-    """The rows of `split` of `source` (a build folder, a Hub repo id, anything `load_dataset`
-    reads) with only `columns`, masks undecoded ({"bytes": PNG, "path": None} or None)."""
-    loaded = export.load_splits(source=source, splits=[split], required=(*export.BUILD_COLUMNS, *columns))[split]
-    loaded = loaded.select_columns(list(columns))
-    for column in columns:
-        if column in recipe.MASK_COLUMNS:
-            loaded = loaded.cast_column(column, datasets.Image(decode=False))
-    return loaded.to_list()
-
-
 def image_sizes(rows: Iterable[dict]) -> dict[int, tuple[int, int]]:
     """image id -> (width, height)."""
     return {int(row["image_id"]): (int(row["width"]), int(row["height"])) for row in rows}
@@ -324,19 +319,19 @@ def read_mask(data: bytes | Path, *, name: str, width: int, height: int) -> np.n
     return array != 0
 
 
-def _unreadable(name: str, error: BaseException) -> ValueError:
-    return ValueError(f"{name}: not a readable image ({type(error).__name__}: {error})")
+def _unreadable(name: str, error: BaseException) -> EvaluateError:
+    return EvaluateError(f"{name}: not a readable image ({type(error).__name__}: {error})")
 
 
-def _wrong_size(name: str, size: tuple[int, int], *, width: int, height: int) -> ValueError:
-    return ValueError(
+def _wrong_size(name: str, size: tuple[int, int], *, width: int, height: int) -> EvaluateError:
+    return EvaluateError(
         f"{name}: {size[0]}x{size[1]} pixels, but the image is {width}x{height} (width x height); "
         "a prediction must have the image's full size"
     )
 
 
-def _unknown_class(name: str, stem: str) -> ValueError:
-    return ValueError(
+def _unknown_class(name: str, stem: str) -> EvaluateError:
+    return EvaluateError(
         f"{name}: {stem!r} is no mask column of this dataset; expected one of {', '.join(recipe.MASK_COLUMNS)}"
     )
 
@@ -353,11 +348,11 @@ class FolderPredictions:
         known = {str(image_id) for image_id in sizes}
         extra = sorted(set(folders) - known)
         if extra:
-            raise ValueError(f"{self.root / extra[0]}: {extra[0]!r} is not an image id of split {split}")
+            raise EvaluateError(f"{self.root / extra[0]}: {extra[0]!r} is not an image id of split {split}")
         for image_id, (width, height) in sizes.items():
             folder = self.root / str(image_id)
             if str(image_id) not in folders:
-                raise ValueError(
+                raise EvaluateError(
                     f"{folder}: no such folder: image {image_id} of split {split} has no predictions "
                     "(an image predicted empty needs an empty folder)"
                 )
@@ -395,7 +390,9 @@ class TablePredictions:
     def __init__(self, *, table: pa.Table, name: str, split: str, sizes: Mapping[int, tuple[int, int]]):
         self.name = name
         if "image_id" not in table.column_names:
-            raise ValueError(f"{name}: no image_id column; predictions in Parquet need image_id and the mask columns")
+            raise EvaluateError(
+                f"{name}: no image_id column; predictions in Parquet need image_id and the mask columns"
+            )
         unknown = [
             column for column in table.column_names if column.startswith("mask_") and column not in recipe.MASK_COLUMNS
         ]
@@ -406,21 +403,23 @@ class TablePredictions:
         for row in table.select(["image_id", *self.columns]).to_pylist():
             image_id = row["image_id"]
             if image_id not in sizes:
-                raise ValueError(f"{name}: image_id {image_id!r} is not an image id of split {split}")
+                raise EvaluateError(f"{name}: image_id {image_id!r} is not an image id of split {split}")
             if image_id in self.rows:
-                raise ValueError(f"{name}: image_id {image_id} appears twice")
+                raise EvaluateError(f"{name}: image_id {image_id} appears twice")
             for column in self.columns:
                 cell = row[column]
                 if isinstance(cell, dict) and cell.get("bytes") is None and cell.get("path") is not None:
                     # A null cell is an empty prediction; a path alone is not one, and would score 0 silently.
-                    raise ValueError(
+                    raise EvaluateError(
                         f"{name}: image {image_id}: {column} holds only a path ({cell['path']!r}), no image bytes; "
                         "write the predictions with the PNG bytes in each cell"
                     )
             self.rows[image_id] = row
         missing = sorted(set(sizes) - set(self.rows))
         if missing:
-            raise ValueError(f"{name}: no row for image {missing[0]} of split {split} ({len(missing)} images missing)")
+            raise EvaluateError(
+                f"{name}: no row for image {missing[0]} of split {split} ({len(missing)} images missing)"
+            )
 
     def __call__(self, image_id: int, width: int, height: int) -> dict[str, np.ndarray]:
         masks = {}
@@ -448,15 +447,15 @@ def load_predictions(*, path: Path, split: str, sizes: Mapping[int, tuple[int, i
     folder export layout, Parquet files, or a `datasets.save_to_disk` folder."""
     root = Path(path)
     if not root.is_dir():
-        raise ValueError(f"{root}: no such folder (--predictions)")
+        raise EvaluateError(f"{root}: no such folder (--predictions)")
     if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
         try:
             loaded = datasets.load_from_disk(str(root))
         except (FileNotFoundError, ValueError, KeyError) as error:
-            raise ValueError(f"{root}: not a readable datasets folder ({type(error).__name__}: {error})") from None
+            raise EvaluateError(f"{root}: not a readable datasets folder ({type(error).__name__}: {error})") from None
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
-                raise ValueError(f"{root}: has splits {', '.join(loaded)}, not {split}")
+                raise EvaluateError(f"{root}: has splits {', '.join(loaded)}, not {split}")
             loaded = loaded[split]
         columns = [column for column in loaded.column_names if column == "image_id" or column.startswith("mask_")]
         table = loaded.select_columns(columns).with_format("arrow")[:]
@@ -470,16 +469,16 @@ def load_predictions(*, path: Path, split: str, sizes: Mapping[int, tuple[int, i
                 columns = [column for column in schema.names if column == "image_id" or column.startswith("mask_")]
                 tables.append(pq.read_table(file, columns=columns))
             except (OSError, pa.ArrowException) as error:
-                raise ValueError(f"{file}: not a readable Parquet file ({type(error).__name__}: {error})") from None
+                raise EvaluateError(f"{file}: not a readable Parquet file ({type(error).__name__}: {error})") from None
         try:
             table = pa.concat_tables(tables, promote_options="default")
         except pa.ArrowException as error:
-            raise ValueError(f"{root}: the Parquet files of split {split} differ in schema ({error})") from None
+            raise EvaluateError(f"{root}: the Parquet files of split {split} differ in schema ({error})") from None
         name = str(files[0]) if len(files) == 1 else f"{root} ({len(files)} Parquet files of split {split})"
         return TablePredictions(table=table, name=name, split=split, sizes=sizes)
     if (root / split).is_dir():
         return FolderPredictions(root=root, split=split, sizes=sizes)
-    raise ValueError(
+    raise EvaluateError(
         f"{root}: no predictions for split {split}: expected {root / split}/<image_id>/<mask column>.png, "
         f"Parquet files named {split}-*.parquet, or a datasets.save_to_disk folder"
     )
@@ -487,6 +486,6 @@ def load_predictions(*, path: Path, split: str, sizes: Mapping[int, tuple[int, i
 
 def evaluate(*, source: str, split: str, predictions: Path, samples: int = BOOTSTRAP_SAMPLES, seed: int = SEED) -> dict:
     """Score the predictions in folder `predictions` against `split` of `source`."""
-    rows = load_rows(source=source, split=split)
+    rows = load_rows(source=source, split=split, columns=TRUTH_COLUMNS)
     predicted = load_predictions(path=predictions, split=split, sizes=image_sizes(rows))
     return score(truth=rows, predictions=predicted, split=split, samples=samples, seed=seed)

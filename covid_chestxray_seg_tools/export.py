@@ -32,31 +32,20 @@ from PIL import Image
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import staging
+from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.source import load_splits
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("coco", "folder")
+
+
+class ExportError(CovidSegError, ValueError):
+    """Options that do not go together, or a row that cannot be written as a file."""
+
+
 # Columns a COCO document is made of; skipping the image and the 14 masks reads a small part of the bytes.
 COCO_COLUMNS = ("image_id", "file_name", "width", "height", "objects", "license", "url")
-
-# Columns that make a dataset a build of this one; load_splits checks them.
-BUILD_COLUMNS = ("image_id", "file_name", "objects", *recipe.MASK_COLUMNS)
-
-
-def load_splits(
-    *, source: str, splits: Sequence[str] | None = None, required: Sequence[str] = BUILD_COLUMNS
-) -> dict[str, datasets.Dataset]:
-    """The requested splits of `source`, checked to be this dataset and to have the `required` columns."""
-    loaded = datasets.load_dataset(source)
-    wanted = list(loaded) if splits is None else list(dict.fromkeys(splits))
-    unknown = [name for name in wanted if name not in loaded]
-    if unknown:
-        raise ValueError(f"--split {', '.join(unknown)}: {source} has splits {', '.join(loaded)}")
-    for name in wanted:
-        missing = [column for column in dict.fromkeys(required) if column not in loaded[name].column_names]
-        if missing:
-            raise ValueError(f"{source}: split {name} lacks {', '.join(missing)}: not a covid-chestxray-seg build")
-    return {name: loaded[name] for name in wanted}
 
 
 def categories() -> list[dict]:
@@ -149,7 +138,7 @@ def write_coco_images(rows: Iterable[dict], *, out: Path, split: str) -> None:
         file_name = row["file_name"]
         if not file_name or Path(file_name).name != file_name or file_name in (".", ".."):
             # The names come from the data: one with a folder in it could write outside images/.
-            raise ValueError(
+            raise ExportError(
                 f"split {split}: image id {row['image_id']}: file_name {file_name!r} must be a plain file name"
             )
         (out / "images" / file_name).write_bytes(row["image"]["bytes"])
@@ -159,7 +148,11 @@ def export_folder(
     splits: dict[str, datasets.Dataset], *, out: Path, classes: Sequence[str] | None = None
 ) -> dict[str, int]:
     """OUT/<split>/<image_id>/image.png and one mask_<class>.png per class with a mask."""
-    columns = [recipe.mask_column(name) for name in recipe.class_names(classes, argument="--classes ")]
+    try:
+        names = recipe.class_names(classes, argument="--classes ")
+    except ValueError as error:
+        raise ExportError(str(error)) from None
+    columns = [recipe.mask_column(name) for name in names]
     counts = {"images": 0, "masks": 0, "masks without data upstream (no file)": 0}
     for name, split in splits.items():
         for row in split.select_columns(["image", "image_id", *columns]):
@@ -193,11 +186,11 @@ def export(
 ) -> dict[str, int]:
     """Export `splits` of `source` to `out` in `format`; returns what was written, counted."""
     if format not in FORMATS:
-        raise ValueError(f"format={format!r} is not one of {', '.join(FORMATS)}")
+        raise ExportError(f"format={format!r} is not one of {', '.join(FORMATS)}")
     if classes is not None and format != "folder":
-        raise ValueError("--classes applies to --format folder only (a COCO export writes every class)")
+        raise ExportError("--classes applies to --format folder only (a COCO export writes every class)")
     if upstream_form and format != "coco":
-        raise ValueError("--upstream-form applies to --format coco only")
+        raise ExportError("--upstream-form applies to --format coco only")
     loaded = load_splits(source=source, splits=splits)
     with staging.staged(out, replace=False) as folder:
         if format == "coco":

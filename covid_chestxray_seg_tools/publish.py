@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx2  # huggingface_hub's HTTP client: its transport errors mean "network down"
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import validate_repo_id
@@ -26,6 +24,7 @@ from huggingface_hub.utils import validate_repo_id
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.card.render import card_for_repo
+from covid_chestxray_seg_tools.errors import CovidSegError, describe
 
 REPO_TYPE = "dataset"
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
@@ -34,7 +33,7 @@ COMMIT_RETRY_WAIT = 2.0  # seconds, doubled after each failed attempt
 DEFAULT_COMMIT_MESSAGE = f"Publish covid-chestxray-seg (builder {recipe.BUILDER_VERSION})"
 
 
-class PublishError(ValueError):
+class PublishError(CovidSegError, ValueError):
     """A publish that cannot go ahead; the message says why and what to do."""
 
 
@@ -182,7 +181,7 @@ def local_files(*, folder: Path, repo_id: str) -> dict[str, LocalFile]:
     """The built folder's files by repo path, after checking it is a complete build of this builder;
     the card's code names `repo_id`, whatever repo it was built for."""
     if not folder.is_dir():
-        raise PublishError(f"{folder} does not exist: build it first with `python scripts/build.py --out {folder}`")
+        raise PublishError(f"{folder} does not exist: build it first with `covid-seg build --out {folder}`")
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
@@ -190,7 +189,7 @@ def local_files(*, folder: Path, repo_id: str) -> dict[str, LocalFile]:
             raise PublishError(
                 f"{folder} holds {relative}: "
                 "a loading script would make datasets >= 4 and the Hub viewer refuse the repo; "
-                "publish only what scripts/build.py writes"
+                "publish only what covid-seg build writes"
             )
         data = path.read_bytes()
         if relative == layout.CARD_FILENAME:
@@ -202,7 +201,7 @@ def local_files(*, folder: Path, repo_id: str) -> dict[str, LocalFile]:
     if missing or not any(name.startswith("data/") and name.endswith(".parquet") for name in files):
         raise PublishError(
             f"{folder} is not a built folder (missing {', '.join(missing) or 'data/**.parquet'}): "
-            f"run `python scripts/build.py --out {folder}`"
+            f"run `covid-seg build --out {folder}`"
         )
     infos_path = files[layout.INFOS_FILENAME].path
     try:
@@ -210,13 +209,13 @@ def local_files(*, folder: Path, repo_id: str) -> dict[str, LocalFile]:
         built = infos[layout.CONFIG_NAME]["version"]["version_str"]
     except (ValueError, KeyError, TypeError) as error:
         raise PublishError(
-            f"{infos_path}: not a dataset_infos.json written by scripts/build.py ({type(error).__name__}: {error}); "
-            f"rebuild with `python scripts/build.py --out {folder}`"
+            f"{infos_path}: not a dataset_infos.json written by covid-seg build ({type(error).__name__}: {error}); "
+            f"rebuild with `covid-seg build --out {folder}`"
         ) from None
     if built != recipe.BUILDER_VERSION:
         raise PublishError(
             f"{folder} was built by builder version {built}, this checkout is {recipe.BUILDER_VERSION}: "
-            f"rebuild with `python scripts/build.py --out {folder}`"
+            f"rebuild with `covid-seg build --out {folder}`"
         )
     return files
 
@@ -230,7 +229,7 @@ def check_card(*, folder: Path) -> None:
     except ValueError as error:
         raise PublishError(
             f"{folder / layout.CARD_FILENAME}: the Hub refuses the card's metadata ({error}); nothing was uploaded. "
-            "The card's YAML comes from scripts/build.py: fix it there and rebuild"
+            "The card's YAML comes from covid-seg build: fix it there and rebuild"
         ) from None
 
 
@@ -398,25 +397,6 @@ def verify_load(*, repo_id: str, revision: str, token: str | None, folder: Path)
         + ", ".join(f"{name} {count} rows" for name, count in rows.items())
         + "; streaming reads the same first rows"
     )
-
-
-def describe(error: BaseException) -> str:
-    if isinstance(error, httpx2.TransportError):
-        return f"cannot reach the Hub ({type(error).__name__}: {error}); check the network or HF_ENDPOINT"
-    if isinstance(error, HfHubHTTPError):
-        status = error.response.status_code if error.response is not None else "?"
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if status == 401:
-            return f"the Hub refused the token (HTTP 401): {first_line}"
-        return f"HTTP {status}: {first_line}"
-    return str(error)
-
-
-def scrub(text: str, token: str | None) -> str:
-    """Never print the token, whatever a library put in a message."""
-    if token:
-        text = text.replace(token, "***")
-    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
 
 
 def _size(count: int) -> str:

@@ -28,7 +28,7 @@ import multiprocess.pool
 
 from covid_chestxray_seg import BuildError
 from covid_chestxray_seg_tools import processes
-from covid_chestxray_seg_tools.errors import exception_chain
+from covid_chestxray_seg_tools.errors import CovidSegError, exception_chain
 
 # OS errors that only writing causes: whatever file they name (or none, as pyarrow's), the
 # output's disk or folder refuses the output.
@@ -41,8 +41,16 @@ REMOTE_TRACEBACKS = (multiprocess.pool.RemoteTraceback, multiprocessing.pool.Rem
 REMOTE_ERRNO = re.compile(r"^[\w.]*(?:Error|Exception): \[Errno (\d+)\]", re.MULTILINE)
 
 
-class OutputError(OSError):
+class OutputError(CovidSegError, OSError):
     """The output folder cannot be written; the message names it, the cause and what was kept."""
+
+
+class BusyError(CovidSegError):
+    """Another run holds the output folder's lock."""
+
+
+class ExistsError(CovidSegError, ValueError):
+    """An export's output folder exists already (an export never overwrites)."""
 
 
 def lock_path(out: Path) -> Path:
@@ -58,8 +66,8 @@ def exclusive(out: Path, *, what: str = "build") -> Iterator[None]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BuildError(
-                out, "output folder", f"another {what} is writing it (it holds {path.name}); wait for it to finish"
+            raise BusyError(
+                f"{out}: output folder: another {what} is writing it (it holds {path.name}); wait for it to finish"
             ) from None
         try:
             yield
@@ -95,7 +103,7 @@ def staged(out: Path, *, replace: bool) -> Iterator[Path]:
         with exclusive(out, what=what), processes.bound_children():
             # Checked under the lock: an export that finished meanwhile is seen.
             if not replace and out.exists():
-                raise ValueError(f"{out}: already exists; choose a new --out (an export never overwrites)")
+                raise ExistsError(f"{out}: already exists; choose a new --out (an export never overwrites)")
             # Under the lock, hidden folders left by a killed run are nobody's.
             remove_leftovers(out)
             staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -121,7 +129,7 @@ def write_failure(error: BaseException, *, out: Path) -> OSError | None:
     """The OS error behind `error` (or behind what it wraps) that means `out` cannot be
     written, or None: bad input and errors about other files are not the output's."""
     for link in exception_chain(error):
-        if isinstance(link, (BuildError, OutputError)):
+        if isinstance(link, (BuildError, CovidSegError)):
             return None
         if isinstance(link, OSError):
             ours = link.filename is not None and _is_output_path(Path(os.fsdecode(link.filename)), out=out)

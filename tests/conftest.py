@@ -13,31 +13,34 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ("covid_chestxray_seg_tools.testing.pytest_plugin",)
+pytest_plugins = ("tests.hub.plugin",)
 
 
 @pytest.fixture(scope="session")
 def fixture_build(tmp_path_factory) -> Path:
     """The Hub-ready folder built from the small real fixture (metadata.csv is cut down, so not upstream)."""
-    from scripts import build
+    from covid_chestxray_seg_tools.cli import main as covid_seg
     from tests.helpers import FIXTURE_ARGS
 
     out = tmp_path_factory.mktemp("fixture-build") / "out"
-    assert build.main([*FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--num-proc", "2"]) == 0
+    assert covid_seg(["build", *FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--num-proc", "2"]) == 0
     return out
 
 
 @pytest.fixture(scope="session")
 def real_build(tmp_path_factory) -> Path:
     """The Hub-ready folder built from the full upstream data (present in CI)."""
-    from scripts import build
+    from covid_chestxray_seg_tools.cli import main as covid_seg
     from tests.helpers import SHARED_ARGS, SHARED_DIR
 
     if not SHARED_DIR.is_dir():
         pytest.skip(f"the full data is not at {SHARED_DIR}")
 
     out = tmp_path_factory.mktemp("real-build") / "out"
-    assert build.main([*SHARED_ARGS, "--out", str(out), "--quiet", "--num-proc", "2", "--validate", "--baseline"]) == 0
+    assert (
+        covid_seg(["build", *SHARED_ARGS, "--out", str(out), "--quiet", "--num-proc", "2", "--validate", "--baseline"])
+        == 0
+    )
     return out
 
 
@@ -55,9 +58,9 @@ def data_copy(tmp_path) -> Path:
 def big_data(tmp_path_factory) -> Path:
     """The fixture four times over (12 images, new ids and patients): every split has several
     records, so the build runs them in a pool of worker processes (--num-proc 2)."""
-    from covid_chestxray_seg_tools import benchmark
+    from benchmarks import data
     from tests.helpers import FIXTURE_DIR
 
     target = tmp_path_factory.mktemp("fixture-x4") / "data"
-    benchmark.replicate(FIXTURE_DIR, target, 4)
+    data.replicate(FIXTURE_DIR, target, 4)
     return target

@@ -21,7 +21,7 @@ SHARED_SEVERITY = (
     REPO.parent / "shared" / "data" / "ieee8023-covid-chestxray-dataset" / "annotations" / "covid-severity-scores.csv"
 )
 FIXTURE_SEVERITY = REPO / "tests" / "fixtures" / "severity" / "covid-severity-scores.csv"
-# scripts/build.py's source options for each.
+# `covid-seg build`'s source options for each.
 FIXTURE_ARGS = ("--data-dir", str(FIXTURE_DIR), "--severity-file", str(FIXTURE_SEVERITY))
 SHARED_ARGS = ("--data-dir", str(SHARED_DIR), "--severity-file", str(SHARED_SEVERITY))
 
@@ -82,7 +82,7 @@ def names(folder: Path) -> list[str]:
 
 
 def big_args(data: Path) -> list[str]:
-    """scripts/build.py's options for a multiplied fixture (`big_data`), built by 2 worker processes."""
+    """`covid-seg build` options for a multiplied fixture (`big_data`), built by 2 worker processes."""
     args = list(FIXTURE_ARGS)
     args[args.index("--data-dir") + 1] = str(data)
     return [*args, "--allow-modified", "--quiet", "--num-proc", "2"]

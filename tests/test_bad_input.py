@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import covid_chestxray_seg as recipe
-from scripts import build
+from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, parquet_rows
 
 RESULTS = Path("annotation") / "results.json"
@@ -197,8 +197,9 @@ def test_bad_input_stops_the_build_with_one_clear_message(case, data_copy, tmp_p
     damage, message = CASES[case]
     damage(data_copy)
     out = tmp_path / "out"
-    code = build.main(
+    code = covid_seg(
         [
+            "build",
             "--data-dir",
             str(data_copy),
             "--severity-file",
@@ -241,8 +242,9 @@ def test_the_builder_raises_the_same_error(case, data_copy, tmp_path):
 
 def test_data_that_differs_from_upstream_needs_allow_modified(data_copy, tmp_path, capsys):
     # The fixture's metadata.csv keeps 3 rows, so it is not upstream's file.
-    code = build.main(
+    code = covid_seg(
         [
+            "build",
             "--data-dir",
             str(data_copy),
             "--severity-file",
@@ -278,8 +280,9 @@ def test_a_changed_image_is_caught_by_the_manifest(data_copy, tmp_path):
 
 
 def test_data_dir_that_is_not_a_folder(tmp_path, capsys):
-    code = build.main(
+    code = covid_seg(
         [
+            "build",
             "--data-dir",
             str(tmp_path / "nowhere"),
             "--severity-file",
@@ -333,8 +336,9 @@ def test_a_malformed_severity_file_stops_the_build_with_one_message(tmp_path, ca
     severity = tmp_path / "covid-severity-scores.csv"
     severity.write_text(text)
     out = tmp_path / "out"
-    code = build.main(
+    code = covid_seg(
         [
+            "build",
             "--data-dir",
             str(FIXTURE_DIR),
             "--severity-file",
@@ -353,8 +357,9 @@ def test_a_malformed_severity_file_stops_the_build_with_one_message(tmp_path, ca
 
 def test_a_missing_severity_file_is_named(tmp_path, capsys):
     missing = tmp_path / "nowhere.csv"
-    code = build.main(
+    code = covid_seg(
         [
+            "build",
             "--data-dir",
             str(FIXTURE_DIR),
             "--severity-file",

@@ -1,19 +1,21 @@
-"""scripts/benchmark.py: a smoke run on the fixture (no timing asserted) and its baselines' correctness."""
+"""covid-seg benchmark: a smoke run on the fixture (no timing asserted) and its baselines' correctness."""
 
 from __future__ import annotations
 
 import json
 
-from covid_chestxray_seg_tools import benchmark, layout
-from scripts import benchmark as benchmark_cli
+from benchmarks import data, tasks
+from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY
 
 
 def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert (
-        benchmark_cli.main(
+        covid_seg(
             [
+                "benchmark",
                 "--data-dir",
                 str(FIXTURE_DIR),
                 "--severity-file",
@@ -48,7 +50,7 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
 
 def test_replicate_makes_new_ids_names_and_patients(tmp_path):
     target = tmp_path / "x3"
-    benchmark.replicate(FIXTURE_DIR, target, 3)
+    data.replicate(FIXTURE_DIR, target, 3)
     coco = json.loads((target / "annotation" / "results.json").read_text())
     original = json.loads((FIXTURE_DIR / "annotation" / "results.json").read_text())
     assert len(coco["images"]) == 3 * len(original["images"]) == 9
@@ -61,9 +63,9 @@ def test_replicate_makes_new_ids_names_and_patients(tmp_path):
 
 def test_the_naive_build_detects_a_different_mask(tmp_path):
     ours, naive = tmp_path / "ours", tmp_path / "naive"
-    benchmark.task_build_ours(str(FIXTURE_DIR), str(ours), str(FIXTURE_SEVERITY), True)
-    benchmark.task_build_naive(str(FIXTURE_DIR), str(naive), str(FIXTURE_SEVERITY))
-    assert benchmark.same_masks(ours, naive)
+    tasks.task_build_ours(str(FIXTURE_DIR), str(ours), str(FIXTURE_SEVERITY), True)
+    tasks.task_build_naive(str(FIXTURE_DIR), str(naive), str(FIXTURE_SEVERITY))
+    assert tasks.same_masks(ours, naive)
     # Damage one mask of ours: the comparison must notice.
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -77,4 +79,4 @@ def test_the_naive_build_detects_a_different_mask(tmp_path):
     mask[0, 0] = not mask[0, 0]
     rows[0]["mask_left_lung"] = {"bytes": recipe.encode_mask_png(mask), "path": None}
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
-    assert not benchmark.same_masks(ours, naive)
+    assert not tasks.same_masks(ours, naive)

@@ -1,4 +1,4 @@
-"""scripts/build.py: the Hub-ready folder, its card and infos, determinism, the CLI."""
+"""covid-seg build: the Hub-ready folder, its card and infos, determinism, the CLI."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 from huggingface_hub import DatasetCard
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout, parquet, viewer
 from covid_chestxray_seg_tools.card.stats import compute_stats
-from scripts import build
+from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import FIXTURE_ARGS, REPO
 
 
@@ -40,7 +39,7 @@ def test_layout_and_shard_names(fixture_build):
 
 def test_train_has_at_least_four_shards_when_rows_allow(tmp_path):
     out = tmp_path / "out"
-    assert build.main([*FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--shards", "4"]) == 0
+    assert covid_seg(["build", *FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--shards", "4"]) == 0
     # A split never gets more files than rows (none for a part without rows): empty Parquet
     # files would confuse streaming workers.
     assert [len(parquet_files(out, s)) for s in recipe.SPLITS] == [1, 1, 1]
@@ -111,7 +110,9 @@ def test_card_tables_are_computed_from_the_parquet_files(fixture_build):
 
 def test_two_builds_are_byte_identical_whatever_the_process_count(tmp_path, fixture_build):
     other = tmp_path / "again"
-    assert build.main([*FIXTURE_ARGS, "--out", str(other), "--allow-modified", "--quiet", "--num-proc", "1"]) == 0
+    assert (
+        covid_seg(["build", *FIXTURE_ARGS, "--out", str(other), "--allow-modified", "--quiet", "--num-proc", "1"]) == 0
+    )
     first = {p.relative_to(fixture_build): p.read_bytes() for p in fixture_build.rglob("*") if p.is_file()}
     second = {p.relative_to(other): p.read_bytes() for p in other.rglob("*") if p.is_file()}
     assert first.keys() == second.keys()
@@ -134,16 +135,14 @@ def test_rebuild_replaces_the_output_folder(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.parquet").write_bytes(b"old")
-    assert build.main([*FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet"]) == 0
+    assert covid_seg(["build", *FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet"]) == 0
     assert not (out / "stale.parquet").exists()
     assert (out / "README.md").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
 
 
 def test_help_lists_options_and_examples(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        build.main(["--help"])
-    assert exit_info.value.code == 0
+    assert covid_seg(["build", "--help"]) == 0
     text = capsys.readouterr().out
     for option in (
         "--data-dir",
@@ -155,18 +154,16 @@ def test_help_lists_options_and_examples(capsys):
         "--sync-repo",
     ):
         assert option in text
-    assert "examples:" in text and "python scripts/build.py --data-dir" in text
+    assert "examples:" in text and "covid-seg build --data-dir" in text
 
 
 def test_bad_option_values_are_refused(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        build.main([*FIXTURE_ARGS, "--shards", "0"])
-    assert exit_info.value.code == 2
-    assert "--shards must be at least 1, got 0" in capsys.readouterr().err
+    assert covid_seg(["build", *FIXTURE_ARGS, "--shards", "0"]) == 2
+    assert "argument --shards: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_summary_names_counts_and_flags(tmp_path, capsys):
-    assert build.main([*FIXTURE_ARGS, "--out", str(tmp_path / "o"), "--allow-modified", "--quiet"]) == 0
+    assert covid_seg(["build", *FIXTURE_ARGS, "--out", str(tmp_path / "o"), "--allow-modified", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "images 3, patients 3, annotations 20" in out
     assert "1 annotations without segmentation" in out
@@ -180,8 +177,17 @@ def test_template_without_a_generated_block_is_refused(tmp_path, capsys):
         "# card\n<!-- BEGIN GENERATED: summary -->\n<!-- END GENERATED: summary -->\n"
         "<!-- BEGIN GENERATED: preview -->\n<!-- END GENERATED: preview -->\n"
     )
-    code = build.main(
-        [*FIXTURE_ARGS, "--out", str(tmp_path / "o"), "--allow-modified", "--quiet", "--template", str(template)]
+    code = covid_seg(
+        [
+            "build",
+            *FIXTURE_ARGS,
+            "--out",
+            str(tmp_path / "o"),
+            "--allow-modified",
+            "--quiet",
+            "--template",
+            str(template),
+        ]
     )
     assert code == 1
     assert re.search(
@@ -192,12 +198,19 @@ def test_template_without_a_generated_block_is_refused(tmp_path, capsys):
 
 
 def test_ci_runs_the_readme_commands():
-    """The README promises two commands for a fresh machine (set up, test), then the
-    datasets 3.x check; CI must run exactly those, in that order."""
+    """The README promises two commands for a fresh machine (set up with the download, test),
+    the same set-up offline, then the datasets 3.x check; CI runs the offline set-up, the
+    tests and the check, in that order."""
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Two commands")[1].split("\n## ")[0]
     commands = re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
-    assert len(commands) == 3 and commands[1] == ".venv/bin/python -m pytest" and "compat/datasets3" in commands[2]
+    assert len(commands) == 4, commands
+    online, tests, offline, compat = commands
+    assert tests == ".venv/bin/python -m pytest" and "compat/datasets3" in compat
+    # The offline set-up is the online one with local copies of both sources.
+    local = re.sub(r" --(data-dir|severity-file) \S+", "", offline)
+    assert local == online and "--data-dir ../shared/data/" in offline and "--severity-file ../shared/data/" in offline
     ci = (REPO / ".ci" / "run").read_text().splitlines()
-    assert all(command in ci for command in commands), [c for c in commands if c not in ci]
-    assert [ci.index(command) for command in commands] == sorted(ci.index(command) for command in commands)
+    ran = [offline, tests, compat]
+    assert all(command in ci for command in ran), [c for c in ran if c not in ci]
+    assert [ci.index(command) for command in ran] == sorted(ci.index(command) for command in ran)

@@ -19,7 +19,7 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools import validate as quality
 from covid_chestxray_seg_tools.card import preview as card_preview
-from scripts import build, validate
+from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import FIXTURE_ARGS, FIXTURE_DIR, SHARED_DIR, parquet_rows
 
 
@@ -148,7 +148,7 @@ def test_provenance_has_no_timestamp_and_names_the_sources(fixture_build):
 
 
 def test_validate_on_the_fixture_is_exact(capsys):
-    assert validate.main(["--data-dir", str(FIXTURE_DIR)]) == 0
+    assert covid_seg(["validate", "--data-dir", str(FIXTURE_DIR)]) == 0
     out = capsys.readouterr().out
     assert "19 of 20 annotations compared with upstream's mask crops: 19 identical pixel for pixel" in out
     assert "annotations without segmentation: 487" in out
@@ -157,8 +157,9 @@ def test_validate_on_the_fixture_is_exact(capsys):
 def test_validate_reports_polygon_losses_per_class(tmp_path):
     report_path = tmp_path / "report.json"
     assert (
-        validate.main(
+        covid_seg(
             [
+                "validate",
                 "--data-dir",
                 str(FIXTURE_DIR),
                 "--annotation-file",
@@ -182,7 +183,7 @@ def test_validate_fails_on_hard_errors(tmp_path, capsys):
     crop.write_bytes(b"broken")
     lines = (data / "metadata.csv").read_text().splitlines(keepends=True)
     (data / "metadata.csv").write_text("".join(line for line in lines if "ARDSSevere.png" not in line))
-    assert validate.main(["--data-dir", str(data)]) == 1
+    assert covid_seg(["validate", "--data-dir", str(data)]) == 1
     out = capsys.readouterr().out
     assert re.search(rf"error: .*structure\.csv: line \d+: crop 'masks/{crop.name}' cannot be read", out)
     assert "error: 1 images missing from metadata.csv" in out
@@ -205,7 +206,7 @@ def test_validate_notices_a_changed_mask(tmp_path, capsys):
 
 def test_build_with_validate_puts_the_summary_in_the_card(tmp_path):
     out = tmp_path / "out"
-    assert build.main([*FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--validate"]) == 0
+    assert covid_seg(["build", *FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--validate"]) == 0
     assert (
         "19 of 20 annotations compared with upstream's mask crops: 19 identical pixel for pixel"
         in (out / "README.md").read_text()

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from covid_chestxray_seg_tools import layout
-from scripts import publish
+from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import require_torch
 
 REPO_ID = "acme-lab/cxr-seg"
@@ -31,7 +31,7 @@ def _resized(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def test_published_card_code_names_the_repo_and_runs_top_to_bottom(hub, token, real_build):
     torch = require_torch()
     # Built for the default id, published to another: the card must follow the publish.
-    assert publish.main(["--repo-id", REPO_ID, "--folder", str(real_build), "--no-verify"]) == 0
+    assert covid_seg(["publish", "--repo-id", REPO_ID, "--source", str(real_build), "--no-verify"]) == 0
     card = hub.state.files(REPO_ID)[layout.CARD_FILENAME].decode("utf-8")
     assert "__REPO_ID__" not in card
     calls = re.findall(r"load_dataset\(\s*\"([^\"]+)\"", card)

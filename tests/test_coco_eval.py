@@ -12,7 +12,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from scripts import export
+from covid_chestxray_seg_tools.cli import main as covid_seg
 
 SPLITS = ("train", "validation", "test")
 
@@ -20,7 +20,7 @@ SPLITS = ("train", "validation", "test")
 @pytest.fixture(scope="module")
 def coco_export(real_build, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("coco-eval") / "coco"
-    assert export.main(["--source", str(real_build), "--format", "coco", "--out", str(out)]) == 0
+    assert covid_seg(["export", "--source", str(real_build), "--format", "coco", "--out", str(out)]) == 0
     return out
 
 
@@ -55,8 +55,18 @@ def test_annotations_without_mask_are_left_out_and_counted(real_build, coco_expo
     assert counts == 602 - 14
     with caplog.at_level("INFO"):
         assert (
-            export.main(
-                ["--source", str(real_build), "--format", "coco", "--out", str(tmp_path / "coco"), "--split", "test"]
+            covid_seg(
+                [
+                    "export",
+                    "--source",
+                    str(real_build),
+                    "--format",
+                    "coco",
+                    "--out",
+                    str(tmp_path / "coco"),
+                    "--split",
+                    "test",
+                ]
             )
             == 0
         )

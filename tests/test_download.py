@@ -11,7 +11,7 @@ import datasets
 import pytest
 
 import covid_chestxray_seg as recipe
-from scripts import build
+from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, parquet_rows
 
 
@@ -59,8 +59,9 @@ def test_build_without_data_dir_downloads_the_archive_once(archive_server, tmp_p
     for name in ("first", "second"):
         out = tmp_path / name
         assert (
-            build.main(
+            covid_seg(
                 [
+                    "build",
                     "--data-url",
                     url,
                     "--severity-file",
@@ -93,8 +94,9 @@ def test_an_archive_without_one_top_folder_is_refused(archive_server, tmp_path, 
     with zipfile.ZipFile(served / "flat.zip", "w") as archive:
         archive.writestr("a/x.txt", "1")
         archive.writestr("b/y.txt", "2")
-    code = build.main(
+    code = covid_seg(
         [
+            "build",
             "--data-url",
             url.replace("archive.zip", "flat.zip"),
             "--severity-file",
@@ -110,8 +112,8 @@ def test_an_archive_without_one_top_folder_is_refused(archive_server, tmp_path, 
 
 
 def build_from(url: str, out, *extra: str) -> int:
-    return build.main(
-        ["--data-url", url, "--severity-file", str(FIXTURE_SEVERITY), "--out", str(out), "--quiet", *extra]
+    return covid_seg(
+        ["build", "--data-url", url, "--severity-file", str(FIXTURE_SEVERITY), "--out", str(out), "--quiet", *extra]
     )
 
 
@@ -157,8 +159,9 @@ def test_without_severity_file_the_build_downloads_it_once(archive_server, tmp_p
     severity_url = url.replace("archive.zip", "covid-severity-scores.csv")
     for name in ("first", "second"):
         out = tmp_path / name
-        code = build.main(
+        code = covid_seg(
             [
+                "build",
                 "--data-dir",
                 str(FIXTURE_DIR),
                 "--severity-url",
@@ -183,8 +186,9 @@ def test_a_severity_download_that_fails_is_one_clear_message(archive_server, tmp
     url, _, faults, _ = archive_server
     faults.append(404)
     severity_url = url.replace("archive.zip", "covid-severity-scores.csv")
-    code = build.main(
+    code = covid_seg(
         [
+            "build",
             "--data-dir",
             str(FIXTURE_DIR),
             "--severity-url",

@@ -1,4 +1,4 @@
-"""scripts/evaluate.py and the atlas baseline: metrics by hand, the ground truth scoring itself,
+"""covid-seg evaluate and the atlas baseline: metrics by hand, the ground truth scoring itself,
 a shifted mask, the skip rules, the patient bootstrap, bad predictions, the atlas."""
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from scipy import ndimage
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import baseline, evaluate
-from scripts import evaluate as evaluate_script
-from scripts import export as export_script
+from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import parquet_rows
 
 SPLIT = "test"
@@ -121,7 +120,7 @@ def truth_folder(real_build, tmp_path_factory) -> Path:
     """The folder export of the real build's test split: the ground truth as predictions."""
     out = tmp_path_factory.mktemp("evaluate") / "truth"
     assert (
-        export_script.main(["--source", str(real_build), "--format", "folder", "--out", str(out), "--split", SPLIT])
+        covid_seg(["export", "--source", str(real_build), "--format", "folder", "--out", str(out), "--split", SPLIT])
         == 0
     )
     return out
@@ -140,7 +139,7 @@ def expected_counts(build: Path) -> dict[str, int]:
 def test_the_ground_truth_scores_dice_1(real_build, truth_folder, tmp_path, capsys):
     report = tmp_path / "scores.json"
     args = ["--source", str(real_build), "--split", SPLIT, "--predictions", str(truth_folder), "--json", str(report)]
-    assert evaluate_script.main(args) == 0
+    assert covid_seg(["evaluate", *args]) == 0
     table = capsys.readouterr().out
     result = json.loads(report.read_text())
     assert table == evaluate.format_markdown(result)
@@ -235,7 +234,7 @@ def fixture_truth(fixture_build, tmp_path_factory) -> Path:
     """The folder export of the fixture's test split (one image, 83)."""
     out = tmp_path_factory.mktemp("evaluate-fixture") / "truth"
     assert (
-        export_script.main(["--source", str(fixture_build), "--format", "folder", "--out", str(out), "--split", SPLIT])
+        covid_seg(["export", "--source", str(fixture_build), "--format", "folder", "--out", str(out), "--split", SPLIT])
         == 0
     )
     return out
@@ -349,7 +348,7 @@ def test_bad_predictions_stop_with_one_message_naming_the_file(
     damage(predictions)
     report = tmp_path / "scores.json"
     args = ["--source", str(fixture_build), "--split", SPLIT, "--predictions", str(predictions), "--json", str(report)]
-    assert evaluate_script.main(args) == 1
+    assert covid_seg(["evaluate", *args]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and re.search(message, err), err
     assert not report.exists()
@@ -357,21 +356,19 @@ def test_bad_predictions_stop_with_one_message_naming_the_file(
 
 def test_bad_sources_and_options(fixture_build, fixture_truth, tmp_path, capsys):
     assert (
-        evaluate_script.main(["--source", str(fixture_build), "--split", "dev", "--predictions", str(fixture_truth)])
+        covid_seg(["evaluate", "--source", str(fixture_build), "--split", "dev", "--predictions", str(fixture_truth)])
         == 1
     )
     assert re.search(r"--split dev: .* has splits train, validation, test", capsys.readouterr().err)
-    assert evaluate_script.main(["--source", str(fixture_build), "--predictions", str(tmp_path / "none")]) == 1
+    assert covid_seg(["evaluate", "--source", str(fixture_build), "--predictions", str(tmp_path / "none")]) == 1
     assert "none: no such folder (--predictions)" in capsys.readouterr().err
     for options in (
-        ["--baseline", "atlas"],
+        [],  # --predictions is required
         ["--predictions", str(fixture_truth), "--out", "x"],
-        ["--baseline", "atlas", "--out", "x", "--json", "y"],
+        ["--predictions", str(fixture_truth), "--samples", "0"],
     ):
-        with pytest.raises(SystemExit) as exit_info:
-            evaluate_script.main(["--source", str(fixture_build), *options])
-        assert exit_info.value.code == 2
-    assert "--baseline needs --out DIR" in capsys.readouterr().err
+        assert covid_seg(["evaluate", "--source", str(fixture_build), *options]) == 2
+    assert "--samples: must be at least 1, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"bootstrap needs one group per value"):
         evaluate.bootstrap_interval(values=[1.0], groups=[])
 
@@ -425,14 +422,24 @@ def test_the_atlas_on_the_real_test_split(real_build):
 def test_the_atlas_scores_the_same_in_memory_and_from_its_files(fixture_build, tmp_path, capsys):
     result = baseline.score_atlas(fixture_build)
     out = tmp_path / "atlas"
-    assert evaluate_script.main(["--baseline", "atlas", "--source", str(fixture_build), "--out", str(out)]) == 0
+    assert covid_seg(["baseline", "atlas", "--source", str(fixture_build), "--out", str(out)]) == 0
     assert f"wrote {out}: images 1, masks 14" in capsys.readouterr().out
     for folder in (out / SPLIT).iterdir():
         assert sorted(p.name for p in folder.iterdir()) == sorted(f"{c}.png" for c in recipe.MASK_COLUMNS)
     report = tmp_path / "atlas.json"
     assert (
-        evaluate_script.main(
-            ["--source", str(fixture_build), "--split", SPLIT, "--predictions", str(out), "--json", str(report)]
+        covid_seg(
+            [
+                "evaluate",
+                "--source",
+                str(fixture_build),
+                "--split",
+                SPLIT,
+                "--predictions",
+                str(out),
+                "--json",
+                str(report),
+            ]
         )
         == 0
     )
@@ -444,13 +451,13 @@ def test_the_atlas_scores_the_same_in_memory_and_from_its_files(fixture_build, t
 
 def test_the_atlas_reads_only_the_sizes_of_the_split_it_predicts(fixture_build, tmp_path, monkeypatch):
     calls = []
-    load_rows = evaluate.load_rows
+    load_rows = baseline.load_rows
 
-    def spy(*, source, split, columns=evaluate.TRUTH_COLUMNS):
+    def spy(*, source, split, columns):
         calls.append((split, tuple(columns)))
         return load_rows(source=source, split=split, columns=columns)
 
-    monkeypatch.setattr(evaluate, "load_rows", spy)
+    monkeypatch.setattr(baseline, "load_rows", spy)
     _, counts = baseline.atlas_predictions(source=str(fixture_build), out=tmp_path / "atlas", split=SPLIT)
     assert calls == [("train", recipe.MASK_COLUMNS), (SPLIT, ("image_id", "width", "height"))]
     assert counts == {"images": 1, "masks": 14, "empty masks": counts["empty masks"]}
@@ -459,10 +466,13 @@ def test_the_atlas_reads_only_the_sizes_of_the_split_it_predicts(fixture_build, 
 
 
 def test_help_has_both_modes_and_examples(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        evaluate_script.main(["--help"])
-    assert exit_info.value.code == 0
+    assert covid_seg(["evaluate", "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("--source", "--split", "--predictions", "--json", "--baseline", "--out", "--seed", "--samples"):
+    for option in ("--source", "--split", "--predictions", "--json", "--quiet", "--seed", "--samples"):
         assert option in text
-    assert "python scripts/evaluate.py --baseline atlas --source build --split test --out preds-atlas" in text
+    assert "covid-seg evaluate --source build --split test --predictions preds --json scores.json" in text
+    assert covid_seg(["baseline", "atlas", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--source", "--split", "--out", "--json", "--quiet"):
+        assert option in text
+    assert "covid-seg baseline atlas --source build --split test --out preds-atlas" in text

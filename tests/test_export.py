@@ -1,4 +1,4 @@
-"""scripts/export.py: COCO JSON that gives back upstream's annotations, and plain image/mask files."""
+"""covid-seg export: COCO JSON that gives back upstream's annotations, and plain image/mask files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.export import write_coco_images
-from scripts import export
 from tests.helpers import FIXTURE_DIR, SHARED_DIR
 
 SPLITS = ("train", "validation", "test")
@@ -59,7 +59,10 @@ def assert_round_trip(upstream_file: Path, out: Path) -> int:
 
 def test_coco_export_of_the_full_data_gives_back_upstreams_annotations(real_build, tmp_path, capsys):
     out = tmp_path / "coco"
-    assert export.main(["--source", str(real_build), "--format", "coco", "--upstream-form", "--out", str(out)]) == 0
+    assert (
+        covid_seg(["export", "--source", str(real_build), "--format", "coco", "--upstream-form", "--out", str(out)])
+        == 0
+    )
     assert "images 100, annotations 602" in capsys.readouterr().out
     assert assert_round_trip(SHARED_DIR / "annotation" / "results.json", out) == 602
     upstream_images = {p.name: p.read_bytes() for p in (SHARED_DIR / "images").iterdir()}
@@ -69,15 +72,26 @@ def test_coco_export_of_the_full_data_gives_back_upstreams_annotations(real_buil
 
 def test_coco_export_summary_counts(fixture_build, tmp_path, capsys):
     coco = json.loads((FIXTURE_DIR / "annotation" / "results.json").read_text())
-    assert export.main(["--source", str(fixture_build), "--format", "coco", "--out", str(tmp_path / "coco")]) == 0
+    assert (
+        covid_seg(["export", "--source", str(fixture_build), "--format", "coco", "--out", str(tmp_path / "coco")]) == 0
+    )
     # By default the fixture's probe annotation without a mask is left out (COCOeval cannot read it).
     assert (
         f"images 3, annotations {len(coco['annotations']) - 1}, annotations without mask upstream (left out) 1\n"
         in capsys.readouterr().out
     )
     assert (
-        export.main(
-            ["--source", str(fixture_build), "--format", "coco", "--upstream-form", "--out", str(tmp_path / "upstream")]
+        covid_seg(
+            [
+                "export",
+                "--source",
+                str(fixture_build),
+                "--format",
+                "coco",
+                "--upstream-form",
+                "--out",
+                str(tmp_path / "upstream"),
+            ]
         )
         == 0
     )
@@ -86,7 +100,10 @@ def test_coco_export_summary_counts(fixture_build, tmp_path, capsys):
 
 def test_coco_export_reads_in_pycocotools_as_the_stored_masks(fixture_build, tmp_path):
     out = tmp_path / "coco"
-    assert export.main(["--source", str(fixture_build), "--format", "coco", "--upstream-form", "--out", str(out)]) == 0
+    assert (
+        covid_seg(["export", "--source", str(fixture_build), "--format", "coco", "--upstream-form", "--out", str(out)])
+        == 0
+    )
     assert_round_trip(FIXTURE_DIR / "annotation" / "results.json", out)
     loaded = datasets.load_dataset(str(fixture_build))
     for split in SPLITS:
@@ -110,7 +127,7 @@ def test_coco_export_reads_in_pycocotools_as_the_stored_masks(fixture_build, tmp
 
 def test_folder_export_writes_image_and_one_png_per_class_mask(fixture_build, tmp_path, capsys):
     out = tmp_path / "files"
-    assert export.main(["--source", str(fixture_build), "--format", "folder", "--out", str(out)]) == 0
+    assert covid_seg(["export", "--source", str(fixture_build), "--format", "folder", "--out", str(out)]) == 0
     loaded = datasets.load_dataset(str(fixture_build))
     nulls = 0
     for split in SPLITS:
@@ -147,7 +164,7 @@ def test_folder_export_of_chosen_classes_and_split(fixture_build, tmp_path):
         "Left Lung",
         "Right Lung",
     ]
-    assert export.main(args) == 0
+    assert covid_seg(["export", *args]) == 0
     assert [p.name for p in out.iterdir()] == ["test"]
     (row_folder,) = (out / "test").iterdir()
     assert sorted(p.name for p in row_folder.iterdir()) == ["image.png", "mask_left_lung.png", "mask_right_lung.png"]
@@ -164,7 +181,7 @@ def test_folder_export_of_chosen_classes_and_split(fixture_build, tmp_path):
 )
 def test_bad_options_are_one_clear_error_and_no_output(fixture_build, tmp_path, capsys, options, message):
     out = tmp_path / "out"
-    assert export.main(["--source", str(fixture_build), "--out", str(out), *options]) == 1
+    assert covid_seg(["export", "--source", str(fixture_build), "--out", str(out), *options]) == 1
     assert re.search(message, capsys.readouterr().err)
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
 
@@ -173,7 +190,7 @@ def test_an_existing_out_is_never_overwritten(fixture_build, tmp_path, capsys):
     out = tmp_path / "taken"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert export.main(["--source", str(fixture_build), "--format", "coco", "--out", str(out)]) == 1
+    assert covid_seg(["export", "--source", str(fixture_build), "--format", "coco", "--out", str(out)]) == 1
     assert "taken: already exists; choose a new --out" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
@@ -182,7 +199,7 @@ def test_a_source_that_is_not_this_dataset_is_refused(tmp_path, capsys):
     other = tmp_path / "other"
     other.mkdir()
     (other / "train.csv").write_text("a,b\n1,2\n")
-    assert export.main(["--source", str(other), "--format", "coco", "--out", str(tmp_path / "out")]) == 1
+    assert covid_seg(["export", "--source", str(other), "--format", "coco", "--out", str(tmp_path / "out")]) == 1
     assert re.search(
         r"other: split train lacks image_id, file_name, objects, mask_left_lung.*: not a covid-chestxray-seg build",
         capsys.readouterr().err,
@@ -191,7 +208,10 @@ def test_a_source_that_is_not_this_dataset_is_refused(tmp_path, capsys):
 
 
 def test_a_source_that_does_not_exist_is_one_clear_error(hub, tmp_path, capsys):
-    assert export.main(["--source", "org/no-such-dataset", "--format", "coco", "--out", str(tmp_path / "out")]) == 1
+    assert (
+        covid_seg(["export", "--source", "org/no-such-dataset", "--format", "coco", "--out", str(tmp_path / "out")])
+        == 1
+    )
     assert re.search(r"^error: .*org/no-such-dataset", capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
 
@@ -217,10 +237,8 @@ def test_a_file_name_with_a_folder_is_refused(tmp_path, capsys):
 
 
 def test_help_has_options_and_examples(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        export.main(["--help"])
-    assert exit_info.value.code == 0
+    assert covid_seg(["export", "--help"]) == 0
     text = capsys.readouterr().out
     for option in ("--source", "--format", "--out", "--split", "--classes", "--upstream-form"):
         assert option in text
-    assert "examples:" in text and "python scripts/export.py --source build --format coco --out exports/coco" in text
+    assert "examples:" in text and "covid-seg export --source build --format coco --out exports/coco" in text

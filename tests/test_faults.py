@@ -25,9 +25,11 @@ import multiprocess
 import pytest
 from datasets.exceptions import DatasetGenerationError
 
-from covid_chestxray_seg_tools import cli, processes, staging
+import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import processes, staging
+from covid_chestxray_seg_tools.cli import boundary
+from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.errors import exception_chain
-from scripts import build, export
 from tests.helpers import FIXTURE_ARGS, REPO, big_args, names, tree
 
 BUILD_OPTIONS = [*FIXTURE_ARGS, "--allow-modified", "--quiet", "--num-proc", "2"]
@@ -74,12 +76,12 @@ def error_lines(err: str) -> list[str]:
 def test_a_full_disk_is_one_message_and_keeps_the_previous_build(small_disk, capsys):
     disk = small_disk("16m")
     out = disk / "out"
-    assert build.main([*BUILD_OPTIONS, "--out", str(out)]) == 0
+    assert covid_seg(["build", *BUILD_OPTIONS, "--out", str(out)]) == 0
     previous = tree(out)
     fill(disk, leave=400_000)  # room to start the next build, not to finish it
     capsys.readouterr()
 
-    assert build.main([*BUILD_OPTIONS, "--out", str(out)]) == 1
+    assert covid_seg(["build", *BUILD_OPTIONS, "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert error_lines(err) == [
         f"error: {out}: cannot write the build: No space left on device; "
@@ -93,7 +95,7 @@ def test_a_full_disk_is_one_message_and_keeps_the_previous_build(small_disk, cap
 def test_a_full_disk_in_the_build_workers_is_the_same_message(small_disk, big_data, capsys):
     disk = small_disk("1m")  # the workers' first Arrow shards already do not fit
     out = disk / "out"
-    assert build.main([*big_args(big_data), "--out", str(out)]) == 1
+    assert covid_seg(["build", *big_args(big_data), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert error_lines(err) == [
         f"error: {out}: cannot write the build: No space left on device; no partial output is left"
@@ -105,14 +107,14 @@ def test_a_full_disk_in_the_build_workers_is_the_same_message(small_disk, big_da
 def test_a_read_only_folder_is_one_message_and_keeps_the_previous_build(small_disk, capsys):
     disk = small_disk("16m")
     out = disk / "out"
-    assert build.main([*BUILD_OPTIONS, "--out", str(out)]) == 0
+    assert covid_seg(["build", *BUILD_OPTIONS, "--out", str(out)]) == 0
     previous = tree(out)
     remount = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True, text=True)
     if remount.returncode != 0:
         pytest.skip(f"remounting read-only is not allowed here: {remount.stderr.strip()}")
     capsys.readouterr()
 
-    assert build.main([*BUILD_OPTIONS, "--out", str(out)]) == 1
+    assert covid_seg(["build", *BUILD_OPTIONS, "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert error_lines(err) == [
         f"error: {out}: cannot write the build: Read-only file system; "
@@ -163,7 +165,7 @@ def test_an_export_to_a_full_or_read_only_disk_is_one_message_and_leaves_nothing
         if remount.returncode != 0:
             pytest.skip(f"remounting read-only is not allowed here: {remount.stderr.strip()}")
     out = disk / "out"
-    assert export.main(["--source", str(fixture_build), "--format", "coco", "--out", str(out)]) == 1
+    assert covid_seg(["export", "--source", str(fixture_build), "--format", "coco", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert error_lines(err) == [f"error: {out}: cannot write the export: {cause}; no partial output is left"]
     assert "Traceback" not in err
@@ -263,12 +265,12 @@ def test_an_interruption_is_one_line_even_when_cleanup_raised_another_error(caps
         raise processes.Terminated(signal.SIGTERM)
 
     before = signal.getsignal(signal.SIGTERM)
-    assert cli.run(interrupted_pool) == 130
+    assert boundary.run(interrupted_pool) == 130
     assert (
         capsys.readouterr().err
         == "interrupted by SIGINT (Ctrl-C): stopped before finishing; no partial output is left\n"
     )
-    assert cli.run(terminated) == 143
+    assert boundary.run(terminated) == 143
     assert capsys.readouterr().err == "interrupted by SIGTERM: stopped before finishing; no partial output is left\n"
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the script's only while it works
 
@@ -348,10 +350,28 @@ def test_a_failed_second_rename_puts_the_previous_build_back(tmp_path, monkeypat
 
 def test_no_error_line_prints_a_hub_token_even_where_the_script_names_no_secret(capsys):
     def leaky():
-        raise ValueError("https://user:hf_abcdefghijklmnop@example.org/archive.zip: download failed")
+        raise recipe.BuildError("https://user:hf_abcdefghijklmnop@example.org/archive.zip", "download", "failed")
 
-    assert cli.run(leaky) == 1
-    assert capsys.readouterr().err == "error: https://user:hf_***@example.org/archive.zip: download failed\n"
+    assert boundary.run(leaky) == 1
+    assert capsys.readouterr().err == "error: https://user:hf_***@example.org/archive.zip: download: failed\n"
+
+
+def test_a_bug_keeps_its_traceback_and_debug_shows_every_traceback(monkeypatch, capsys):
+    def buggy():
+        raise ValueError("a bug in our own code")
+
+    # Not an error the package raises on purpose: it propagates (the interpreter prints its traceback).
+    with pytest.raises(ValueError, match="a bug in our own code"):
+        boundary.run(buggy)
+
+    def refused():
+        raise staging.BusyError("out: output folder: another build is writing it")
+
+    monkeypatch.setenv(boundary.DEBUG_VARIABLE, "1")
+    assert boundary.run(refused) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "in refused" in err
+    assert err.endswith("error: out: output folder: another build is writing it\n")
 
 
 def test_an_error_chain_that_loops_back_ends():

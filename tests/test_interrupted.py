@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from covid_chestxray_seg_tools import staging
-from scripts import build, export, publish
+from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import FIXTURE_ARGS, REPO, big_args, names, tree
 
 BUILD = [sys.executable, str(REPO / "scripts" / "build.py"), *FIXTURE_ARGS, "--allow-modified", "--quiet"]
@@ -143,7 +143,7 @@ def runs(tmp_path):
 @pytest.fixture(scope="module")
 def big_build(tmp_path_factory, big_data) -> Path:
     out = tmp_path_factory.mktemp("fixture-x4-build") / "out"
-    assert build.main([*big_args(big_data), "--out", str(out)]) == 0
+    assert covid_seg(["build", *big_args(big_data), "--out", str(out)]) == 0
     return out
 
 
@@ -168,7 +168,7 @@ def test_a_killed_build_ends_its_workers_and_the_next_build_is_identical(runs, b
     with staging.exclusive(out):  # nobody holds the lock any more
         pass
 
-    assert build.main([*big_args(big_data), "--out", str(out)]) == 0
+    assert covid_seg(["build", *big_args(big_data), "--out", str(out)]) == 0
     assert tree(out) == tree(big_build)
     assert names(work) == [".out.lock", "out"]  # the killed build's hidden folders are gone
 
@@ -213,7 +213,7 @@ def test_an_interrupted_build_stops_at_once_and_keeps_the_previous_build(
 @pytest.fixture(scope="module")
 def clean_export(tmp_path_factory, fixture_build) -> Path:
     out = tmp_path_factory.mktemp("clean-export") / "out"
-    assert export.main(["--source", str(fixture_build), "--format", "coco", "--out", str(out)]) == 0
+    assert covid_seg(["export", "--source", str(fixture_build), "--format", "coco", "--out", str(out)]) == 0
     return out
 
 
@@ -230,7 +230,7 @@ def test_a_killed_export_leaves_no_output_and_the_next_one_is_identical(runs, fi
     assert not out.exists()
     assert [name.split("-")[0] for name in names(work)] == [".out.lock", ".out.partial"]
 
-    assert export.main(["--source", str(fixture_build), "--format", "coco", "--out", str(out)]) == 0
+    assert covid_seg(["export", "--source", str(fixture_build), "--format", "coco", "--out", str(out)]) == 0
     assert tree(out) == tree(clean_export)
     assert names(work) == [".out.lock", "out"]
 
@@ -268,7 +268,7 @@ def test_a_publish_killed_mid_upload_commits_nothing_and_a_rerun_makes_one_commi
         release.wait(SECONDS * 3)
 
     hub.state.before("PUT", r"^/lfs-upload/", hold_upload)
-    run = runs("none", "publish.py", "--repo-id", REPO_ID, "--folder", str(fixture_build), "--no-verify")
+    run = runs("none", "publish.py", "--repo-id", REPO_ID, "--source", str(fixture_build), "--no-verify")
     try:
         assert uploading.wait(60), run.stderr()
         os.kill(run.process.pid, signal.SIGKILL)
@@ -279,7 +279,7 @@ def test_a_publish_killed_mid_upload_commits_nothing_and_a_rerun_makes_one_commi
     assert [c.parent for c in hub.state.commits(REPO_ID)] == [None]  # the repo exists, with its initial commit only
 
     # Verified: every remote file equals what publish sends (size and SHA-256), and the data loads back.
-    assert publish.main(["--repo-id", REPO_ID, "--folder", str(fixture_build)]) == 0
+    assert covid_seg(["publish", "--repo-id", REPO_ID, "--source", str(fixture_build)]) == 0
     assert len([c for c in hub.state.commits(REPO_ID) if c.parent is not None]) == 1
     local = [p.relative_to(fixture_build).as_posix() for p in fixture_build.rglob("*") if p.is_file()]
     assert sorted(hub.state.files(REPO_ID)) == sorted([".gitattributes", *local])
@@ -301,7 +301,7 @@ def test_concurrent_builds_into_one_folder_never_mix(tmp_path, fixture_build):
 def test_a_second_build_refuses_while_the_first_holds_the_lock(tmp_path, capsys):
     out = tmp_path / "out"
     with staging.exclusive(out.resolve()):
-        code = build.main([*FIXTURE_ARGS, "--allow-modified", "--quiet", "--out", str(out)])
+        code = covid_seg(["build", *FIXTURE_ARGS, "--allow-modified", "--quiet", "--out", str(out)])
     assert code == 1
     assert (
         "out: output folder: another build is writing it (it holds .out.lock); wait for it to finish"

@@ -1,4 +1,4 @@
-"""scripts/publish.py against the strict local Hub: one commit, idempotence, load and stream back, failures."""
+"""covid-seg publish against the strict local Hub: one commit, idempotence, load and stream back, failures."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from datasets.distributed import split_dataset_by_node
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import publish as publishing
 from covid_chestxray_seg_tools.card.render import card_for_repo
-from covid_chestxray_seg_tools.testing.hub_server import VALID_TOKEN
-from scripts import publish
+from covid_chestxray_seg_tools.cli import main as covid_seg
+from covid_chestxray_seg_tools.cli import publish as cli_publish
 from tests.helpers import parquet_rows
+from tests.hub.server import VALID_TOKEN
 
 REPO_ID = "org/covid-chestxray-seg"
 
@@ -26,7 +27,7 @@ def fast_retries(monkeypatch):
 
 
 def run(*args: str) -> int:
-    return publish.main(["--repo-id", REPO_ID, *args])
+    return covid_seg(["publish", "--repo-id", REPO_ID, *args])
 
 
 def posts(hub, path_regex: str = "") -> list:
@@ -47,7 +48,7 @@ def undecoded(dataset: datasets.Dataset) -> datasets.Dataset:
 
 
 def test_publish_commits_once_and_loads_back_identical(hub, token, fixture_build, capsys):
-    assert run("--folder", str(fixture_build)) == 0
+    assert run("--source", str(fixture_build)) == 0
     out = capsys.readouterr().out
     assert "plan for org/covid-chestxray-seg@main (new repo)" in out
     assert "loaded back: train 1 rows, validation 1 rows, test 1 rows" in out
@@ -81,10 +82,10 @@ def test_publish_commits_once_and_loads_back_identical(hub, token, fixture_build
 
 
 def test_republishing_unchanged_makes_no_commit(hub, token, fixture_build, capsys):
-    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert run("--source", str(fixture_build), "--no-verify") == 0
     commits = len(new_commits(hub))
     hub.state.log.clear()
-    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert run("--source", str(fixture_build), "--no-verify") == 0
     assert "nothing to commit: org/covid-chestxray-seg@main already holds these files" in capsys.readouterr().out
     assert len(new_commits(hub)) == commits == 1
     assert not posts(hub)
@@ -96,11 +97,11 @@ def test_republishing_a_change_is_one_commit_and_removes_stale_shards(hub, token
     stale = "data/licensed/train-00001-of-00002.parquet"
     shutil.copyfile(older / "data/licensed/train-00000-of-00001.parquet", older / stale)
     (older / "README.md").write_text((older / "README.md").read_text() + "\nolder build\n")
-    assert run("--folder", str(older), "--no-verify") == 0
+    assert run("--source", str(older), "--no-verify") == 0
     assert stale in hub.state.files(REPO_ID)
     hub.state.log.clear()
 
-    assert run("--folder", str(fixture_build)) == 0
+    assert run("--source", str(fixture_build)) == 0
     assert len(new_commits(hub)) == 2
     commit_posts = posts(hub, r"/commit/")
     assert len(commit_posts) == 1
@@ -116,19 +117,19 @@ def published_card(folder) -> bytes:
 
 
 def test_publishing_writes_the_repo_id_into_the_card(hub, token, fixture_build):
-    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert run("--source", str(fixture_build), "--no-verify") == 0
     card = hub.state.files(REPO_ID)["README.md"].decode("utf-8")
     calls = re.findall(r"load_dataset\(\s*\"([^\"]+)\"", card)
     assert calls and set(calls) == {REPO_ID}
     assert "ORG/covid-chestxray-seg" in (fixture_build / "README.md").read_text()  # built for the default id
     # Publishing the same folder again changes nothing: the rewritten card is what the repo holds.
     commits = len(new_commits(hub))
-    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert run("--source", str(fixture_build), "--no-verify") == 0
     assert len(new_commits(hub)) == commits
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(hub, token, fixture_build, capsys):
-    assert run("--folder", str(fixture_build), "--dry-run") == 0
+    assert run("--source", str(fixture_build), "--dry-run") == 0
     out = capsys.readouterr().out
     assert "+ data/licensed/train-00000-of-00001.parquet" in out
     assert "7 to upload" in out and "dry run: nothing was written" in out
@@ -137,7 +138,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(hub, token, fixture_build, c
 
 
 def test_create_pr_leaves_main_alone(hub, token, fixture_build, capsys):
-    assert run("--folder", str(fixture_build), "--create-pr", "--no-verify") == 0
+    assert run("--source", str(fixture_build), "--create-pr", "--no-verify") == 0
     repo = hub.state.repos[("dataset", REPO_ID)]
     assert "refs/pr/1" in repo.refs
     assert sorted(hub.state.files(REPO_ID)) == [".gitattributes"]
@@ -146,13 +147,13 @@ def test_create_pr_leaves_main_alone(hub, token, fixture_build, capsys):
 
 
 def test_revision_creates_the_branch(hub, token, fixture_build):
-    assert run("--folder", str(fixture_build), "--revision", "v1", "--no-verify") == 0
+    assert run("--source", str(fixture_build), "--revision", "v1", "--no-verify") == 0
     assert "README.md" in hub.state.files(REPO_ID, revision="v1")
     assert "README.md" not in hub.state.files(REPO_ID)
 
 
 def test_private_repo_needs_the_token_to_load(hub, token, fixture_build, monkeypatch):
-    assert run("--folder", str(fixture_build), "--private") == 0  # verification loads it with the token
+    assert run("--source", str(fixture_build), "--private") == 0  # verification loads it with the token
     assert hub.state.repos[("dataset", REPO_ID)].private
     monkeypatch.delenv("HF_TOKEN")
     assert not huggingface_hub.HfApi(token=False).repo_exists(REPO_ID, repo_type="dataset")
@@ -162,7 +163,7 @@ def test_private_repo_needs_the_token_to_load(hub, token, fixture_build, monkeyp
 @pytest.mark.parametrize("status", [500, 429])
 def test_a_transient_error_on_the_commit_is_retried_into_one_commit(hub, token, fixture_build, status, capsys):
     hub.state.fail("POST", r"/commit/main$", status, headers={"Retry-After": "0"})
-    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert run("--source", str(fixture_build), "--no-verify") == 0
     assert f"HTTP {status} from the Hub, retrying the commit" in capsys.readouterr().out
     assert len(new_commits(hub)) == 1
 
@@ -170,14 +171,14 @@ def test_a_transient_error_on_the_commit_is_retried_into_one_commit(hub, token, 
 def test_transient_errors_during_upload_are_retried(hub, token, fixture_build):
     hub.state.fail("POST", r"/info/lfs/objects/batch$", 429, headers={"Retry-After": "0"})
     hub.state.fail("PUT", r"^/lfs-upload/", 500)
-    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert run("--source", str(fixture_build), "--no-verify") == 0
     assert len(new_commits(hub)) == 1
     assert [r.status for r in hub.state.requests("POST", r"lfs/objects/batch")][:2] == [429, 200]
 
 
 def test_a_commit_that_keeps_failing_commits_nothing(hub, token, fixture_build, capsys):
     hub.state.fail("POST", r"/commit/main$", 500, times=publishing.COMMIT_ATTEMPTS)
-    assert run("--folder", str(fixture_build), "--no-verify") == 1
+    assert run("--source", str(fixture_build), "--no-verify") == 1
     err = capsys.readouterr().err
     assert re.search(
         r"the Hub refused the commit to org/covid-chestxray-seg@main \(HTTP 500\) after 4 attempt\(s\); "
@@ -192,7 +193,7 @@ def test_a_stale_parent_commits_nothing(hub, token, fixture_build, capsys):
     hub.state.create_repo(REPO_ID)
     # Someone else commits between our plan and our commit.
     hub.state.before("POST", r"/commit/main$", lambda state: state.commit_directly(REPO_ID, {"notes.txt": b"theirs"}))
-    assert run("--folder", str(fixture_build), "--no-verify") == 1
+    assert run("--source", str(fixture_build), "--no-verify") == 1
     assert re.search(
         r"org/covid-chestxray-seg@main changed while publishing .* nothing was committed: run the command again",
         capsys.readouterr().err,
@@ -203,7 +204,7 @@ def test_a_stale_parent_commits_nothing(hub, token, fixture_build, capsys):
 
 def test_a_dropped_connection_during_the_lfs_upload_is_retried(hub, token, fixture_build):
     hub.state.fail("PUT", r"^/lfs-upload/", 0)
-    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert run("--source", str(fixture_build), "--no-verify") == 0
     assert len(new_commits(hub)) == 1
     assert sorted(hub.state.files(REPO_ID)) == sorted(
         [".gitattributes"] + [p.relative_to(fixture_build).as_posix() for p in fixture_build.rglob("*") if p.is_file()]
@@ -212,11 +213,11 @@ def test_a_dropped_connection_during_the_lfs_upload_is_retried(hub, token, fixtu
 
 def test_garbage_from_the_server_is_a_clear_error_and_commits_nothing(hub, token, fixture_build, capsys):
     hub.state.fail("POST", r"/preupload/main$", 200, body=b"<html>not json</html>")
-    assert run("--folder", str(fixture_build), "--no-verify") == 1
+    assert run("--source", str(fixture_build), "--no-verify") == 1
     err = capsys.readouterr().err
     assert "error: unexpected answer from the Hub (JSONDecodeError" in err and "Traceback" not in err
     assert new_commits(hub) == []
-    assert run("--folder", str(fixture_build), "--no-verify") == 0  # rerunning completes
+    assert run("--source", str(fixture_build), "--no-verify") == 0  # rerunning completes
     assert len(new_commits(hub)) == 1
 
 
@@ -226,20 +227,20 @@ def test_a_commit_rejected_after_the_uploads_keeps_the_repo_and_a_rerun_complete
     older = tmp_path / "older"
     shutil.copytree(fixture_build, older)
     (older / "README.md").write_text((older / "README.md").read_text() + "\nolder\n")
-    assert run("--folder", str(older), "--no-verify") == 0
+    assert run("--source", str(older), "--no-verify") == 0
     before = hub.state.files(REPO_ID)
     hub.state.fail("POST", r"/commit/main$", 422, body=b'{"error": "rejected"}')
-    assert run("--folder", str(fixture_build), "--no-verify") == 1
+    assert run("--source", str(fixture_build), "--no-verify") == 1
     assert "HTTP 422" in capsys.readouterr().err
     assert hub.state.files(REPO_ID) == before  # the previous state, untouched
-    assert run("--folder", str(fixture_build), "--no-verify") == 0
+    assert run("--source", str(fixture_build), "--no-verify") == 0
     assert hub.state.files(REPO_ID)["README.md"] == published_card(fixture_build)
 
 
 def test_missing_token_is_a_clear_error(hub, fixture_build, capsys, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(publish, "get_token", lambda: None)
-    assert run("--folder", str(fixture_build)) == 1
+    monkeypatch.setattr(cli_publish, "get_token", lambda: None)
+    assert run("--source", str(fixture_build)) == 1
     assert "error: no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token" in capsys.readouterr().err
     assert hub.state.log == []
 
@@ -247,7 +248,7 @@ def test_missing_token_is_a_clear_error(hub, fixture_build, capsys, monkeypatch)
 def test_a_wrong_token_is_refused_and_never_printed(hub, fixture_build, capsys):
     hub.state.create_repo(REPO_ID)
     wrong = "hf_wrongwrongwrong123456"
-    assert run("--folder", str(fixture_build), "--token", wrong) == 1
+    assert run("--source", str(fixture_build), "--token", wrong) == 1
     captured = capsys.readouterr()
     assert "HTTP 401" in captured.err
     assert wrong not in captured.err + captured.out
@@ -263,14 +264,14 @@ def test_a_wrong_token_is_refused_and_never_printed(hub, fixture_build, capsys):
     ],
 )
 def test_malformed_repo_ids_are_refused(hub, token, fixture_build, capsys, repo_id, message):
-    assert publish.main(["--repo-id", repo_id, "--folder", str(fixture_build)]) == 1
+    assert covid_seg(["publish", "--repo-id", repo_id, "--source", str(fixture_build)]) == 1
     assert re.search(message, capsys.readouterr().err)
     assert hub.state.log == []
 
 
 def test_a_model_repo_of_that_name_is_refused(hub, token, fixture_build, capsys):
     hub.state.create_repo(REPO_ID, repo_type="model")
-    assert run("--folder", str(fixture_build)) == 1
+    assert run("--source", str(fixture_build)) == 1
     assert (
         "org/covid-chestxray-seg exists as a model repository, not a dataset; choose another --repo-id"
         in capsys.readouterr().err
@@ -279,7 +280,7 @@ def test_a_model_repo_of_that_name_is_refused(hub, token, fixture_build, capsys)
 
 
 def test_an_empty_commit_message_is_refused(hub, token, fixture_build, capsys):
-    assert run("--folder", str(fixture_build), "--commit-message", " ") == 1
+    assert run("--source", str(fixture_build), "--commit-message", " ") == 1
     assert "error: --commit-message must not be empty" in capsys.readouterr().err
     assert hub.state.log == []
 
@@ -288,7 +289,7 @@ def test_a_folder_with_a_python_file_is_refused(hub, token, fixture_build, tmp_p
     folder = tmp_path / "with-script"
     shutil.copytree(fixture_build, folder)
     (folder / "covid_chestxray_seg.py").write_text("# loading script\n")
-    assert run("--folder", str(folder)) == 1
+    assert run("--source", str(folder)) == 1
     assert re.search(
         r"holds covid_chestxray_seg\.py: a loading script would make datasets >= 4 and the Hub viewer refuse the repo",
         capsys.readouterr().err,
@@ -298,13 +299,13 @@ def test_a_folder_with_a_python_file_is_refused(hub, token, fixture_build, tmp_p
 
 def test_a_folder_that_is_not_built_is_refused(hub, token, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert run("--folder", str(tmp_path / "empty")) == 1
+    assert run("--source", str(tmp_path / "empty")) == 1
     assert re.search(
         r"empty is not a built folder \(missing README\.md, dataset_infos\.json, LICENSE\.md\): "
-        r"run `python scripts/build\.py",
+        r"run `covid-seg build --out",
         capsys.readouterr().err,
     )
-    assert run("--folder", str(tmp_path / "nowhere")) == 1
+    assert run("--source", str(tmp_path / "nowhere")) == 1
     assert re.search(r"nowhere does not exist: build it first", capsys.readouterr().err)
 
 
@@ -313,7 +314,7 @@ def test_a_folder_from_another_builder_version_is_refused(hub, token, fixture_bu
     shutil.copytree(fixture_build, folder)
     infos = folder / "dataset_infos.json"
     infos.write_text(infos.read_text().replace(f'"version_str": "{recipe.BUILDER_VERSION}"', '"version_str": "0.9.0"'))
-    assert run("--folder", str(folder)) == 1
+    assert run("--source", str(folder)) == 1
     assert f"was built by builder version 0.9.0, this checkout is {recipe.BUILDER_VERSION}" in capsys.readouterr().err
 
 
@@ -322,7 +323,7 @@ def test_a_card_the_hub_refuses_stops_before_any_upload(hub, token, fixture_buil
     shutil.copytree(fixture_build, folder)
     card = folder / "README.md"
     card.write_text(re.sub(r"(?m)^license_name: .*\n", "", card.read_text(), count=1))
-    assert run("--folder", str(folder)) == 1
+    assert run("--source", str(folder)) == 1
     assert re.search(
         r"README\.md: the Hub refuses the card's metadata "
         r"\(.*license_name: None must be set with license: other.*\); nothing was uploaded",
@@ -338,18 +339,16 @@ def test_network_down_is_a_clear_error(token, fixture_build, capsys, monkeypatch
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed_port}")
-    assert run("--folder", str(fixture_build)) == 1
+    assert run("--source", str(fixture_build)) == 1
     assert "cannot reach the Hub" in capsys.readouterr().err
 
 
 def test_help_has_options_and_examples(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        publish.main(["--help"])
-    assert exit_info.value.code == 0
+    assert covid_seg(["publish", "--help"]) == 0
     text = capsys.readouterr().out
     for option in (
         "--repo-id",
-        "--folder",
+        "--source",
         "--private",
         "--revision",
         "--create-pr",
@@ -359,14 +358,14 @@ def test_help_has_options_and_examples(capsys):
         "--no-verify",
     ):
         assert option in text
-    assert "examples:" in text and "python scripts/publish.py --repo-id ORG/covid-chestxray-seg --dry-run" in text
+    assert "examples:" in text and "covid-seg publish --repo-id ORG/covid-chestxray-seg --dry-run" in text
 
 
 def test_the_server_rejects_a_wrong_hash_and_an_unknown_repo(hub):
     import httpx2
 
     hub.state.create_repo(REPO_ID)
-    from covid_chestxray_seg_tools.testing.hub_server import signature
+    from tests.hub.server import signature
 
     oid = "0" * 64
     bad = httpx2.put(f"{hub.url}/lfs-upload/{oid}?size=12&signature={signature(oid, 12)}", content=b"not matching")
@@ -380,7 +379,7 @@ def test_the_server_rejects_a_wrong_hash_and_an_unknown_repo(hub):
 
 
 def test_full_data_publish_streams_in_four_shards_each_row_once(hub, token, real_build):
-    assert run("--folder", str(real_build)) == 0
+    assert run("--source", str(real_build)) == 0
     stream = datasets.load_dataset(REPO_ID, split="train", streaming=True)
     assert stream.num_shards >= 4
     ids = []

@@ -12,9 +12,9 @@ import pytest
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.baseline import score_atlas
+from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.crops import structure_rows
 from covid_chestxray_seg_tools.evaluate import format_markdown
-from scripts import build
 from tests.helpers import REPO, SHARED_ARGS, SHARED_DIR, crop_masks, parquet_rows
 
 
@@ -91,7 +91,10 @@ def test_committed_card_and_infos_match_a_fresh_build(real_build):
 def test_full_builds_are_byte_identical(real_build, tmp_path):
     again = tmp_path / "again"
     assert (
-        build.main([*SHARED_ARGS, "--out", str(again), "--quiet", "--num-proc", "1", "--validate", "--baseline"]) == 0
+        covid_seg(
+            ["build", *SHARED_ARGS, "--out", str(again), "--quiet", "--num-proc", "1", "--validate", "--baseline"]
+        )
+        == 0
     )
     files = sorted(p.relative_to(real_build) for p in real_build.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())

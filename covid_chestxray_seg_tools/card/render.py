@@ -19,6 +19,12 @@ from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.card.licence import licence_table
 from covid_chestxray_seg_tools.card.preview import PREVIEW_LICENCES
 from covid_chestxray_seg_tools.dialect import portable_yaml_features
+from covid_chestxray_seg_tools.errors import CovidSegError
+
+
+class CardError(CovidSegError, ValueError):
+    """A card template that cannot be rendered."""
+
 
 BEGIN, END = "<!-- BEGIN GENERATED: {} -->", "<!-- END GENERATED: {} -->"
 # Where the template's code names the dataset: the repo id it is built (or published) for.
@@ -186,13 +192,12 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         "legend": "\n".join(legend),
         "severity": severity_text,
         "viewer": viewer_text,
-        "baseline": extras.get("baseline")
-        or "Not computed for this build (`scripts/build.py --baseline` computes it).",
+        "baseline": extras.get("baseline") or "Not computed for this build (`covid-seg build --baseline` computes it).",
         "provenance": "\n".join(provenance),
         "quirks": "\n".join(quirks),
         "validation": validation.summary()
         if validation is not None
-        else "Not run for this build (`scripts/build.py --validate` or `scripts/validate.py` runs it).",
+        else "Not run for this build (`covid-seg build --validate` or `covid-seg validate` runs it).",
         "citation": f"```bibtex\n{recipe.CITATION.strip()}\n```",
     }
 
@@ -212,7 +217,7 @@ def render_card(
     try:
         text = template.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise recipe.BuildError(template, "card template", "file not found") from None
+        raise CardError(f"{template}: card template: file not found") from None
     body = DatasetCard(text).text if text.startswith("---") else text
     for name, content in generated_blocks(infos=infos, stats=stats, report=report, extras=extras or {}).items():
         body = fill_block(body, name, content, template=template)
@@ -235,5 +240,5 @@ def fill_block(body: str, name: str, content: str, *, template: Path) -> str:
     begin, end = BEGIN.format(name), END.format(name)
     head, found, rest = body.partition(begin)
     if not found or end not in rest:
-        raise recipe.BuildError(template, f"generated block {name!r}", f"template lacks {begin} ... {end}")
+        raise CardError(f"{template}: generated block {name!r}: template lacks {begin} ... {end}")
     return f"{head}{begin}\n{content}\n{end}{rest.partition(end)[2]}"

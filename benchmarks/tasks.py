@@ -1,0 +1,249 @@
+"""The benchmark's measured tasks, each run in a fresh interpreter by the orchestrator
+(`covid_chestxray_seg_tools.benchmark.measure`) as
+
+    python -m benchmarks.tasks TASK KWARGS_JSON
+
+from the repository's root. A task prints one `RESULT {json}` line: what it measured, its
+wall time and its peak RSS (its own and its worker processes').
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import covid_chestxray_seg as recipe
+from benchmarks import baselines, data
+from covid_chestxray_seg_tools import layout
+
+
+def task_build_ours(data_dir: str, out: str, severity_file: str, allow_modified: bool, validate: bool = False) -> dict:
+    """The library's build with the command line's defaults, in this process like the naive
+    build (imports done before the clock).
+
+    measure() sets ARROW_DEFAULT_MEMORY_POOL as scripts/build.py does when run as a command:
+    this process loaded pyarrow before the build could."""
+    import datasets
+
+    from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, build
+
+    datasets.disable_progress_bars()
+    build(
+        data_dir=Path(data_dir),
+        out=Path(out),
+        severity_file=Path(severity_file),
+        verify_upstream=not allow_modified,
+        num_proc=DEFAULT_NUM_PROC,
+        validate=validate,
+    )
+    return {}
+
+
+def task_build_naive(data_dir: str, out: str, severity_file: str) -> dict:
+    baselines.naive_build(data_dir, out, severity_file)
+    return {}
+
+
+def _built_splits(folder: str):
+    import datasets
+
+    return datasets.load_dataset(folder)
+
+
+def task_load_ours(folder: str, variant: str) -> dict:
+    loaded = _built_splits(folder)  # Arrow cache made before the clock starts, as after a first load
+    start = time.perf_counter()
+    rows = 0
+    for split in loaded.values():
+        if variant == "all":
+            for row in split:
+                np.asarray(row["image"])
+                for column in recipe.MASK_COLUMNS:
+                    if row[column] is not None:
+                        np.asarray(row[column])
+                rows += 1
+        elif variant == "two_masks":
+            for row in split.select_columns(["mask_left_lung", "mask_right_lung"]):
+                np.asarray(row["mask_left_lung"]), np.asarray(row["mask_right_lung"])
+                rows += 1
+        elif variant == "objects_rle":
+            from pycocotools import mask as mask_utils
+
+            for row in split.select_columns(["objects"]):
+                for obj in row["objects"]:
+                    if obj["segmentation"] is not None:
+                        seg = obj["segmentation"]
+                        mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()})
+                rows += 1
+        elif variant == "numpy_format":
+            for _ in split.with_format("numpy", columns=["image", *recipe.MASK_COLUMNS]):
+                rows += 1
+        elif variant == "batched_transform":
+
+            def to_arrays(batch):
+                return {
+                    column: [None if v is None else np.asarray(v) for v in batch[column]]
+                    for column in ("image", *recipe.MASK_COLUMNS)
+                }
+
+            for _ in split.with_transform(to_arrays).iter(batch_size=8):
+                rows += 8
+        else:
+            raise SystemExit(f"unknown variant {variant}")
+    return {"rows": rows, "seconds_inner": time.perf_counter() - start}
+
+
+def task_load_naive(data_dir: str) -> dict:
+    start = time.perf_counter()
+    rows = sum(1 for _ in baselines.upstream_rows(Path(data_dir)))
+    return {"rows": rows, "seconds_inner": time.perf_counter() - start}
+
+
+def task_stream(folder: str) -> dict:
+    """Publish to the local test Hub, then stream: bytes and time to the first row and a full pass."""
+    from tests.hub.server import VALID_TOKEN, HubServer
+
+    os.environ["HF_TOKEN"] = VALID_TOKEN
+
+    # measure() set HF_ENDPOINT to this port before the interpreter imported huggingface_hub.
+    server = HubServer(port=int(os.environ["HF_ENDPOINT"].rsplit(":", 1)[1])).start()
+    try:
+        import datasets
+
+        from covid_chestxray_seg_tools.publish import publish
+
+        publish(folder=Path(folder), repo_id="bench/covid", token=VALID_TOKEN, verify=False, say=lambda _: None)
+        split_bytes = sum(p.stat().st_size for p in layout.shard_paths(Path(folder), "train"))
+
+        def sent() -> int:
+            # Parquet bytes only: the card and dataset_infos.json are read once per load, not per row.
+            return sum(r.sent for r in server.state.log if "/resolve/" in r.path and r.path.endswith(".parquet"))
+
+        before = sent()
+        start = time.perf_counter()
+        stream = datasets.load_dataset("bench/covid", split="train", streaming=True)
+        first = next(iter(stream))
+        first_seconds = time.perf_counter() - start
+        first_bytes = sent() - before
+        assert first["image_id"] is not None
+        before = sent()
+        start = time.perf_counter()
+        rows = sum(1 for _ in datasets.load_dataset("bench/covid", split="train", streaming=True))
+        return {
+            "first_row_seconds": first_seconds,
+            "first_row_bytes": first_bytes,
+            "split_bytes": split_bytes,
+            "full_pass_seconds": time.perf_counter() - start,
+            "full_pass_bytes": sent() - before,
+            "rows": rows,
+        }
+    finally:
+        server.stop()
+
+
+def raw_rows(folder: Path, columns: list[str]) -> dict[int, dict]:
+    """image_id -> the stored (still encoded) columns, from every Parquet file under folder
+    (ours in the Hub layout, the naive build's single file)."""
+    import pyarrow.parquet as pq
+
+    return {
+        row["image_id"]: row
+        for path in sorted(folder.rglob("*.parquet"))
+        for row in pq.read_table(path, columns=["image_id", *columns]).to_pylist()
+    }
+
+
+def same_masks(ours: Path, naive: Path) -> bool:
+    # Decoded one at a time: all masks of a build decoded at once take gigabytes.
+    a, b = raw_rows(ours, list(recipe.MASK_COLUMNS)), raw_rows(naive, list(recipe.MASK_COLUMNS))
+    if a.keys() != b.keys():
+        return False
+    for image_id in a:
+        for column in recipe.MASK_COLUMNS:
+            x, y = recipe.decode_mask(a[image_id][column]), recipe.decode_mask(b[image_id][column])
+            if (x is None) != (y is None) or (x is not None and not np.array_equal(x, y)):
+                return False
+    return True
+
+
+def same_arrays_as_upstream_loader(folder: Path, data_dir: Path) -> bool:
+    rows = {row["file_name"]: row for row in raw_rows(folder, ["file_name", "image", *recipe.MASK_COLUMNS]).values()}
+    for file_name, image, masks in baselines.upstream_rows(data_dir):
+        row = rows[file_name]
+        if not np.array_equal(np.asarray(Image.open(io.BytesIO(row["image"]["bytes"]))), image):
+            return False
+        for name, column in zip(recipe.CLASSES, recipe.MASK_COLUMNS):
+            ours = recipe.decode_mask(row[column])
+            if (ours is None) != (masks[name] is None) or (ours is not None and not np.array_equal(ours, masks[name])):
+                return False
+    return True
+
+
+def task_compare_masks(ours: str, naive: str) -> dict:
+    return {"same": same_masks(Path(ours), Path(naive))}
+
+
+def task_compare_upstream(folder: str, data_dir: str) -> dict:
+    return {"same": same_arrays_as_upstream_loader(Path(folder), Path(data_dir))}
+
+
+def task_upstream_bytes(data_dir: str) -> dict:
+    return {"bytes": data.upstream_bytes(Path(data_dir))}
+
+
+def task_replicate(data_dir: str, target: str, copies: int) -> dict:
+    data.replicate(Path(data_dir), Path(target), copies)
+    return {}
+
+
+TASKS = {
+    "build_ours": task_build_ours,
+    "build_naive": task_build_naive,
+    "load_ours": task_load_ours,
+    "load_naive": task_load_naive,
+    "stream": task_stream,
+    "compare_masks": task_compare_masks,
+    "compare_upstream": task_compare_upstream,
+    "upstream_bytes": task_upstream_bytes,
+    "replicate": task_replicate,
+}
+
+
+def _worker(task: str, kwargs_json: str) -> None:
+    start = time.perf_counter()
+    result = TASKS[task](**json.loads(kwargs_json))
+    result["seconds"] = time.perf_counter() - start
+    # VmHWM, not ru_maxrss: Linux carries a parent's RSS at fork into the child's ru_maxrss
+    # across exec, so a large benchmark process would inflate every measurement.
+    own = _vm_hwm_kib()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the build's worker processes
+    result["peak_rss_bytes"] = max(own, children) * 1024
+    result["own_peak_rss_bytes"], result["workers_peak_rss_bytes"] = own * 1024, children * 1024
+    print("RESULT " + json.dumps(result))
+
+
+def _vm_hwm_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in TASKS:
+        raise SystemExit(f"usage: python -m benchmarks.tasks {{{','.join(TASKS)}}} KWARGS_JSON")
+    _worker(argv[0], argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

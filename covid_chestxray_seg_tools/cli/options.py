@@ -1,0 +1,154 @@
+"""Options defined once and shared by every subcommand, so that each means the same everywhere.
+
+    --source   what is read: a built folder or a Hub dataset repo id
+    --out      what is written (a folder; never an existing one, except `build`, which replaces it)
+    --split    which split
+    --json     also write the result as JSON to FILE (`-`: JSON on stdout instead of the text)
+    --quiet    warnings and errors only: no progress bars, no INFO lines
+
+`build`, `validate` and `benchmark` read upstream's files instead of a build: they share the
+upstream-source options (`--data-dir`, `--severity-file`, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import covid_chestxray_seg as recipe
+
+__all__ = [
+    "add_data_dir",
+    "add_out",
+    "add_source",
+    "add_split",
+    "add_upstream_source",
+    "positive_int",
+    "subcommand",
+]
+
+
+def subcommand(
+    subparsers: argparse._SubParsersAction, name: str, *, summary: str, description: str, examples: str
+) -> argparse.ArgumentParser:
+    """A subcommand's parser with the options every subcommand has (`--json`, `--quiet`) and its
+    examples under its help."""
+    parser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog="examples:\n" + examples.rstrip() + "\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the result as JSON to FILE; '-' prints the JSON instead of the text",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="only warnings and errors: no progress bars and no INFO lines"
+    )
+    return parser
+
+
+def add_source(parser: argparse.ArgumentParser, *, default: str | None = None, what: str = "the dataset") -> None:
+    """`--source`: a built folder, a Hub dataset repo id, or any path `load_dataset` reads."""
+    parser.add_argument(
+        "--source",
+        required=default is None,
+        default=default,
+        metavar="FOLDER_OR_REPO_ID",
+        help=f"{what}: a folder `covid-seg build` wrote, or a Hub dataset repo id (ORG/NAME)"
+        + (f" (default: {default})" if default else ""),
+    )
+
+
+def add_out(parser: argparse.ArgumentParser, *, help: str, default: Path | None = None) -> None:
+    """`--out`: the folder written."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=default is None,
+        default=default,
+        metavar="FOLDER",
+        help=help + (f" (default: {default})" if default else ""),
+    )
+
+
+def add_split(
+    parser: argparse.ArgumentParser,
+    *,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    default: str | None = None,
+    repeat: bool = False,
+) -> None:
+    """`--split`: one split (or, with `repeat`, any number, each given with its own --split)."""
+    parser.add_argument(
+        "--split",
+        action="append" if repeat else "store",
+        choices=choices,
+        default=default,
+        metavar="SPLIT" if choices is None else "{" + ",".join(choices) + "}",
+        help=help + (f" (default: {default})" if default else ""),
+    )
+
+
+def add_data_dir(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """`--data-dir` and `--annotation-file`: upstream's files on disk."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        required=required,
+        default=None,
+        help="clone or copy of the upstream repository"
+        + ("" if required else "; default: download upstream's archive at the pinned commit"),
+    )
+    parser.add_argument(
+        "--annotation-file",
+        default=recipe.ANNOTATION_FILE,
+        help=f"COCO file inside the data folder (default: {recipe.ANNOTATION_FILE})",
+    )
+
+
+def add_upstream_source(parser: argparse.ArgumentParser) -> None:
+    """What a build reads: upstream's repository and ieee8023's severity file, downloaded at
+    their pinned commits unless local copies are given."""
+    add_data_dir(parser, required=False)
+    parser.add_argument(
+        "--data-url",
+        default=recipe.ARCHIVE_URL,
+        help="archive to download when --data-dir is not given (default: upstream's GitHub archive at the "
+        "pinned commit)",
+    )
+    parser.add_argument(
+        "--severity-file",
+        type=Path,
+        default=None,
+        help=f"local copy of ieee8023's {recipe.SEVERITY_PATH}; default: download it at the pinned commit",
+    )
+    parser.add_argument(
+        "--severity-url",
+        default=recipe.SEVERITY_URL,
+        help="severity file to download when --severity-file is not given (default: ieee8023's repository at the "
+        "pinned commit)",
+    )
+    parser.add_argument(
+        "--allow-modified",
+        action="store_true",
+        help="accept images, metadata.csv and a severity file that differ from their pinned manifests (the card "
+        "lists them)",
+    )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -1,0 +1,83 @@
+"""`covid-seg publish`: a built folder -> a Hugging Face dataset repo, in one verified commit."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from huggingface_hub import get_token
+
+from covid_chestxray_seg_tools.cli import options
+from covid_chestxray_seg_tools.cli.build import DEFAULT_OUT
+from covid_chestxray_seg_tools.cli.outcome import Outcome
+from covid_chestxray_seg_tools.publish import DEFAULT_COMMIT_MESSAGE, publish
+
+__all__ = ["register", "run"]
+
+EXAMPLES = """\
+  # publish build/ to a new or existing public dataset repo (token from HF_TOKEN or `hf auth login`)
+  covid-seg publish --repo-id ORG/covid-chestxray-seg
+
+  # see what would change, without writing anything
+  covid-seg publish --repo-id ORG/covid-chestxray-seg --dry-run
+
+  # open a pull request instead of committing to main
+  covid-seg publish --repo-id ORG/covid-chestxray-seg --create-pr --commit-message "Rebuild with builder 1.2.0"
+
+  # a private repo, another folder, no load-back check
+  covid-seg publish --repo-id ORG/covid-chestxray-seg --private --source /tmp/out --no-verify
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = options.subcommand(
+        subparsers,
+        "publish",
+        summary="publish a built folder to a Hub dataset repo in one commit",
+        description="Publish a built folder to a Hugging Face dataset repo in one commit, then load it back. "
+        "Publishing an unchanged folder makes no commit.",
+        examples=EXAMPLES,
+    )
+    options.add_source(parser, default=str(DEFAULT_OUT), what="the folder to publish")
+    parser.add_argument("--repo-id", required=True, help="dataset repo to publish to, as ORG/NAME (created if missing)")
+    parser.add_argument(
+        "--private", action="store_true", help="create the repo as private (an existing repo keeps its visibility)"
+    )
+    parser.add_argument(
+        "--revision", default="main", help="branch to commit to, created from main if missing (default: main)"
+    )
+    parser.add_argument(
+        "--create-pr", action="store_true", help="open a pull request against --revision instead of committing to it"
+    )
+    parser.add_argument("--commit-message", default=DEFAULT_COMMIT_MESSAGE, help="commit or pull-request title")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (files, sizes, changes); write nothing")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="Hugging Face token with write access (default: HF_TOKEN or the token saved by `hf auth login`); "
+        "never printed",
+    )
+    parser.add_argument(
+        "--no-verify", action="store_true", help="skip comparing the remote files and loading the dataset back"
+    )
+    parser.set_defaults(handler=run, secrets=lambda args: [args.token])
+
+
+def run(args: argparse.Namespace) -> Outcome:
+    lines: list[str] = []
+    commit = publish(
+        folder=Path(args.source),
+        repo_id=args.repo_id,
+        token=args.token or get_token(),
+        private=args.private,
+        revision=args.revision,
+        create_pr=args.create_pr,
+        commit_message=args.commit_message,
+        dry_run=args.dry_run,
+        verify=not args.no_verify,
+        say=print if args.json is None or str(args.json) != "-" else lines.append,
+    )
+    return Outcome(
+        text="",
+        data={"repo_id": args.repo_id, "revision": args.revision, "commit": commit, "dry_run": args.dry_run},
+    )

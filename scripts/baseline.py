@@ -1,0 +1,6 @@
+"""`python scripts/baseline.py ...` is `covid-seg baseline ...`: the command's own code, nothing else."""
+
+from covid_chestxray_seg_tools.cli import script
+
+if __name__ == "__main__":
+    script("baseline")
