@@ -28,6 +28,7 @@ def test_layout_and_shard_names(fixture_build):
     assert files == [
         "LICENSE.md",
         "README.md",
+        "assets/legend.png",
         "assets/preview.png",
         "data/licensed/test-00000-of-00001.parquet",
         "data/licensed/train-00000-of-00001.parquet",
