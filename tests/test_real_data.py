@@ -77,7 +77,10 @@ def test_train_is_sharded_for_four_streaming_workers(real_build):
 
 def test_real_data_matches_the_upstream_manifest(real_build):
     card = (real_build / "README.md").read_text()
-    assert "against their pinned manifests): files that differ: none." in card
+    assert "and a difference stops the build (unless told to accept it, and then it is listed here). Files that " in (
+        card
+    )
+    assert "Files that differ: none." in card
     assert "SHA-256 `" in card
 
 
