@@ -1165,6 +1165,12 @@ def quality_flag(kind: str, column: str) -> str:
 def parse_quality_flag(flag: str) -> tuple[str, str]:
     """A flag code back as (kind, mask column).
 
+    Args:
+        flag: a code from a record's `quality_flags`, e.g. ``"missing:mask_left_lung"``.
+
+    Returns:
+        (kind, mask column), e.g. ``("missing", "mask_left_lung")``.
+
     Raises:
         ValueError: `flag` is not a code quality_flag makes.
     """
@@ -1212,11 +1218,18 @@ def _on_wrong_side(segmentation: dict | None, side: str, width: int) -> bool:
 
 
 def rle_centroid_x(segmentation: dict) -> float | None:
-    """The mean x of a stored segmentation's pixels, in pixel units (a pixel's centre is at
-    x + 0.5); None when it has no pixel.
+    """The mean x of a stored segmentation's pixels.
 
     Read from the run lengths, with no mask decoded: COCO runs go down the columns, so
-    pixel i lies in column i // height, and the columns of a run sum in closed form."""
+    pixel i lies in column i // height, and the columns of a run sum in closed form.
+
+    Args:
+        segmentation: a stored RLE, ``{"size": [height, width], "counts": str}``.
+
+    Returns:
+        The centroid's x in pixel units (a pixel's centre is at x + 0.5); None when the
+        segmentation has no pixel.
+    """
     height = segmentation["size"][0]
     runs = compressed_rle_runs(segmentation["counts"])
     if runs is None or height == 0:
