@@ -169,6 +169,13 @@ Samples are in the order of the Parquet repo (train, validation, test), with the
 results = dataset.evaluate_segmentations("my_left_lung", gt_field="{first_mask}", eval_key="eval_left_lung")
 ```
 
+## Why a second repo
+
+Pointed at a Parquet repo, `load_from_hub` reads the rows through the Hub's dataset-viewer server,
+whose address FiftyOne fixes (`DATASETS_SERVER_URL`), downloads no mask file, and stops at a null
+mask (fiftyone 1.22.1, `fiftyone/utils/huggingface.py`, as of 2026-12). So [{repo_id}]({main}) has
+no `fiftyone.yml`, and this repo holds the same records as FiftyOne itself exports them.
+
 ## Licences
 
 The same as [{repo_id}]({main}): the annotations are CC BY 4.0 (GeneralBlockchain); every image
