@@ -208,6 +208,15 @@ def test_publish_fiftyone_links_both_cards_commits_once_and_loads_back(hub, toke
     assert_self_evaluation_is_perfect(dataset)
 
 
+def test_export_from_the_hub_gives_the_published_companion_byte_for_byte(hub, token, fixture_build, tmp_path):
+    publish = ["publish", "--repo-id", REPO_ID, "--source", str(fixture_build), "--fiftyone", "--no-verify"]
+    assert covid_seg(publish) == 0
+    out = tmp_path / "from-hub"
+    assert covid_seg(["export", "--source", REPO_ID, "--format", "fiftyone", "--out", str(out), "--quiet"]) == 0
+    companion = {name: data for name, data in hub.state.files(COMPANION_ID).items() if name != ".gitattributes"}
+    assert tree(out) == companion
+
+
 def test_publish_fiftyone_refuses_the_main_repo_as_companion_before_publishing(hub, token, fixture_build, capsys):
     args = ["publish", "--repo-id", REPO_ID, "--source", str(fixture_build), "--fiftyone", REPO_ID]
     assert covid_seg(args) == 1
