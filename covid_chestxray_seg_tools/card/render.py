@@ -234,15 +234,19 @@ def render_card(
 
 
 _LOAD_CALL = re.compile(r"""(load_dataset\(\s*)(["'])([^"']+)\2""")
-# The citation's link to the dataset: https://huggingface.co/datasets/ORG/NAME
-_DATASET_URL = re.compile(r"(https://huggingface\.co/datasets/)[\w.-]+/[\w.-]+")
 
 
 def card_for_repo(card: str, repo_id: str) -> str:
-    """The card with every `load_dataset("...")` and every link to the dataset's Hub page naming
-    `repo_id`: a card built for one repo (or none) is published to another."""
+    """The card with every `load_dataset("...")` and every link to the dataset's Hub page (the
+    citation's) naming `repo_id`: a card built for one repo (or none) is published to another.
+    Links to other repos (the FiftyOne companion's) stay as they are."""
+    built_for = _LOAD_CALL.search(card)
     card = _LOAD_CALL.sub(lambda match: f"{match.group(1)}{match.group(2)}{repo_id}{match.group(2)}", card)
-    return _DATASET_URL.sub(lambda match: f"{match.group(1)}{repo_id}", card)
+    if built_for is None:
+        return card
+    # The repo id the card was built for, whole: "ORG/NAME-fiftyone" is another repo.
+    page = re.compile(rf"(https://huggingface\.co/datasets/){re.escape(built_for.group(3))}(?![\w.-])")
+    return page.sub(lambda match: f"{match.group(1)}{repo_id}", card)
 
 
 def fill_block(body: str, name: str, content: str, *, template: Path) -> str:
