@@ -31,13 +31,15 @@ from covid_chestxray_seg_tools.card.render import render_card
 from covid_chestxray_seg_tools.card.severity import lesion_shares, render_severity_plot, severity_correlation
 from covid_chestxray_seg_tools.card.stats import compute_stats
 from covid_chestxray_seg_tools.errors import exception_chain
-from covid_chestxray_seg_tools.evaluate import format_markdown
+from covid_chestxray_seg_tools.evaluate import CV, format_results
 from covid_chestxray_seg_tools.viewer import first_rows_shown
 
 logger = logging.getLogger(__name__)
 
 # Worker processes the command line builds with unless told otherwise: every core.
 DEFAULT_NUM_PROC = os.cpu_count() or 1
+# The card's baseline tables: the test split, and the cross-validation beside it.
+BASELINE_SPLITS = ("test", CV)
 IMAGE_COLUMNS = [name for name, feature in recipe.features().items() if isinstance(feature, datasets.Image)]
 
 
@@ -78,7 +80,8 @@ def build(
         shards, max_shard_bytes, rows_per_row_group: how the Parquet files are cut.
         num_proc: worker processes for the builder.
         validate: compare every segmentation with upstream's crops; the summary goes in the card.
-        baseline: score the atlas baseline; its table goes in the card.
+        baseline: score the atlas baseline on the test split and under cross-validation; its
+            tables go in the card.
 
     Returns:
         What was written, counted.
@@ -188,7 +191,7 @@ def _build_into(
             },
         }
         if baseline:
-            extras["baseline"] = format_markdown(score_atlas(folder))
+            extras["baseline"] = format_results([score_atlas(folder, split=split) for split in BASELINE_SPLITS])
         if validate:
             checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
             if checked.hard_errors:

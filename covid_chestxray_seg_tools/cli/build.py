@@ -97,7 +97,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--baseline",
         action="store_true",
-        help="score the mean-shape atlas and put its table in the card (what `covid-seg baseline atlas` predicts)",
+        help="score the mean-shape atlas on the test split and under cross-validation and put its tables in the "
+        "card (what `covid-seg baseline atlas` predicts)",
     )
     parser.add_argument(
         "--sync-repo",
