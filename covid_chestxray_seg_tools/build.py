@@ -49,6 +49,7 @@ def build(
     out: Path,
     template: Path = card_render.TEMPLATE,
     repo_id: str = card_render.DEFAULT_REPO_ID,
+    tools_url: str = card_render.DEFAULT_TOOLS_URL,
     data_url: str = recipe.ARCHIVE_URL,
     annotation_file: str = recipe.ANNOTATION_FILE,
     verify_upstream: bool = True,
@@ -72,6 +73,7 @@ def build(
         out: the folder to write (replaced on success).
         template: the card template.
         repo_id: the Hub repo the card's code loads.
+        tools_url: the repository of these tools, which the card says to install `covid-seg` from.
         annotation_file: the COCO file inside the data folder.
         verify_upstream: stop when an image, metadata.csv or the severity file differs from
             its pinned manifest entry; False builds from modified data and lists the files.
@@ -92,6 +94,7 @@ def build(
         staging.BusyError: another build holds `out`.
     """
     out = Path(out).resolve()
+    card_render.check_tools_url(tools_url)  # before the work, not after it
     # staged holds the lock, removes what a killed build left and binds the workers to this process.
     with staging.staged(out, replace=True) as folder:
         stats, report = _build_into(
@@ -108,6 +111,7 @@ def build(
             num_proc=num_proc,
             template=template,
             repo_id=repo_id,
+            tools_url=tools_url,
             validate=validate,
             baseline=baseline,
         )
@@ -129,6 +133,7 @@ def _build_into(
     num_proc,
     template,
     repo_id,
+    tools_url,
     validate,
     baseline,
 ):
@@ -199,7 +204,16 @@ def _build_into(
             extras["validation"] = checked
     parquet.write_infos(infos, folder / layout.INFOS_FILENAME)
     (folder / layout.LICENSE_FILENAME).write_text(render_licence(stats, infos), encoding="utf-8")
-    card = render_card(template, folder=folder, infos=infos, stats=stats, report=report, extras=extras, repo_id=repo_id)
+    card = render_card(
+        template,
+        folder=folder,
+        infos=infos,
+        stats=stats,
+        report=report,
+        extras=extras,
+        repo_id=repo_id,
+        tools_url=tools_url,
+    )
     (folder / layout.CARD_FILENAME).write_text(card, encoding="utf-8")
     return stats, report
 

@@ -85,12 +85,14 @@ def publish(
     dry_run: bool = False,
     verify: bool = True,
     say: Callable[[str], None] = print,
+    tools_url: str | None = None,
 ) -> str | None:
-    """Publish `folder` to `repo_id`; returns the commit id that holds it (None on a dry run)."""
+    """Publish `folder` to `repo_id`; returns the commit id that holds it (None on a dry run).
+    `tools_url`, when given, replaces the tools' repository URL the card names (see `local_files`)."""
     check_repo_id(repo_id=repo_id)
     if not commit_message.strip():
         raise PublishError("--commit-message must not be empty")
-    local = local_files(folder=Path(folder), repo_id=repo_id)
+    local = local_files(folder=Path(folder), repo_id=repo_id, tools_url=tools_url)
     if not token and not dry_run:
         raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token")
     check_card(folder=Path(folder))
@@ -177,9 +179,10 @@ def check_repo_id(*, repo_id: str) -> None:
         )
 
 
-def local_files(*, folder: Path, repo_id: str) -> dict[str, LocalFile]:
+def local_files(*, folder: Path, repo_id: str, tools_url: str | None = None) -> dict[str, LocalFile]:
     """The built folder's files by repo path, after checking it is a complete build of this builder;
-    the card's code names `repo_id`, whatever repo it was built for."""
+    the card's code names `repo_id`, whatever repo it was built for, and `tools_url` (when given)
+    as the repository to install `covid-seg` from, whatever URL it was built with."""
     if not folder.is_dir():
         raise PublishError(f"{folder} does not exist: build it first with `covid-seg build --out {folder}`")
     files = {}
@@ -193,7 +196,7 @@ def local_files(*, folder: Path, repo_id: str) -> dict[str, LocalFile]:
             )
         data = path.read_bytes()
         if relative == layout.CARD_FILENAME:
-            card = card_for_repo(data.decode("utf-8"), repo_id).encode("utf-8")
+            card = card_for_repo(data.decode("utf-8"), repo_id, tools_url=tools_url).encode("utf-8")
             files[relative] = _local_file(path, card, changed=card != data)
         else:
             files[relative] = _local_file(path, data)
