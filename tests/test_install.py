@@ -95,6 +95,7 @@ def _parquet_bytes_sent(hub) -> int:
     return sum(r.sent for r in hub.state.log if "/resolve/" in r.path and r.path.endswith(".parquet"))
 
 
+@pytest.mark.slow  # streaming imports torch where it is installed: seconds
 def test_scoring_against_the_hub_reads_only_the_mask_columns(hub, token, fixture_build, tmp_path):
     assert covid_seg(["publish", "--repo-id", REPO_ID, "--source", str(fixture_build), "--no-verify"]) == 0
     truth = write_truth_folder(fixture_build, tmp_path / "truth", ["test"])
