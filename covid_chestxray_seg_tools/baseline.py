@@ -113,7 +113,7 @@ def _small_masks(row: Mapping, *, size: tuple[int, int]) -> dict[str, np.ndarray
     # A mask the build flags as missing is empty by mistake: left out like a null one.
     flags = set(row.get(FLAGS_COLUMN) or ())
     return {
-        column: None if f"missing:{column}" in flags else _small(row[column], size=size)
+        column: None if recipe.quality_flag("missing", column) in flags else _small(row[column], size=size)
         for column in recipe.MASK_COLUMNS
     }
 

@@ -28,6 +28,7 @@ def test_layout_and_shard_names(fixture_build):
     assert files == [
         "LICENSE.md",
         "README.md",
+        "assets/legend.png",
         "assets/preview.png",
         "data/licensed/test-00000-of-00001.parquet",
         "data/licensed/train-00000-of-00001.parquet",
@@ -103,7 +104,7 @@ def test_card_tables_are_computed_from_the_parquet_files(fixture_build):
     assert "| 10 | Monitoring Probes | `mask_monitoring_probes` | 1 | 1 | 1 |" in text
     assert "| CC BY | 2 |" in text and "| CC BY-SA | 1 |" in text
     assert "`Nosogastric Tube` -> `Nasogastric Tube`" in text
-    assert "files that differ: `metadata.csv`, `annotations/covid-severity-scores.csv`." in text
+    assert "Files that differ: `metadata.csv`, `annotations/covid-severity-scores.csv`." in text
     assert "arXiv 2003.11597" in text and "Do not claim diagnostic performance" in text
     assert not re.search(r"<!-- BEGIN GENERATED: (\w+) -->\n<!-- END GENERATED: \1 -->", text)
 
@@ -168,7 +169,8 @@ def test_summary_names_counts_and_flags(tmp_path, capsys):
     assert "images 3, patients 3, annotations 20" in out
     assert "1 annotations without segmentation" in out
     assert "Chest Tube 0" in out
-    assert "modified upstream files 2" in out
+    assert "images, metadata and severity files that differ from the manifest 2" in out
+    assert "quality flags: 0 images" in out
 
 
 def test_template_without_a_generated_block_is_refused(tmp_path, capsys):
@@ -199,18 +201,18 @@ def test_template_without_a_generated_block_is_refused(tmp_path, capsys):
 
 def test_ci_runs_the_readme_commands():
     """The README promises two commands for a fresh machine (set up with the download, test),
-    the same set-up offline, then the datasets 3.x check; CI runs the offline set-up, the
-    tests and the check, in that order."""
+    the same set-up offline, then the datasets 3.x and FiftyOne checks; CI runs the offline
+    set-up, the tests and the checks, in that order."""
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Two commands")[1].split("\n## ")[0]
     commands = re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
-    assert len(commands) == 4, commands
-    online, tests, offline, compat = commands
-    assert tests == ".venv/bin/python -m pytest" and "compat/datasets3" in compat
+    assert len(commands) == 5, commands
+    online, tests, offline, compat, fiftyone = commands
+    assert tests == ".venv/bin/python -m pytest" and "compat/datasets3" in compat and "compat/fiftyone" in fiftyone
     # The offline set-up is the online one with local copies of both sources.
     local = re.sub(r" --(data-dir|severity-file) \S+", "", offline)
     assert local == online and "--data-dir ../shared/data/" in offline and "--severity-file ../shared/data/" in offline
     ci = (REPO / ".ci" / "run").read_text().splitlines()
-    ran = [offline, tests, compat]
+    ran = [offline, tests, compat, fiftyone]
     assert all(command in ci for command in ran), [c for c in ran if c not in ci]
     assert [ci.index(command) for command in ran] == sorted(ci.index(command) for command in ran)

@@ -164,11 +164,14 @@ def test_colab_streaming_through_two_workers_sees_each_row_once_per_epoch(publis
     orders = []
     for epoch in range(2):
         stream.set_epoch(epoch)
-        rows = [row for batch in DataLoader(stream, batch_size=4, num_workers=2, collate_fn=list) for row in batch]
-        ids = [int(row["image_id"]) for row in rows]
+        # Only the ids and the first row are kept: 69 decoded rows (14 full-size masks each)
+        # held at once took 5 GB, the whole suite's peak.
+        ids, first = [], None
+        for batch in DataLoader(stream, batch_size=4, num_workers=2, collate_fn=list):
+            ids += [int(row["image_id"]) for row in batch]
+            first = first or batch[0]
         assert sorted(ids) == expected, f"epoch {epoch}: a row missing or seen twice"
         orders.append(ids)
-        first = rows[0]
         assert isinstance(first["image"], np.ndarray) and first["image"].shape[:2] == (
             int(first["height"]),
             int(first["width"]),
@@ -216,8 +219,9 @@ def test_the_viewers_first_page_shows_what_the_card_says(real_build):
     }
     # The objects column (exact RLE of every annotation) fills the 200 KB budget first.
     assert shown == {"train": 12, "validation": 15, "test": 14}
-    card = (real_build / "README.md").read_text()
-    assert "shows 12 of 69 train rows, 15 of 15 validation rows, 14 of 16 test rows" in card
+    # Viewer internals are for maintainers: the README states them, the card does not.
+    assert "first page" not in (real_build / "README.md").read_text()
+    assert "viewer's first page shows: train 12 of 69 rows" in " ".join((REPO / "README.md").read_text().split())
 
 
 def test_the_first_rows_rule_keeps_ten_rows_and_stops_at_the_budget():

@@ -379,28 +379,42 @@ def test_compare_classes_and_per_image_through_the_command(fixture_build, develo
         ]
 
 
-def test_quality_flags_are_read_where_the_source_has_them(fixture_build, tmp_path):
-    """A build with the `quality_flags` column (as the builder writes it): flagged pairs skipped."""
+def _with_flags(build: Path, out: Path, flags: dict[int, list[str]] | None) -> Path:
+    """A copy of a build whose `quality_flags` are `flags` (image id -> codes, [] for the rest),
+    or, for None, without that column, as a build of a builder before 1.2.0."""
     from huggingface_hub import DatasetCard
 
-    build = tmp_path / "flagged"
-    shutil.copytree(fixture_build, build)
-    for path in layout.shard_paths(build):
+    shutil.copytree(build, out)
+    for path in layout.shard_paths(out):
         table = pq.read_table(path)
-        flags = [["missing:mask_left_lung"] if image_id == 22 else [] for image_id in table["image_id"].to_pylist()]
-        pq.write_table(table.append_column("quality_flags", pa.array(flags, pa.list_(pa.string()))), path)
-    card = DatasetCard.load(build / layout.CARD_FILENAME)
-    for info in card.data["dataset_info"]:
-        info["features"].append({"name": "quality_flags", "list": "string"})
-    card.save(build / layout.CARD_FILENAME)
+        index = table.schema.get_field_index("quality_flags")
+        if flags is None:
+            table = table.remove_column(index)
+        else:
+            codes = [flags.get(image_id, []) for image_id in table["image_id"].to_pylist()]
+            table = table.set_column(index, table.schema.field(index), pa.array(codes, pa.list_(pa.string())))
+        pq.write_table(table, path)
+    if flags is None:
+        card = DatasetCard.load(out / layout.CARD_FILENAME)
+        for info in card.data["dataset_info"]:
+            info["features"] = [feature for feature in info["features"] if feature["name"] != "quality_flags"]
+        card.save(out / layout.CARD_FILENAME)
+    return out
+
+
+def test_quality_flags_are_read_where_the_source_has_them(fixture_build, tmp_path):
     truth = write_truth_folder(fixture_build, tmp_path / "truth", ["train", "validation"])
-    result = evaluate.evaluate(source=str(build), split="cv", predictions=truth, classes=["Left Lung"])
+    flagged = _with_flags(
+        fixture_build, tmp_path / "flagged", {22: ["missing:mask_left_lung", "duplicate:mask_airways"]}
+    )
+    result = evaluate.evaluate(source=str(flagged), split="cv", predictions=truth, classes=["Left Lung", "Airways"])
     assert result["counts"]["skipped_flagged_missing"] == 1
-    assert {image["image_id"]: image["classes"]["Left Lung"] for image in result["images"]}[22] == {
-        "skipped": "flagged_missing"
-    }
-    # The fixture build itself has no such column: nothing is flagged there.
-    plain = evaluate.evaluate(source=str(fixture_build), split="cv", predictions=truth, classes=["Left Lung"])
+    by_image = {image["image_id"]: image["classes"] for image in result["images"]}
+    assert by_image[22]["Left Lung"] == {"skipped": "flagged_missing"} and by_image[22]["Airways"]["dice"] == 1.0
+    # A build without the column (an older builder): nothing is flagged, nothing fails.
+    older = _with_flags(fixture_build, tmp_path / "older", None)
+    assert "quality_flags" not in pq.read_schema(layout.shard_paths(older)[0]).names
+    plain = evaluate.evaluate(source=str(older), split="cv", predictions=truth, classes=["Left Lung"])
     assert plain["counts"]["skipped_flagged_missing"] == 0 and plain["classes"]["Left Lung"]["n"] == 2
 
 

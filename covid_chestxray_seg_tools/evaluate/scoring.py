@@ -29,7 +29,6 @@ from covid_chestxray_seg_tools.evaluate.protocol import CV, FLAGS_COLUMN, FOLD_C
 __all__ = ["SKIP_REASONS", "compare", "resolve_classes", "score"]
 
 SKIP_REASONS = ("null_truth", "flagged_missing", "both_empty")
-MISSING_FLAG = "missing:{column}"
 
 
 def resolve_classes(names: Sequence[str]) -> list[str]:
@@ -138,9 +137,10 @@ def score(
         results: dict[str, dict] = {}
         for name in scored:
             column = columns[name]
-            truth_mask = None if MISSING_FLAG.format(column=column) in flags else recipe.decode_mask(row[column])
+            flagged = recipe.quality_flag("missing", column) in flags
+            truth_mask = None if flagged else recipe.decode_mask(row[column])
             if truth_mask is None:
-                reason = "flagged_missing" if MISSING_FLAG.format(column=column) in flags else "null_truth"
+                reason = "flagged_missing" if flagged else "null_truth"
                 skipped[name][reason] += 1
                 results[name] = {"skipped": reason}
                 continue
