@@ -32,13 +32,15 @@ from covid_chestxray_seg_tools.card.render import render_card
 from covid_chestxray_seg_tools.card.severity import lesion_shares, render_severity_plot, severity_correlation
 from covid_chestxray_seg_tools.card.stats import compute_stats
 from covid_chestxray_seg_tools.errors import exception_chain
-from covid_chestxray_seg_tools.evaluate import format_markdown
+from covid_chestxray_seg_tools.evaluate import CV, format_results
 from covid_chestxray_seg_tools.viewer import first_rows_shown
 
 logger = logging.getLogger(__name__)
 
 # Worker processes the command line builds with unless told otherwise: every core.
 DEFAULT_NUM_PROC = os.cpu_count() or 1
+# The card's baseline tables: the test split, and the cross-validation beside it.
+BASELINE_SPLITS = ("test", CV)
 IMAGE_COLUMNS = [name for name, feature in recipe.features().items() if isinstance(feature, datasets.Image)]
 
 
@@ -48,6 +50,7 @@ def build(
     out: Path,
     template: Path = card_render.TEMPLATE,
     repo_id: str = card_render.DEFAULT_REPO_ID,
+    tools_url: str = card_render.DEFAULT_TOOLS_URL,
     data_url: str = recipe.ARCHIVE_URL,
     annotation_file: str = recipe.ANNOTATION_FILE,
     verify_upstream: bool = True,
@@ -71,6 +74,7 @@ def build(
         out: the folder to write (replaced on success).
         template: the card template.
         repo_id: the Hub repo the card's code loads.
+        tools_url: the repository of these tools, which the card says to install `covid-seg` from.
         annotation_file: the COCO file inside the data folder.
         verify_upstream: stop when an image, metadata.csv or the severity file differs from
             its pinned manifest entry; False builds from modified data and lists the files.
@@ -79,7 +83,8 @@ def build(
         shards, max_shard_bytes, rows_per_row_group: how the Parquet files are cut.
         num_proc: worker processes for the builder.
         validate: compare every segmentation with upstream's crops; the summary goes in the card.
-        baseline: score the atlas baseline; its table goes in the card.
+        baseline: score the atlas baseline on the test split and under cross-validation; its
+            tables go in the card.
 
     Returns:
         What was written, counted.
@@ -90,6 +95,7 @@ def build(
         staging.BusyError: another build holds `out`.
     """
     out = Path(out).resolve()
+    card_render.check_tools_url(tools_url)  # before the work, not after it
     # staged holds the lock, removes what a killed build left and binds the workers to this process.
     with staging.staged(out, replace=True) as folder:
         stats, report = _build_into(
@@ -106,6 +112,7 @@ def build(
             num_proc=num_proc,
             template=template,
             repo_id=repo_id,
+            tools_url=tools_url,
             validate=validate,
             baseline=baseline,
         )
@@ -127,6 +134,7 @@ def _build_into(
     num_proc,
     template,
     repo_id,
+    tools_url,
     validate,
     baseline,
 ):
@@ -191,7 +199,7 @@ def _build_into(
             for split in recipe.SPLITS
         }
         if baseline:
-            extras["baseline"] = format_markdown(score_atlas(folder))
+            extras["baseline"] = format_results([score_atlas(folder, split=split) for split in BASELINE_SPLITS])
         if validate:
             checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
             if checked.hard_errors:
@@ -199,7 +207,16 @@ def _build_into(
             extras["validation"] = checked
     parquet.write_infos(infos, folder / layout.INFOS_FILENAME)
     (folder / layout.LICENSE_FILENAME).write_text(render_licence(stats, infos), encoding="utf-8")
-    card = render_card(template, folder=folder, infos=infos, stats=stats, report=report, extras=extras, repo_id=repo_id)
+    card = render_card(
+        template,
+        folder=folder,
+        infos=infos,
+        stats=stats,
+        report=report,
+        extras=extras,
+        repo_id=repo_id,
+        tools_url=tools_url,
+    )
     (folder / layout.CARD_FILENAME).write_text(card, encoding="utf-8")
     return stats, report
 

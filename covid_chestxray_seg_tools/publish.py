@@ -90,13 +90,15 @@ def publish(
     verify: bool = True,
     say: Callable[[str], None] = print,
     fiftyone_repo_id: str | None = None,
+    tools_url: str | None = None,
 ) -> str | None:
     """Publish `folder` to `repo_id`; returns the commit id that holds it (None on a dry run).
-    The card's FiftyOne section names `fiftyone_repo_id` (default: `repo_id` + "-fiftyone")."""
+    The card's FiftyOne section names `fiftyone_repo_id` (default: `repo_id` + "-fiftyone");
+    `tools_url`, when given, replaces the tools' repository URL the card names (see `local_files`)."""
     check_repo_id(repo_id=repo_id)
     if not commit_message.strip():
         raise PublishError("--commit-message must not be empty")
-    local = local_files(folder=Path(folder), repo_id=repo_id, fiftyone_repo_id=fiftyone_repo_id)
+    local = local_files(folder=Path(folder), repo_id=repo_id, fiftyone_repo_id=fiftyone_repo_id, tools_url=tools_url)
     if not token and not dry_run:
         raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token")
     check_card(folder=Path(folder))
@@ -231,10 +233,13 @@ def check_repo_id(*, repo_id: str) -> None:
         )
 
 
-def local_files(*, folder: Path, repo_id: str, fiftyone_repo_id: str | None = None) -> dict[str, LocalFile]:
+def local_files(
+    *, folder: Path, repo_id: str, fiftyone_repo_id: str | None = None, tools_url: str | None = None
+) -> dict[str, LocalFile]:
     """The built folder's files by repo path, after checking it is a complete build of this builder;
-    the card's code names `repo_id`, whatever repo it was built for, and its FiftyOne section
-    `fiftyone_repo_id` (default: `repo_id` + "-fiftyone")."""
+    the card's code names `repo_id`, whatever repo it was built for, its FiftyOne section
+    `fiftyone_repo_id` (default: `repo_id` + "-fiftyone"), and `tools_url` (when given) as the
+    repository to install `covid-seg` from, whatever URL it was built with."""
     if not folder.is_dir():
         raise PublishError(f"{folder} does not exist: build it first with `covid-seg build --out {folder}`")
     files = {}
@@ -248,7 +253,7 @@ def local_files(*, folder: Path, repo_id: str, fiftyone_repo_id: str | None = No
             )
         data = path.read_bytes()
         if relative == layout.CARD_FILENAME:
-            card = card_for_repo(data.decode("utf-8"), repo_id)
+            card = card_for_repo(data.decode("utf-8"), repo_id, tools_url=tools_url)
             card = fiftyone_companion.link_companion(
                 card, fiftyone_repo_id or fiftyone_companion.companion_repo_id(repo_id)
             ).encode("utf-8")

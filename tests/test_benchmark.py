@@ -39,6 +39,10 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
     assert results["stream"]["rows"] == 1
     assert results["stream"]["first_row_bytes"] > 0
     assert results["scale"]["copies"] == 2
+    # evaluate, on the fixture's one test image and its two development images (cv): the
+    # scoring that reads every column gives the same scores.
+    assert {split: results["evaluate"][split]["images"] for split in ("test", "cv")} == {"test": 1, "cv": 2}
+    assert all(results["evaluate"][split]["same_scores"] is True for split in ("test", "cv"))
     assert set(results["targets"]) == {
         "build_speedup",
         "load_speedup",
@@ -49,6 +53,7 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
     }
     table = capsys.readouterr().out
     assert "| build (s) |" in table and "targets: " in table and "machine: " in table
+    assert "| evaluate `--split cv`, atlas predictions, 2 images (s) |" in table
 
 
 def test_replicate_makes_new_ids_names_and_patients(tmp_path):

@@ -25,6 +25,9 @@ EXAMPLES = """\
   # open a pull request instead of committing to main
   covid-seg publish --repo-id ORG/covid-chestxray-seg --create-pr --commit-message "Rebuild with builder 1.2.0"
 
+  # the card tells people to install covid-seg from your fork of the tools
+  covid-seg publish --repo-id ORG/covid-chestxray-seg --tools-url https://github.com/OWNER/covid-chestxray-seg
+
   # a private repo, another folder, no load-back check
   covid-seg publish --repo-id ORG/covid-chestxray-seg --private --source /tmp/out --no-verify
 
@@ -66,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-verify", action="store_true", help="skip comparing the remote files and loading the dataset back"
     )
+    options.add_tools_url(
+        parser,
+        help="repository of these tools, which the card tells people to install covid-seg from "
+        "(default: the URL the folder was built with, `covid-seg build --tools-url`)",
+        default=None,
+    )
     parser.add_argument(
         "--fiftyone",
         nargs="?",
@@ -102,6 +111,7 @@ def run(args: argparse.Namespace) -> Outcome:
         verify=not args.no_verify,
         say=say,
         fiftyone_repo_id=companion,
+        tools_url=args.tools_url,
     )
     data = {"repo_id": args.repo_id, "revision": args.revision, "commit": commit, "dry_run": args.dry_run}
     if companion is not None:
