@@ -17,9 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi, RepoFile
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
-from huggingface_hub.utils import validate_repo_id
+
+# Public (in huggingface_hub.utils.__all__), but that list is built at run time, which mypy cannot read.
+from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import fiftyone_companion, layout
@@ -175,7 +177,7 @@ def push_files(
 
 def _publish_checked(
     *,
-    local: dict,
+    local: dict[str, LocalFile],
     repo_id: str,
     token: str | None,
     private: bool,
@@ -200,7 +202,10 @@ def _publish_checked(
     if not plan.branch_exists and not create_pr:
         api.create_branch(repo_id, repo_type=REPO_TYPE, branch=revision, exist_ok=True)
         plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
-    if plan.changes:
+    if not plan.changes and plan.head is not None:
+        say(f"nothing to commit: {repo_id}@{revision} already holds these files")
+        commit = plan.head
+    else:
         commit = commit_plan(
             api=api,
             repo_id=repo_id,
@@ -211,9 +216,6 @@ def _publish_checked(
             message=commit_message,
             say=say,
         )
-    else:
-        say(f"nothing to commit: {repo_id}@{revision} already holds these files")
-        commit = plan.head
     if verify:
         verify_remote(api=api, repo_id=repo_id, revision=commit, local=local, owned=owned)
         say(f"verified: {len(local)} remote files equal the local ones")
@@ -242,7 +244,7 @@ def local_files(
     repository to install `covid-seg` from, whatever URL it was built with."""
     if not folder.is_dir():
         raise PublishError(f"{folder} does not exist: build it first with `covid-seg build --out {folder}`")
-    files = {}
+    files: dict[str, LocalFile] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
         if relative.endswith(".py"):
@@ -253,9 +255,9 @@ def local_files(
             )
         data = path.read_bytes()
         if relative == layout.CARD_FILENAME:
-            card = card_for_repo(data.decode("utf-8"), repo_id, tools_url=tools_url)
+            text = card_for_repo(data.decode("utf-8"), repo_id, tools_url=tools_url)
             card = fiftyone_companion.link_companion(
-                card, fiftyone_repo_id or fiftyone_companion.companion_repo_id(repo_id)
+                text, fiftyone_repo_id or fiftyone_companion.companion_repo_id(repo_id)
             ).encode("utf-8")
             files[relative] = local_file(path, card, changed=card != data)
         else:
@@ -317,6 +319,8 @@ def make_plan(
                     f"{repo_id} exists as a {other} repository, not a dataset; choose another --repo-id"
                 ) from None
         return Plan(head=None, repo_exists=False, branch_exists=False, add=sorted(local), owned=owned)
+    if info.sha is None:
+        raise PublishError(f"unexpected answer from the Hub: {repo_id}@{revision} has no head commit")
     remote = remote_files(api=api, repo_id=repo_id, revision=info.sha)
     plan = Plan(head=info.sha, repo_exists=True, branch_exists=True, owned=owned)
     for name, file in local.items():
@@ -336,7 +340,7 @@ def stale_files(
 def remote_files(*, api: HfApi, repo_id: str, revision: str) -> dict[str, RemoteFile]:
     files = {}
     for entry in api.list_repo_tree(repo_id, repo_type=REPO_TYPE, revision=revision, recursive=True):
-        if hasattr(entry, "blob_id"):
+        if isinstance(entry, RepoFile):
             files[entry.path] = RemoteFile(entry.size, entry.lfs.sha256 if entry.lfs else None, entry.blob_id)
     return files
 
@@ -349,9 +353,8 @@ def _same(local: LocalFile, remote: RemoteFile | None) -> bool:
 
 
 def format_plan(*, plan: Plan, local: dict[str, LocalFile], repo_id: str, revision: str) -> str:
-    state = (
-        "new repo" if not plan.repo_exists else ("new branch" if not plan.branch_exists else f"head {plan.head[:12]}")
-    )
+    new = "new repo" if not plan.repo_exists else "new branch"
+    state = new if plan.head is None else f"head {plan.head[:12]}"
     lines = [f"plan for {repo_id}@{revision} ({state}):"]
     lines += [f"  + {name} ({_size(local[name].size)})" for name in plan.add]
     lines += [f"  - {name} (stale)" for name in plan.delete]
@@ -371,16 +374,17 @@ def commit_plan(
     local: dict[str, LocalFile],
     create_pr: bool,
     message: str,
-    say,
+    say: Callable[[str], None],
 ) -> str:
     """One commit with every addition and deletion, on top of plan.head; retried on server errors."""
-    operations = [
-        CommitOperationAdd(
-            path_in_repo=name,
-            path_or_fileobj=local[name].content if local[name].content is not None else str(local[name].path),
+    operations: list[CommitOperationAdd | CommitOperationDelete] = []
+    for name in plan.add:
+        content = local[name].content
+        operations.append(
+            CommitOperationAdd(
+                path_in_repo=name, path_or_fileobj=content if content is not None else str(local[name].path)
+            )
         )
-        for name in plan.add
-    ]
     operations += [CommitOperationDelete(path_in_repo=name) for name in plan.delete]
     wait = COMMIT_RETRY_WAIT
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
@@ -398,7 +402,7 @@ def commit_plan(
             status = error.response.status_code if error.response is not None else None
             if status == 412:
                 raise PublishError(
-                    f"{repo_id}@{revision} changed while publishing (its head is no longer {plan.head[:12]}); "
+                    f"{repo_id}@{revision} changed while publishing (its head is no longer {(plan.head or '')[:12]}); "
                     "nothing was committed: run the command again"
                 ) from None
             if status not in RETRY_STATUSES or attempt == COMMIT_ATTEMPTS:
@@ -422,7 +426,9 @@ def commit_plan(
     raise AssertionError("unreachable")
 
 
-def _landed(*, api: HfApi, repo_id: str, revision: str, plan: Plan, local, create_pr: bool) -> str | None:
+def _landed(
+    *, api: HfApi, repo_id: str, revision: str, plan: Plan, local: dict[str, LocalFile], create_pr: bool
+) -> str | None:
     """The new head if a commit the Hub answered with an error went through after all."""
     if create_pr:
         return None
@@ -478,8 +484,9 @@ def verify_load(*, repo_id: str, revision: str, token: str | None, folder: Path)
 
 
 def _size(count: int) -> str:
+    amount = float(count)
     for unit in ("B", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
+        if amount < 1000 or unit == "GB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1000
     raise AssertionError("unreachable")
