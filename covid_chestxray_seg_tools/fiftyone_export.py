@@ -42,6 +42,7 @@ import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import fiftyone as fo
@@ -281,7 +282,7 @@ def declare_fields(dataset: fo.Dataset, features: datasets.Features) -> None:
             dataset.add_sample_field(column, ftype, subfield=subfield)
 
 
-def _value_field(column: str, feature) -> tuple[type, type | None]:
+def _value_field(column: str, feature: Any) -> tuple[type, type | None]:
     if isinstance(feature, datasets.Value) and feature.dtype in VALUE_FIELDS:
         return VALUE_FIELDS[feature.dtype], None
     inner = getattr(feature, "feature", None)
@@ -295,7 +296,7 @@ def _samples(
 ) -> Iterator[fo.Sample]:
     for row in rows:
         record = f"split {split}: image id {row['image_id']}"
-        fields = {}
+        fields: dict[str, Any] = {}
         for column in features:
             value = row[column]
             if column == IMAGE_COLUMN:
@@ -369,7 +370,7 @@ def make_reproducible(folder: Path, *, fields: list[str]) -> None:
     def new_id(old: str) -> str:
         return ids.setdefault(old, f"{len(ids) + 1:024x}")
 
-    def walk(value):
+    def walk(value: Any) -> Any:
         if isinstance(value, dict):
             if set(value) == {"$oid"}:
                 return {"$oid": new_id(value["$oid"])}

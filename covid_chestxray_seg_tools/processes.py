@@ -26,6 +26,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType
 
 from covid_chestxray_seg_tools.errors import exception_chain
 
@@ -138,7 +139,7 @@ def stopping_signals() -> Iterator[None]:
         return
     stopping: list[int] = []
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: FrameType | None) -> None:
         if _held:
             _deferred.append(signum)
             return

@@ -37,7 +37,8 @@ WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 DENIED_ERRNOS = (errno.EACCES, errno.EPERM)
 # An error raised in a pool worker reaches this process as its type and message, with the
 # worker's traceback (its causes included) as text in a RemoteTraceback.
-REMOTE_TRACEBACKS = (multiprocess.pool.RemoteTraceback, multiprocessing.pool.RemoteTraceback)
+# typeshed's multiprocessing.pool declares no RemoteTraceback (as of mypy 2.4), which the module defines.
+REMOTE_TRACEBACKS = (multiprocess.pool.RemoteTraceback, multiprocessing.pool.RemoteTraceback)  # type: ignore[attr-defined]
 REMOTE_ERRNO = re.compile(r"^[\w.]*(?:Error|Exception): \[Errno (\d+)\]", re.MULTILINE)
 
 
@@ -115,7 +116,7 @@ def staged(out: Path, *, replace: bool) -> Iterator[Path]:
                 raise
     except Exception as error:
         cause = write_failure(error, out=out)
-        if cause is None:
+        if cause is None or cause.errno is None:
             raise
         kept = (
             f"the previous {what} there is untouched and no partial output is left"

@@ -124,9 +124,14 @@ def ciede2000(first: Lab, second: Lab) -> float:
     )
 
 
+def _rgb(colour: Sequence[float]) -> RGB:
+    red, green, blue = colour
+    return float(red), float(green), float(blue)
+
+
 def _blend(under: Sequence[float], colour: Sequence[float]) -> RGB:
     alpha = recipe.OVERLAY_ALPHA
-    return tuple((1 - alpha) * low + alpha * high for low, high in zip(under, colour))
+    return _rgb([(1 - alpha) * low + alpha * high for low, high in zip(under, colour)])
 
 
 def drawn_colour(index: int) -> RGB:
@@ -135,7 +140,7 @@ def drawn_colour(index: int) -> RGB:
     colour = recipe.CLASS_COLOURS[index]
     if recipe.CLASS_STYLES[index] == "fill":
         return _blend((BACKGROUND_GREY,) * 3, colour)
-    return tuple(float(value) for value in colour)
+    return _rgb(colour)
 
 
 def overlap_colour(first: int, second: int) -> RGB:
@@ -145,7 +150,7 @@ def overlap_colour(first: int, second: int) -> RGB:
     order = sorted((first, second), key=_draw_position)
     below, above = order
     if recipe.CLASS_STYLES[above] != "fill":
-        return tuple(float(value) for value in recipe.CLASS_COLOURS[above])
+        return _rgb(recipe.CLASS_COLOURS[above])
     if recipe.CLASS_STYLES[below] == "fill":
         return _blend(drawn_colour(below), recipe.CLASS_COLOURS[above])
     return drawn_colour(above)
@@ -155,7 +160,7 @@ def _on_grey(index: int, level: int) -> RGB:
     colour = recipe.CLASS_COLOURS[index]
     if recipe.CLASS_STYLES[index] == "fill":
         return _blend((level,) * 3, colour)
-    return tuple(float(value) for value in colour)
+    return _rgb(colour)
 
 
 def _draw_position(index: int) -> tuple[int, int]:

@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # --help, --version and usage errors end here, as argparse words them.
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
     boundary.setup_logging(quiet=args.quiet)
-    secrets = getattr(args, "secrets", lambda _: [])(args)
+    secrets: list[str | None] = getattr(args, "secrets", lambda _: [])(args)
     return boundary.run(
         lambda: args.handler(args).emit(json_path=args.json), secrets=secrets, rewrite=getattr(args, "rewrite", None)
     )

@@ -18,6 +18,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterable
+from typing import TextIO
 
 import httpx2
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
@@ -42,11 +43,11 @@ class _StderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is when a record comes (pytest's capture swaps it)."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 
