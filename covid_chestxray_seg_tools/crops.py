@@ -26,6 +26,8 @@ from PIL import Image, ImageChops
 from covid_chestxray_seg import UPSTREAM_CLASS_ALIASES
 from covid_chestxray_seg_tools.errors import CovidSegError
 
+__all__ = ["STRUCTURE_FILE", "CropsError", "class_of", "image_masks", "read_crop", "structure_rows"]
+
 STRUCTURE_FILE = "structure.csv"
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
+__all__ = ["portable_features", "portable_schema", "portable_yaml_features"]
+
 
 def portable_features(features: datasets.Features) -> dict[str, Any]:
     """`features.to_dict()` in the dialect that datasets 3.x and >= 4 both read."""

@@ -38,6 +38,8 @@ from covid_chestxray_seg_tools import fiftyone_companion, staging
 from covid_chestxray_seg_tools.errors import CovidSegError
 from covid_chestxray_seg_tools.source import load_splits
 
+__all__ = ["FORMATS", "ExportError", "export", "write_coco_images"]
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("coco", "folder", "fiftyone")
@@ -48,10 +50,10 @@ class ExportError(CovidSegError, ValueError):
 
 
 # Columns a COCO document is made of; skipping the image and the 14 masks reads a small part of the bytes.
-COCO_COLUMNS = ("image_id", "file_name", "width", "height", "objects", "license", "url")
+_COCO_COLUMNS = ("image_id", "file_name", "width", "height", "objects", "license", "url")
 
 
-def categories() -> list[dict]:
+def _categories() -> list[dict]:
     """COCO categories with upstream's ids (class index + 1) and supercategories."""
     return [
         {"id": index + 1, "name": name, "supercategory": recipe.SUPERCATEGORIES[name]}
@@ -59,7 +61,7 @@ def categories() -> list[dict]:
     ]
 
 
-def coco_dict(rows: Iterable[dict], *, description: str, upstream_form: bool = False) -> dict:
+def _coco_dict(rows: Iterable[dict], *, description: str, upstream_form: bool = False) -> dict:
     """One COCO document from records (objects as stored: compressed RLE, null when none).
     An object without a mask is left out, or with `upstream_form` written as upstream has it."""
     rows = list(rows)
@@ -100,23 +102,23 @@ def coco_dict(rows: Iterable[dict], *, description: str, upstream_form: bool = F
         "info": {"description": description, "url": recipe.HOMEPAGE, "version": recipe.BUILDER_VERSION},
         "licenses": [{"id": 0, "name": "none given upstream", "url": ""}]
         + [{"id": licence_ids[name], "name": name, "url": ""} for name in licences],
-        "categories": categories(),
+        "categories": _categories(),
         "images": sorted(images, key=lambda image: image["id"]),
         "annotations": sorted(annotations, key=lambda annotation: annotation["id"]),
     }
 
 
-def export_coco(splits: dict[str, datasets.Dataset], *, out: Path, upstream_form: bool = False) -> dict[str, int]:
+def _export_coco(splits: dict[str, datasets.Dataset], *, out: Path, upstream_form: bool = False) -> dict[str, int]:
     """OUT/annotations/<split>.json and OUT/images/<file_name> (original bytes)."""
     (out / "annotations").mkdir(parents=True)
     (out / "images").mkdir()
     counts = {"images": 0, "annotations": 0}
     left_out = 0
     for name, split in splits.items():
-        rows = split.select_columns(list(COCO_COLUMNS)).to_list()
+        rows = split.select_columns(list(_COCO_COLUMNS)).to_list()
         if not upstream_form:
             left_out += sum(obj["segmentation"] is None for row in rows for obj in row["objects"])
-        document = coco_dict(
+        document = _coco_dict(
             rows, description=f"covid-chestxray-seg {name} split, exported from Parquet", upstream_form=upstream_form
         )
         images = split.select_columns(["image", "image_id", "file_name"]).cast_column(
@@ -147,7 +149,7 @@ def write_coco_images(rows: Iterable[dict], *, out: Path, split: str) -> None:
         (out / "images" / file_name).write_bytes(row["image"]["bytes"])
 
 
-def export_folder(
+def _export_folder(
     splits: dict[str, datasets.Dataset], *, out: Path, classes: Sequence[str] | None = None
 ) -> dict[str, int]:
     """OUT/<split>/<image_id>/image.png and one mask_<class>.png per class with a mask."""
@@ -200,5 +202,5 @@ def export(
     loaded = load_splits(source=source, splits=splits)
     with staging.staged(out, replace=False) as folder:
         if format == "coco":
-            return export_coco(loaded, out=folder, upstream_form=upstream_form)
-        return export_folder(loaded, out=folder, classes=classes)
+            return _export_coco(loaded, out=folder, upstream_form=upstream_form)
+        return _export_folder(loaded, out=folder, classes=classes)

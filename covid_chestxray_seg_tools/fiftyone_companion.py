@@ -42,8 +42,8 @@ SUFFIX = "-fiftyone"
 # The folders of FiftyOne's export layout: media (data/) and files of media and label fields
 # (fields/); a publish deletes what an export no longer has there.
 OWNED_FOLDERS = ("data/", "fields/")
-SECTION = "## FiftyOne"
-INSTALL = "pip install 'covid-chestxray-seg[fiftyone]'"
+_SECTION = "## FiftyOne"
+_INSTALL = "pip install 'covid-chestxray-seg[fiftyone]'"
 _LOAD_FROM_HUB = re.compile(r"""load_from_hub\(\s*["']([^"']+)["']""")
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -80,14 +80,14 @@ def exporter() -> ModuleType:
     except ModuleNotFoundError as error:
         if error.name != "fiftyone" and not (error.name or "").startswith("fiftyone."):
             raise
-        raise FiftyOneMissingError(f"FiftyOne is not installed (an optional extra): {INSTALL}") from None
+        raise FiftyOneMissingError(f"FiftyOne is not installed (an optional extra): {_INSTALL}") from None
     return fiftyone_export
 
 
 def link_companion(card: str, companion_id: str) -> str:
     """The main card with its FiftyOne section naming `companion_id` (in the `load_from_hub`
     call and the links); a card without that section is returned as it is."""
-    head, found, rest = card.partition(f"\n{SECTION}\n")
+    head, found, rest = card.partition(f"\n{_SECTION}\n")
     if not found:
         return card
     section, next_heading, tail = rest.partition("\n## ")

@@ -28,8 +28,20 @@ from covid_chestxray_seg_tools import fiftyone_companion, layout
 from covid_chestxray_seg_tools.card.render import card_for_repo
 from covid_chestxray_seg_tools.errors import CovidSegError, describe
 
-REPO_TYPE = "dataset"
-RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+__all__ = [
+    "COMMIT_ATTEMPTS",
+    "COMMIT_RETRY_WAIT",
+    "DEFAULT_COMMIT_MESSAGE",
+    "LocalFile",
+    "PublishError",
+    "local_file",
+    "local_files",
+    "publish",
+    "push_files",
+]
+
+_REPO_TYPE = "dataset"
+_RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 COMMIT_ATTEMPTS = 4
 COMMIT_RETRY_WAIT = 2.0  # seconds, doubled after each failed attempt
 DEFAULT_COMMIT_MESSAGE = f"Publish covid-chestxray-seg (builder {recipe.BUILDER_VERSION})"
@@ -56,14 +68,14 @@ def local_file(path: Path, data: bytes, *, changed: bool = False) -> LocalFile:
 
 
 @dataclass(frozen=True)
-class RemoteFile:
+class _RemoteFile:
     size: int
     sha256: str | None  # LFS files only
     blob_id: str
 
 
 @dataclass
-class Plan:
+class _Plan:
     head: str | None  # the commit the plan was made against; None: repo or branch to be created
     repo_exists: bool
     branch_exists: bool
@@ -97,13 +109,13 @@ def publish(
     """Publish `folder` to `repo_id`; returns the commit id that holds it (None on a dry run).
     The card's FiftyOne section names `fiftyone_repo_id` (default: `repo_id` + "-fiftyone");
     `tools_url`, when given, replaces the tools' repository URL the card names (see `local_files`)."""
-    check_repo_id(repo_id=repo_id)
+    _check_repo_id(repo_id=repo_id)
     if not commit_message.strip():
         raise PublishError("--commit-message must not be empty")
     local = local_files(folder=Path(folder), repo_id=repo_id, fiftyone_repo_id=fiftyone_repo_id, tools_url=tools_url)
     if not token and not dry_run:
         raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token")
-    check_card(folder=Path(folder))
+    _check_card(folder=Path(folder))
     return push_files(
         local=local,
         repo_id=repo_id,
@@ -115,7 +127,7 @@ def publish(
         dry_run=dry_run,
         verify=verify,
         say=say,
-        load_back=lambda commit: verify_load(repo_id=repo_id, revision=commit, token=token, folder=Path(folder)),
+        load_back=lambda commit: _verify_load(repo_id=repo_id, revision=commit, token=token, folder=Path(folder)),
     )
 
 
@@ -191,22 +203,22 @@ def _publish_checked(
     load_back: Callable[[str], str] | None,
 ) -> str | None:
     api = HfApi(token=token or False)
-    plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
-    say(format_plan(plan=plan, local=local, repo_id=repo_id, revision=revision))
+    plan = _make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
+    say(_format_plan(plan=plan, local=local, repo_id=repo_id, revision=revision))
     if dry_run:
         say("dry run: nothing was written")
         return None
     if not plan.repo_exists:
-        api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
-        plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
+        api.create_repo(repo_id, repo_type=_REPO_TYPE, private=private, exist_ok=True)
+        plan = _make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
     if not plan.branch_exists and not create_pr:
-        api.create_branch(repo_id, repo_type=REPO_TYPE, branch=revision, exist_ok=True)
-        plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
+        api.create_branch(repo_id, repo_type=_REPO_TYPE, branch=revision, exist_ok=True)
+        plan = _make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
     if not plan.changes and plan.head is not None:
         say(f"nothing to commit: {repo_id}@{revision} already holds these files")
         commit = plan.head
     else:
-        commit = commit_plan(
+        commit = _commit_plan(
             api=api,
             repo_id=repo_id,
             revision=revision,
@@ -217,14 +229,14 @@ def _publish_checked(
             say=say,
         )
     if verify:
-        verify_remote(api=api, repo_id=repo_id, revision=commit, local=local, owned=owned)
+        _verify_remote(api=api, repo_id=repo_id, revision=commit, local=local, owned=owned)
         say(f"verified: {len(local)} remote files equal the local ones")
         if load_back is not None:
             say(load_back(commit))
     return commit
 
 
-def check_repo_id(*, repo_id: str) -> None:
+def _check_repo_id(*, repo_id: str) -> None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
@@ -285,12 +297,12 @@ def local_files(
     return files
 
 
-def check_card(*, folder: Path) -> None:
+def _check_card(*, folder: Path) -> None:
     """Ask the Hub to validate the card's metadata before anything is uploaded: a card it
     refuses would otherwise fail the commit after every shard had been sent."""
     card = DatasetCard.load(folder / layout.CARD_FILENAME)
     try:
-        card.validate(repo_type=REPO_TYPE)
+        card.validate(repo_type=_REPO_TYPE)
     except ValueError as error:
         raise PublishError(
             f"{folder / layout.CARD_FILENAME}: the Hub refuses the card's metadata ({error}); nothing was uploaded. "
@@ -298,61 +310,61 @@ def check_card(*, folder: Path) -> None:
         ) from None
 
 
-def make_plan(
+def _make_plan(
     *,
     api: HfApi,
     repo_id: str,
     revision: str,
     local: dict[str, LocalFile],
     owned: tuple[str, ...] = layout.BUILT_FOLDERS,
-) -> Plan:
+) -> _Plan:
     """Compare the local files with the repo's at `revision`; remote files in `owned` folders
     that are not local are to be deleted."""
     try:
-        info = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision)
+        info = api.repo_info(repo_id, repo_type=_REPO_TYPE, revision=revision)
     except RevisionNotFoundError:
-        return Plan(head=None, repo_exists=True, branch_exists=False, add=sorted(local), owned=owned)
+        return _Plan(head=None, repo_exists=True, branch_exists=False, add=sorted(local), owned=owned)
     except RepositoryNotFoundError:
         for other in ("model", "space"):
             if api.repo_exists(repo_id, repo_type=other):
                 raise PublishError(
                     f"{repo_id} exists as a {other} repository, not a dataset; choose another --repo-id"
                 ) from None
-        return Plan(head=None, repo_exists=False, branch_exists=False, add=sorted(local), owned=owned)
+        return _Plan(head=None, repo_exists=False, branch_exists=False, add=sorted(local), owned=owned)
     if info.sha is None:
         raise PublishError(f"unexpected answer from the Hub: {repo_id}@{revision} has no head commit")
-    remote = remote_files(api=api, repo_id=repo_id, revision=info.sha)
-    plan = Plan(head=info.sha, repo_exists=True, branch_exists=True, owned=owned)
+    remote = _remote_files(api=api, repo_id=repo_id, revision=info.sha)
+    plan = _Plan(head=info.sha, repo_exists=True, branch_exists=True, owned=owned)
     for name, file in local.items():
         (plan.unchanged if _same(file, remote.get(name)) else plan.add).append(name)
-    plan.delete = stale_files(remote=remote, local=local, owned=owned)
+    plan.delete = _stale_files(remote=remote, local=local, owned=owned)
     return plan
 
 
-def stale_files(
-    *, remote: Mapping[str, RemoteFile], local: Mapping[str, LocalFile], owned: tuple[str, ...] = layout.BUILT_FOLDERS
+def _stale_files(
+    *, remote: Mapping[str, _RemoteFile], local: Mapping[str, LocalFile], owned: tuple[str, ...] = layout.BUILT_FOLDERS
 ) -> list[str]:
     """Remote files a publish removes: what the published files own (for a build: data/, assets/)
     but no longer has, and any loading script."""
     return sorted(name for name in remote if name not in local and (name.startswith(owned) or name.endswith(".py")))
 
 
-def remote_files(*, api: HfApi, repo_id: str, revision: str) -> dict[str, RemoteFile]:
+def _remote_files(*, api: HfApi, repo_id: str, revision: str) -> dict[str, _RemoteFile]:
     files = {}
-    for entry in api.list_repo_tree(repo_id, repo_type=REPO_TYPE, revision=revision, recursive=True):
+    for entry in api.list_repo_tree(repo_id, repo_type=_REPO_TYPE, revision=revision, recursive=True):
         if isinstance(entry, RepoFile):
-            files[entry.path] = RemoteFile(entry.size, entry.lfs.sha256 if entry.lfs else None, entry.blob_id)
+            files[entry.path] = _RemoteFile(entry.size, entry.lfs.sha256 if entry.lfs else None, entry.blob_id)
     return files
 
 
-def _same(local: LocalFile, remote: RemoteFile | None) -> bool:
+def _same(local: LocalFile, remote: _RemoteFile | None) -> bool:
     """Same size and content hash: SHA-256 for LFS files, the git blob id for the others."""
     if remote is None or remote.size != local.size:
         return False
     return remote.sha256 == local.sha256 if remote.sha256 else remote.blob_id == local.git_sha1
 
 
-def format_plan(*, plan: Plan, local: dict[str, LocalFile], repo_id: str, revision: str) -> str:
+def _format_plan(*, plan: _Plan, local: dict[str, LocalFile], repo_id: str, revision: str) -> str:
     new = "new repo" if not plan.repo_exists else "new branch"
     state = new if plan.head is None else f"head {plan.head[:12]}"
     lines = [f"plan for {repo_id}@{revision} ({state}):"]
@@ -365,12 +377,12 @@ def format_plan(*, plan: Plan, local: dict[str, LocalFile], repo_id: str, revisi
     return "\n".join(lines)
 
 
-def commit_plan(
+def _commit_plan(
     *,
     api: HfApi,
     repo_id: str,
     revision: str,
-    plan: Plan,
+    plan: _Plan,
     local: dict[str, LocalFile],
     create_pr: bool,
     message: str,
@@ -393,7 +405,7 @@ def commit_plan(
                 repo_id,
                 operations,
                 commit_message=message,
-                repo_type=REPO_TYPE,
+                repo_type=_REPO_TYPE,
                 revision=revision,
                 create_pr=create_pr,
                 parent_commit=plan.head,
@@ -405,7 +417,7 @@ def commit_plan(
                     f"{repo_id}@{revision} changed while publishing (its head is no longer {(plan.head or '')[:12]}); "
                     "nothing was committed: run the command again"
                 ) from None
-            if status not in RETRY_STATUSES or attempt == COMMIT_ATTEMPTS:
+            if status not in _RETRY_STATUSES or attempt == COMMIT_ATTEMPTS:
                 raise PublishError(
                     f"the Hub refused the commit to {repo_id}@{revision} (HTTP {status}) after {attempt} attempt(s); "
                     f"nothing was committed: {describe(error)}"
@@ -427,19 +439,19 @@ def commit_plan(
 
 
 def _landed(
-    *, api: HfApi, repo_id: str, revision: str, plan: Plan, local: dict[str, LocalFile], create_pr: bool
+    *, api: HfApi, repo_id: str, revision: str, plan: _Plan, local: dict[str, LocalFile], create_pr: bool
 ) -> str | None:
     """The new head if a commit the Hub answered with an error went through after all."""
     if create_pr:
         return None
-    head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision).sha
+    head = api.repo_info(repo_id, repo_type=_REPO_TYPE, revision=revision).sha
     if head == plan.head:
         return None
-    again = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=plan.owned)
+    again = _make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=plan.owned)
     return head if not again.changes else None
 
 
-def verify_remote(
+def _verify_remote(
     *,
     api: HfApi,
     repo_id: str,
@@ -447,18 +459,18 @@ def verify_remote(
     local: dict[str, LocalFile],
     owned: tuple[str, ...] = layout.BUILT_FOLDERS,
 ) -> None:
-    remote = remote_files(api=api, repo_id=repo_id, revision=revision)
+    remote = _remote_files(api=api, repo_id=repo_id, revision=revision)
     for name, file in local.items():
         if name not in remote:
             raise PublishError(f"verification failed: {name} is missing from {repo_id}@{revision}")
         if not _same(file, remote[name]):
             raise PublishError(f"verification failed: {name} on {repo_id}@{revision} differs from the local file")
-    extra = stale_files(remote=remote, local=local, owned=owned)
+    extra = _stale_files(remote=remote, local=local, owned=owned)
     if extra:
         raise PublishError(f"verification failed: {repo_id}@{revision} still holds {', '.join(extra)}")
 
 
-def verify_load(*, repo_id: str, revision: str, token: str | None, folder: Path) -> str:
+def _verify_load(*, repo_id: str, revision: str, token: str | None, folder: Path) -> str:
     """Load the published dataset with plain `datasets`, normally and streaming, and check it."""
     import datasets  # imported here: plans and dry runs do not need it
 

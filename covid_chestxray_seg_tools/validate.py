@@ -21,9 +21,11 @@ from pycocotools import mask as mask_utils
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import crops as upstream_crops
 
+__all__ = ["Report", "format_report", "report_json", "validate"]
+
 # A bbox is "consistent" when every side is within this many pixels of the mask's own box:
 # polygon exports round outward by up to a pixel.
-BBOX_TOLERANCE = 1.0
+_BBOX_TOLERANCE = 1.0
 
 
 @dataclass
@@ -149,7 +151,7 @@ def _iou(mask: np.ndarray, pixels: int, crop: np.ndarray, top: int, left: int) -
 def _check_bbox_and_area(annotation: dict, rle: dict, pixels: int, report: Report) -> None:
     from_mask = [float(v) for v in mask_utils.toBbox(rle)]
     given = annotation["bbox"]
-    if any(abs(a - b) > BBOX_TOLERANCE for a, b in zip(given, from_mask)):
+    if any(abs(a - b) > _BBOX_TOLERANCE for a, b in zip(given, from_mask)):
         report.bbox_mismatches.append((annotation["id"], given, from_mask))
     # Polygon areas are geometric, not pixel counts: allow what rasterizing the outline adds.
     if abs(annotation["area"] - pixels) > max(1.0, 0.05 * pixels):

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import covid_chestxray_seg as recipe
 
 __all__ = [
+    "RGB",
     "ColourContrast",
+    "Lab",
     "ciede2000",
     "class_contrast",
     "drawn_colour",
@@ -28,9 +30,9 @@ __all__ = [
 ]
 
 # The X-ray under a translucent fill, for measuring: mid grey.
-BACKGROUND_GREY = 128
+_BACKGROUND_GREY = 128
 # Greys a solid colour must stand out from: the whole range an X-ray shows.
-GREYS = tuple(range(0, 256, 5))
+_GREYS = tuple(range(0, 256, 5))
 
 RGB = tuple[float, float, float]
 Lab = tuple[float, float, float]
@@ -139,7 +141,7 @@ def drawn_colour(index: int) -> RGB:
     outline or a line, its colour blended over mid grey for a fill."""
     colour = recipe.CLASS_COLOURS[index]
     if recipe.CLASS_STYLES[index] == "fill":
-        return _blend((BACKGROUND_GREY,) * 3, colour)
+        return _blend((_BACKGROUND_GREY,) * 3, colour)
     return _rgb(colour)
 
 
@@ -222,7 +224,7 @@ def class_contrast(overlapping: Iterable[tuple[int, int]] = ()) -> ColourContras
     grey, grey_class = min(
         (ciede2000(srgb_to_lab(_on_grey(index, level)), srgb_to_lab((level,) * 3)), names[index])
         for index in range(len(names))
-        for level in GREYS
+        for level in _GREYS
     )
     return ColourContrast(
         between_classes=between,

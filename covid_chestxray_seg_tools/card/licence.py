@@ -11,7 +11,9 @@ import datasets
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 
-UNKNOWN_LICENCE = "none given"
+__all__ = ["licence_table", "licensed_config_text", "render_licence"]
+
+_UNKNOWN_LICENCE = "none given"
 
 
 def licence_table(stats: dict) -> str:
@@ -24,7 +26,7 @@ def licence_table(stats: dict) -> str:
     rows = []
     for name, count in stats["licences"].items():
         terms = recipe.IMAGE_LICENCE_TERMS.get(name)
-        if name == UNKNOWN_LICENCE:
+        if name == _UNKNOWN_LICENCE:
             commercial = derivatives = "unknown: no licence is granted; ask the source"
         elif terms is None:
             commercial = derivatives = "not known to this card: read the licence"
@@ -43,7 +45,7 @@ def licence_table(stats: dict) -> str:
 
 def licensed_config_text(stats: dict) -> str:
     """What the `licensed` config's licences allow, counted: which share forbids commercial use."""
-    known = {name: count for name, count in stats["licences"].items() if name != UNKNOWN_LICENCE}
+    known = {name: count for name, count in stats["licences"].items() if name != _UNKNOWN_LICENCE}
     total = sum(known.values())
     non_commercial = {
         name: count

@@ -11,6 +11,8 @@ from PIL import Image
 
 from covid_chestxray_seg_tools import layout
 
+__all__ = ["PREVIEW_HEIGHT", "PREVIEW_LICENCES", "render_preview"]
+
 # Only images whose own licence allows showing them on a public card.
 PREVIEW_LICENCES = ("CC BY", "CC BY-SA")
 PREVIEW_HEIGHT = 320

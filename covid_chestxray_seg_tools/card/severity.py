@@ -11,8 +11,10 @@ from scipy import stats as scipy_stats
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 
-LUNGS = ("Left Lung", "Right Lung")
-LESIONS = ("Ground Glass Opacities", "Consolidation")
+__all__ = ["SEVERITY_PLOT_PATH", "lesion_shares", "render_severity_plot", "severity_correlation"]
+
+_LUNGS = ("Left Lung", "Right Lung")
+_LESIONS = ("Ground Glass Opacities", "Consolidation")
 SEVERITY_PLOT_PATH = "assets/severity.png"
 
 
@@ -21,14 +23,14 @@ def lesion_shares(folder: Path) -> list[dict]:
     ground-glass opacity or consolidation, with the image's severity scores (None if unscored).
     From the RLE in `objects`, so no PNG is decoded."""
     columns = ["image_id", "file_name", "objects", *(column for column, _ in recipe.SEVERITY_COLUMNS.values())]
-    lung_ids = {recipe.CLASSES.index(name) for name in LUNGS}
-    lesion_ids = {recipe.CLASSES.index(name) for name in LESIONS}
+    lung_ids = {recipe.CLASSES.index(name) for name in _LUNGS}
+    lesion_ids = {recipe.CLASSES.index(name) for name in _LESIONS}
     shares = []
     for row in layout.iter_rows(folder, columns=columns):
         lungs = [obj["segmentation"] for obj in row["objects"] if obj["category"] in lung_ids]
         lesions = [obj["segmentation"] for obj in row["objects"] if obj["category"] in lesion_ids]
         found = {recipe.CLASSES[obj["category"]] for obj in row["objects"] if obj["category"] in lung_ids}
-        if found != set(LUNGS) or any(seg is None for seg in lungs + lesions):
+        if found != set(_LUNGS) or any(seg is None for seg in lungs + lesions):
             continue
         lung_rle = recipe.union_rle(lungs)
         lung_area = float(mask_utils.area(lung_rle))

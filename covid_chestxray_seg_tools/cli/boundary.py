@@ -36,7 +36,7 @@ EXPECTED_ERRORS = (CovidSegError, BuildError, HfHubHTTPError, OfflineModeIsEnabl
 
 
 # Libraries that log every HTTP request at INFO: their lines would bury ours.
-CHATTY_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "fsspec", "filelock")
+_CHATTY_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "fsspec", "filelock")
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -60,7 +60,7 @@ def setup_logging(*, quiet: bool = False) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
     root.setLevel(logging.WARNING if quiet else logging.INFO)
-    for name in CHATTY_LOGGERS:
+    for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     if quiet:
         # Both read these when they draw a bar; set before either is imported, or now if it was.

@@ -15,7 +15,7 @@ from covid_chestxray_seg_tools.publish import DEFAULT_COMMIT_MESSAGE, publish
 
 __all__ = ["register", "run"]
 
-EXAMPLES = """\
+_EXAMPLES = """\
   # publish build/ to a new or existing public dataset repo (token from HF_TOKEN or `hf auth login`)
   covid-seg publish --repo-id ORG/covid-chestxray-seg
 
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         summary="publish a built folder to a Hub dataset repo in one commit",
         description="Publish a built folder to a Hugging Face dataset repo in one commit, then load it back. "
         "Publishing an unchanged folder makes no commit.",
-        examples=EXAMPLES,
+        examples=_EXAMPLES,
     )
     options.add_source(parser, default=str(DEFAULT_OUT), what="the folder to publish")
     parser.add_argument("--repo-id", required=True, help="dataset repo to publish to, as ORG/NAME (created if missing)")

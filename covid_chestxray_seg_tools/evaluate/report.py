@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 # metric -> (table header, decimals)
-HEADERS: dict[Metric, tuple[str, int]] = {
+_HEADERS: dict[Metric, tuple[str, int]] = {
     "dice": ("Dice", 3),
     "iou": ("IoU", 3),
     "nsd": ("NSD", 3),
@@ -34,9 +34,9 @@ HEADERS: dict[Metric, tuple[str, int]] = {
     "assd": ("ASSD (px)", 1),
     "assd_pct": ("ASSD (% diag.)", 2),
 }
-OVERLAP_COLUMNS: tuple[Metric, ...] = ("dice", "iou", "nsd", "cldice")
-DISTANCE_COLUMNS: tuple[Metric, ...] = ("hd95", "hd95_pct", "assd", "assd_pct")
-FOLD_METRICS: tuple[Metric, ...] = ("dice", "nsd")
+_OVERLAP_COLUMNS: tuple[Metric, ...] = ("dice", "iou", "nsd", "cldice")
+_DISTANCE_COLUMNS: tuple[Metric, ...] = ("hd95", "hd95_pct", "assd", "assd_pct")
+_FOLD_METRICS: tuple[Metric, ...] = ("dice", "nsd")
 CSV_COLUMNS = ("split", "fold", "image_id", "patient_id", "class", "mask_column", "skipped", *METRICS)
 
 
@@ -49,7 +49,7 @@ def _cell(name: str, metric: Metric, mean: float | None, ci95: list[float] | Non
         return "n/a"
     if mean is None or ci95 is None:
         return "–"
-    digits = HEADERS[metric][1]
+    digits = _HEADERS[metric][1]
     sign = "+" if signed else ""
     low, high = ci95
     return f"{mean:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
@@ -66,7 +66,7 @@ def _tables(results: Sequence[ScoreResult]) -> list[str]:
     several = len(results) > 1
     names = [name for name in recipe.CLASSES if any(name in result["classes"] for result in results)]
     lines = []
-    for columns, count in ((OVERLAP_COLUMNS, "n"), (DISTANCE_COLUMNS, "n (distances)")):
+    for columns, count in ((_OVERLAP_COLUMNS, "n"), (_DISTANCE_COLUMNS, "n (distances)")):
         head = ["Class", *(["scored on"] if several else []), count, *(_header(metric, results) for metric in columns)]
         lines += ["| " + " | ".join(head) + " |", "| " + " | ".join(_alignments(head, several)) + " |"]
         for name in names:
@@ -74,7 +74,7 @@ def _tables(results: Sequence[ScoreResult]) -> list[str]:
                 if name not in result["classes"]:
                     continue
                 entry = result["classes"][name]
-                n = entry["n"] if columns is OVERLAP_COLUMNS else entry["hd95"]["n"]
+                n = entry["n"] if columns is _OVERLAP_COLUMNS else entry["hd95"]["n"]
                 cells = [name, *([f"`{_title(result)}`"] if several else []), str(n)]
                 cells += [_cell(name, metric, entry[metric]["mean"], entry[metric]["ci95"]) for metric in columns]
                 lines.append("| " + " | ".join(cells) + " |")
@@ -86,7 +86,7 @@ def _header(metric: Metric, results: Sequence[ScoreResult]) -> str:
     tolerances = {result["nsd_tolerance_pct"] for result in results}
     if metric == "nsd" and len(tolerances) == 1:
         return f"NSD ({tolerances.pop():g} % diag.)"
-    return HEADERS[metric][0]
+    return _HEADERS[metric][0]
 
 
 def _alignments(head: Sequence[str], several: bool) -> list[str]:
@@ -99,7 +99,7 @@ def _fold_table(result: ScoreResult) -> list[str]:
     counts = result["counts"]["fold_images"]
     head = ["Class", *(f"fold {k} ({counts[k]} images)" for k in range(recipe.FOLDS))]
     lines = [
-        f"Mean of each fold, {' / '.join(HEADERS[metric][0] for metric in FOLD_METRICS)}:",
+        f"Mean of each fold, {' / '.join(_HEADERS[metric][0] for metric in _FOLD_METRICS)}:",
         "",
         "| " + " | ".join(head) + " |",
         "| " + " | ".join("---" for _ in head) + " |",
@@ -107,7 +107,7 @@ def _fold_table(result: ScoreResult) -> list[str]:
     for name, entry in result["classes"].items():
         cells = [name]
         for k in range(recipe.FOLDS):
-            means = [entry[metric]["folds"][k] for metric in FOLD_METRICS]
+            means = [entry[metric]["folds"][k] for metric in _FOLD_METRICS]
             cells.append("–" if means[0] is None else " / ".join(f"{mean:.3f}" for mean in means))
         lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
@@ -191,8 +191,8 @@ def format_comparison(comparison: Comparison) -> str:
     Returns:
         Markdown.
     """
-    columns = (*OVERLAP_COLUMNS, *DISTANCE_COLUMNS)
-    head = ["Class", "n", *(HEADERS[metric][0] for metric in columns)]
+    columns = (*_OVERLAP_COLUMNS, *_DISTANCE_COLUMNS)
+    head = ["Class", "n", *(_HEADERS[metric][0] for metric in columns)]
     lines = [
         f"Paired difference A - B (A: `{comparison['predictions']}`, B: `{comparison['against']}`), over the "
         "image-class pairs both score: mean [95 % interval: bootstrap over patients]; `*` where the interval "
