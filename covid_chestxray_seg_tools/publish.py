@@ -14,8 +14,9 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi, RepoFile
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_COMMIT_MESSAGE",
     "LocalFile",
     "PublishError",
+    "PublishResult",
     "local_file",
     "local_files",
     "publish",
@@ -52,16 +54,64 @@ class PublishError(CovidSegError, ValueError):
 
 
 @dataclass(frozen=True)
+class PublishResult:
+    """What a publish did (on a dry run: what it would do).
+
+    Attributes:
+        repo_id: the dataset repo published to.
+        revision: the branch committed to (with a pull request: the branch it is against).
+        commit: the commit that holds the files (a pull request's commit); None on a dry run.
+        committed: whether this publish made that commit; False when the repo held the files
+            already, and on a dry run.
+        uploaded: files uploaded (new or changed).
+        deleted: files deleted (stale shards, a loading script).
+        unchanged: files the repo held already.
+        dry_run: nothing was written.
+    """
+
+    repo_id: str
+    revision: str
+    commit: str | None
+    committed: bool
+    uploaded: int
+    deleted: int
+    unchanged: int
+    dry_run: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as plain JSON values, for `--json`."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class LocalFile:
+    """A file to publish.
+
+    Attributes:
+        path: the file on disk.
+        size, sha256, git_sha1: of what is uploaded (the Hub compares LFS files by SHA-256, the
+            others by git blob id).
+        content: what is uploaded instead of the file, when publishing changes it (the card).
+    """
+
     path: Path
     size: int
     sha256: str
     git_sha1: str
-    content: bytes | None = None  # what is uploaded instead of the file, when publishing changes it
+    content: bytes | None = None
 
 
 def local_file(path: Path, data: bytes, *, changed: bool = False) -> LocalFile:
-    """`data`, read from `path` (or what publishing makes of it, `changed`), with its hashes."""
+    """A file to publish, with its hashes.
+
+    Args:
+        path: where `data` was read from.
+        data: the bytes to upload.
+        changed: `data` is not what `path` holds (publishing rewrote it): upload `data`.
+
+    Returns:
+        The file, its size and hashes those of `data`.
+    """
     return LocalFile(
         path, len(data), hashlib.sha256(data).hexdigest(), recipe.git_blob_sha1(data), data if changed else None
     )
@@ -105,10 +155,43 @@ def publish(
     say: Callable[[str], None] = print,
     fiftyone_repo_id: str | None = None,
     tools_url: str | None = None,
-) -> str | None:
-    """Publish `folder` to `repo_id`; returns the commit id that holds it (None on a dry run).
-    The card's FiftyOne section names `fiftyone_repo_id` (default: `repo_id` + "-fiftyone");
-    `tools_url`, when given, replaces the tools' repository URL the card names (see `local_files`)."""
+) -> PublishResult:
+    """Publish a built folder to a Hub dataset repo in one commit, then check it and load it back.
+
+    The repo (and `revision`) is created if missing. Files the repo holds already are not sent
+    again; shards of an earlier build that the folder no longer has are deleted in the same
+    commit; an unchanged folder makes no commit. The commit is made on top of the head the plan
+    was made against, so a concurrent change stops it with nothing committed.
+
+    Args:
+        folder: a complete build of this builder version (`covid-seg build --out`).
+        repo_id: the dataset repo, ORG/NAME; the card's code is rewritten to name it.
+        token: a token with write access (None: only a dry run works).
+        private: create a missing repo as private (an existing repo keeps its visibility).
+        revision: the branch to commit to (created from main if missing).
+        create_pr: open a pull request against `revision` instead of committing to it.
+        commit_message: the commit or pull request title.
+        dry_run: print the plan (files, sizes, changes) and write nothing.
+        verify: afterwards compare the remote files with the local ones (size and SHA-256) and
+            load the dataset back with `datasets`, normally and streaming.
+        say: where progress lines go (the plan, the commit, the checks).
+        fiftyone_repo_id: the FiftyOne companion the card's FiftyOne section names (default:
+            `repo_id` + "-fiftyone"); publishing it is `fiftyone_companion.publish_companion`.
+        tools_url: the repository of these tools the card tells people to install `covid-seg`
+            from (default: the URL the folder was built with).
+
+    Returns:
+        The repo, revision and commit, whether a commit was made, and the files uploaded,
+        deleted and left unchanged.
+
+    Raises:
+        PublishError: a bad repo id or commit message, no token, a folder that is not a
+            complete build of this builder (or holds a .py file), a card the Hub refuses, a
+            repo of another type under `repo_id`, a commit the Hub refused or a repo changed
+            meanwhile (nothing committed), or files that differ after the commit.
+        huggingface_hub.errors.HfHubHTTPError: the Hub refused a request (HTTP 401: the token).
+        httpx2.TransportError: the Hub cannot be reached.
+    """
     _check_repo_id(repo_id=repo_id)
     if not commit_message.strip():
         raise PublishError("--commit-message must not be empty")
@@ -145,7 +228,7 @@ def push_files(
     say: Callable[[str], None],
     owned: tuple[str, ...] = layout.BUILT_FOLDERS,
     load_back: Callable[[str], str] | None = None,
-) -> str | None:
+) -> PublishResult:
     """Make `repo_id`@`revision` hold `local` in one commit (none when it holds them already).
 
     Args:
@@ -156,7 +239,7 @@ def push_files(
         load_back: loads the published commit back; returns what it found, for `say`.
 
     Returns:
-        The commit that holds the files (None on a dry run).
+        What was done (on a dry run: planned), as `publish` returns it.
 
     Raises:
         PublishError: the Hub refused, answered something unexpected, or differs afterwards.
@@ -201,23 +284,37 @@ def _publish_checked(
     say: Callable[[str], None],
     owned: tuple[str, ...],
     load_back: Callable[[str], str] | None,
-) -> str | None:
+) -> PublishResult:
     api = HfApi(token=token or False)
     plan = _make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
     say(_format_plan(plan=plan, local=local, repo_id=repo_id, revision=revision))
+
+    def result(commit: str | None, *, committed: bool) -> PublishResult:
+        return PublishResult(
+            repo_id=repo_id,
+            revision=revision,
+            commit=commit,
+            committed=committed,
+            uploaded=len(plan.add),
+            deleted=len(plan.delete),
+            unchanged=len(plan.unchanged),
+            dry_run=dry_run,
+        )
+
     if dry_run:
         say("dry run: nothing was written")
-        return None
+        return result(None, committed=False)
     if not plan.repo_exists:
         api.create_repo(repo_id, repo_type=_REPO_TYPE, private=private, exist_ok=True)
         plan = _make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
     if not plan.branch_exists and not create_pr:
         api.create_branch(repo_id, repo_type=_REPO_TYPE, branch=revision, exist_ok=True)
         plan = _make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
-    if not plan.changes and plan.head is not None:
+    if plan.head is not None and not plan.changes:
         say(f"nothing to commit: {repo_id}@{revision} already holds these files")
-        commit = plan.head
+        commit, committed = plan.head, False
     else:
+        committed = True
         commit = _commit_plan(
             api=api,
             repo_id=repo_id,
@@ -233,7 +330,7 @@ def _publish_checked(
         say(f"verified: {len(local)} remote files equal the local ones")
         if load_back is not None:
             say(load_back(commit))
-    return commit
+    return result(commit, committed=committed)
 
 
 def _check_repo_id(*, repo_id: str) -> None:
