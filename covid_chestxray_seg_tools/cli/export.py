@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    counts = export(
+    result = export(
         source=args.source,
         out=args.out,
         format=args.format,
@@ -72,5 +72,5 @@ def run(args: argparse.Namespace) -> Outcome:
         classes=args.classes,
         upstream_form=args.upstream_form,
     )
-    text = f"exported {args.out}: " + ", ".join(f"{key} {value}" for key, value in counts.items())
-    return Outcome(text=text, data={"out": str(args.out), "format": args.format, "counts": counts})
+    text = f"exported {result.out}: " + ", ".join(f"{key} {value}" for key, value in result.counts.items())
+    return Outcome(text=text, data=result.to_json())
