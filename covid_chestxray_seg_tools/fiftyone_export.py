@@ -145,8 +145,8 @@ def export_fiftyone(
     Raises:
         FiftyOneExportError: the source has no LICENSE.md, a file name that is not a plain name,
             or a column FiftyOne cannot hold.
-        SourceError: `source` cannot be read or is not this dataset.
-        ExistsError, OutputError: `out` exists, or cannot be written.
+        source.SourceError: `source` cannot be read or is not this dataset.
+        staging.ExistsError, staging.OutputError: `out` exists, or cannot be written.
     """
     loaded = load_splits(source=source, splits=splits)
     licence = _source_licence(source)

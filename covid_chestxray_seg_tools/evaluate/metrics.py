@@ -99,12 +99,27 @@ class PairScores:
 
 
 def diagonal(shape: tuple[int, ...]) -> float:
-    """The diagonal of an image of `shape` (height, width), in pixels."""
+    """The diagonal of an image, the unit of the distances in percent (`hd95_pct`, `assd_pct`).
+
+    Args:
+        shape: (height, width), as a mask's `shape`.
+
+    Returns:
+        The diagonal, in pixels.
+    """
     return math.hypot(shape[0], shape[1])
 
 
 def tolerance_pixels(tolerance_pct: float, *, shape: tuple[int, ...]) -> float:
-    """NSD's tolerance in pixels for an image of `shape` (height, width), given in percent of its diagonal."""
+    """NSD's tolerance for one image, given in percent of its diagonal.
+
+    Args:
+        tolerance_pct: the tolerance in percent of the image's diagonal (`--nsd-tolerance`).
+        shape: the image's (height, width).
+
+    Returns:
+        The tolerance in pixels.
+    """
     return tolerance_pct / 100 * diagonal(shape)
 
 
