@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 from PIL import Image
@@ -18,7 +19,7 @@ PREVIEW_LICENCES = ("CC BY", "CC BY-SA")
 PREVIEW_HEIGHT = 320
 
 
-def render_preview(folder: Path) -> list[dict]:
+def render_preview(folder: Path) -> list[dict[str, Any]]:
     """Write the preview picture into `folder`: openly licensed images with their masks overlaid.
     Returns the shown images (file name, licence, url) for the caption; [] when
     none may be shown."""

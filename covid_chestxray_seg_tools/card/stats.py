@@ -6,7 +6,7 @@ import itertools
 import re
 import statistics
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -139,7 +139,7 @@ class CardStats(_CardStatsFields, total=False):
     viewer_first_rows: dict[str, int]
 
 
-def view_hints(row: dict) -> list[str]:
+def view_hints(row: Mapping[str, Any]) -> list[str]:
     """The words of a row's clinical_notes and other_notes that say the film is not PA, in
     order and once each; [] when there are none."""
     text = " ".join(row.get(column) or "" for column in ("clinical_notes", "other_notes"))
