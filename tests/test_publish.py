@@ -215,6 +215,13 @@ def test_without_fiftyone_a_missing_companion_is_a_warning(hub, token, fixture_b
     assert hub.state.log.index(checks[0]) > hub.state.log.index(hub.state.requests("POST", r"/commit/main$")[0])
 
 
+def test_the_missing_companion_warning_keeps_the_branch_and_privacy(hub, token, fixture_build, capsys):
+    # A copied command must not publish the companion of private data as public, or to main.
+    assert run("--source", str(fixture_build), "--revision", "v1", "--private", "--no-verify") == 0
+    command = ["covid-seg", "publish", "--source", str(fixture_build), "--repo-id", REPO_ID, "--fiftyone"]
+    assert f"publish it with `{shlex.join([*command, '--revision', 'v1', '--private'])}`" in capsys.readouterr().out
+
+
 def test_without_fiftyone_an_existing_companion_is_no_warning(hub, token, fixture_build, tmp_path, capsys):
     hub.state.create_repo(COMPANION)
     report = tmp_path / "publish.json"

@@ -153,9 +153,15 @@ def _missing_companion(args: argparse.Namespace, *, token: str | None) -> str | 
     except (HfHubHTTPError, httpx2.TransportError) as error:
         # The publish itself succeeded: a failed check is no reason to fail the command.
         return f"warning: could not check whether the FiftyOne companion {companion} exists: {describe(error)}"
+    # The same folder and repo, and what a copied command must not lose: the branch, and that
+    # the data is private (--fiftyone publishes the companion with the same options).
     command = ["covid-seg", "publish", "--repo-id", args.repo_id, "--fiftyone"]
     if args.source != str(DEFAULT_OUT):
         command[2:2] = ["--source", args.source]
+    if args.revision != "main":
+        command += ["--revision", args.revision]
+    if args.private:
+        command.append("--private")
     return (
         f"warning: the card's FiftyOne section links to {companion}, which does not exist on the Hub yet; "
         f"publish it with `{shlex.join(command)}` (needs the extra: {fiftyone_companion.INSTALL})"
