@@ -510,8 +510,9 @@ def _commit_plan(
         except HfHubHTTPError as error:
             status = error.response.status_code if error.response is not None else None
             if status == 412:
+                planned = f" (its head is no longer {plan.head[:12]})" if plan.head is not None else ""
                 raise PublishError(
-                    f"{repo_id}@{revision} changed while publishing (its head is no longer {(plan.head or '')[:12]}); "
+                    f"{repo_id}@{revision} changed while publishing{planned}; "
                     "nothing was committed: run the command again"
                 ) from None
             if status not in _RETRY_STATUSES or attempt == COMMIT_ATTEMPTS:

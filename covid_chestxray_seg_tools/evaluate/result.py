@@ -114,7 +114,7 @@ class ImageScores(TypedDict):
     """One image: who and where it is, and a `PairResult` per class scored."""
 
     image_id: int
-    patient_id: str | None
+    patient_id: int | None
     split: str
     fold: int | None
     classes: dict[str, PairResult]

@@ -73,7 +73,7 @@ def resolve_classes(names: Sequence[str]) -> list[str]:
     return [name for name in recipe.CLASSES if name in chosen]
 
 
-def _group(image_id: int, patient: str | None) -> Hashable:
+def _group(image_id: int, patient: Hashable | None) -> Hashable:
     # An image without a patient id is a patient of its own.
     return ("image", image_id) if patient is None else ("patient", patient)
 
