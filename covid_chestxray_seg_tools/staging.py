@@ -67,6 +67,7 @@ class ExistsError(CovidSegError, ValueError):
 
 
 def lock_path(out: Path) -> Path:
+    """The lock file beside `out` (`.NAME.lock`), which `exclusive` holds."""
     return out.parent / f".{out.name}.lock"
 
 
@@ -195,4 +196,5 @@ def move_into_place(staging: Path, out: Path) -> None:
 
 
 def folder_bytes(folder: Path) -> int:
+    """The size of every file under `folder`, in bytes."""
     return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
