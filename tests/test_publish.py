@@ -200,26 +200,23 @@ def test_publish_returns_what_it_did(hub, token, fixture_build, tmp_path):
 
 def test_without_fiftyone_a_missing_companion_is_a_warning(hub, token, fixture_build, tmp_path, capsys):
     report = tmp_path / "publish.json"
-    assert run("--source", str(fixture_build), "--no-verify", "--json", str(report)) == 0
-    command = shlex.join(["covid-seg", "publish", "--source", str(fixture_build), "--repo-id", REPO_ID, "--fiftyone"])
+    options = ["--revision", "v1", "--private", "--no-verify", "--json", str(report)]
+    assert run("--source", str(fixture_build), *options) == 0
+    # The command to copy keeps the branch and the privacy: --fiftyone publishes the companion
+    # with the same options, and the companion of private data must not become public.
+    command = ["covid-seg", "publish", "--source", str(fixture_build), "--repo-id", REPO_ID, "--fiftyone"]
     warning = (
         f"warning: the card's FiftyOne section links to {COMPANION}, which does not exist on the Hub yet; "
-        f"publish it with `{command}` (needs the extra: pip install 'covid-chestxray-seg[fiftyone]')"
+        f"publish it with `{shlex.join([*command, '--revision', 'v1', '--private'])}` "
+        "(needs the extra: pip install 'covid-chestxray-seg[fiftyone]')"
     )
     assert warning in capsys.readouterr().out.splitlines()
     assert json.loads(report.read_text(encoding="utf-8"))["warnings"] == [warning]
-    assert f'load_from_hub("{COMPANION}")' in hub.state.files(REPO_ID)["README.md"].decode("utf-8")
+    assert f'load_from_hub("{COMPANION}")' in hub.state.files(REPO_ID, revision="v1")["README.md"].decode("utf-8")
     # One question to the Hub, after the commit.
     checks = hub.state.requests("GET", COMPANION_CHECKS)
     assert len(checks) == 1
-    assert hub.state.log.index(checks[0]) > hub.state.log.index(hub.state.requests("POST", r"/commit/main$")[0])
-
-
-def test_the_missing_companion_warning_keeps_the_branch_and_privacy(hub, token, fixture_build, capsys):
-    # A copied command must not publish the companion of private data as public, or to main.
-    assert run("--source", str(fixture_build), "--revision", "v1", "--private", "--no-verify") == 0
-    command = ["covid-seg", "publish", "--source", str(fixture_build), "--repo-id", REPO_ID, "--fiftyone"]
-    assert f"publish it with `{shlex.join([*command, '--revision', 'v1', '--private'])}`" in capsys.readouterr().out
+    assert hub.state.log.index(checks[0]) > hub.state.log.index(hub.state.requests("POST", r"/commit/v1$")[0])
 
 
 def test_without_fiftyone_an_existing_companion_is_no_warning(hub, token, fixture_build, tmp_path, capsys):
