@@ -26,6 +26,8 @@ from PIL import Image, ImageChops
 from covid_chestxray_seg import UPSTREAM_CLASS_ALIASES
 from covid_chestxray_seg_tools.errors import CovidSegError
 
+__all__ = ["STRUCTURE_FILE", "CropsError", "class_of", "image_masks", "read_crop", "structure_rows"]
+
 STRUCTURE_FILE = "structure.csv"
 
 
@@ -79,6 +81,8 @@ def image_masks(data_dir: Path) -> Iterator[tuple[str, tuple[int, int], dict[str
                     f"{STRUCTURE_FILE} says {row['Width']}x{row['Height']}"
                 )
             top, left = int(row["Top"]), int(row["Left"])
-            canvas = masks.setdefault(name, np.zeros((height, width), dtype=bool))
+            canvas = masks.get(name)
+            if canvas is None:
+                canvas = masks[name] = np.zeros((height, width), dtype=bool)
             canvas[top : top + crop.shape[0], left : left + crop.shape[1]] |= crop
         yield file_name, (height, width), masks

@@ -9,15 +9,18 @@ for a list of any length and `Sequence` for a fixed length, so every file the Hu
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import datasets
 import pyarrow as pa
 
+__all__ = ["portable_features", "portable_schema", "portable_yaml_features"]
 
-def portable_features(features: datasets.Features) -> dict:
+
+def portable_features(features: datasets.Features) -> dict[str, Any]:
     """`features.to_dict()` in the dialect that datasets 3.x and >= 4 both read."""
 
-    def convert(node):
+    def convert(node: Any) -> Any:
         if isinstance(node, list):
             return [convert(value) for value in node]
         if not isinstance(node, dict):
@@ -48,10 +51,10 @@ def portable_schema(features: datasets.Features) -> pa.Schema:
     return schema.with_metadata(metadata)
 
 
-def portable_yaml_features(yaml_features: list) -> list:
+def portable_yaml_features(yaml_features: list[Any]) -> list[Any]:
     """The card's `dataset_info.features` with fixed-length `list:` entries as `sequence:`."""
 
-    def convert(node):
+    def convert(node: Any) -> Any:
         if isinstance(node, list):
             return [convert(value) for value in node]
         if not isinstance(node, dict):

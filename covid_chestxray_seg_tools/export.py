@@ -27,7 +27,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -38,6 +40,8 @@ from covid_chestxray_seg_tools import fiftyone_companion, staging
 from covid_chestxray_seg_tools.errors import CovidSegError
 from covid_chestxray_seg_tools.source import load_splits
 
+__all__ = ["FORMATS", "ExportError", "ExportResult", "export", "write_coco_images"]
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("coco", "folder", "fiftyone")
@@ -47,11 +51,33 @@ class ExportError(CovidSegError, ValueError):
     """Options that do not go together, or a row that cannot be written as a file."""
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote.
+
+    Attributes:
+        out: the folder written.
+        format: "coco", "folder" or "fiftyone".
+        counts: what was written, counted, in the order `covid-seg export` prints it. coco:
+            "images", "annotations", and "annotations without mask upstream (left out)" when
+            any were; folder: "images", "masks", "masks without data upstream (no file)";
+            fiftyone: `fiftyone_export.FiftyOneExport.counts()`.
+    """
+
+    out: Path
+    format: str
+    counts: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as plain JSON values, for `--json`."""
+        return {"out": str(self.out), "format": self.format, "counts": dict(self.counts)}
+
+
 # Columns a COCO document is made of; skipping the image and the 14 masks reads a small part of the bytes.
-COCO_COLUMNS = ("image_id", "file_name", "width", "height", "objects", "license", "url")
+_COCO_COLUMNS = ("image_id", "file_name", "width", "height", "objects", "license", "url")
 
 
-def categories() -> list[dict]:
+def _categories() -> list[dict]:
     """COCO categories with upstream's ids (class index + 1) and supercategories."""
     return [
         {"id": index + 1, "name": name, "supercategory": recipe.SUPERCATEGORIES[name]}
@@ -59,7 +85,7 @@ def categories() -> list[dict]:
     ]
 
 
-def coco_dict(rows: Iterable[dict], *, description: str, upstream_form: bool = False) -> dict:
+def _coco_dict(rows: Iterable[dict], *, description: str, upstream_form: bool = False) -> dict:
     """One COCO document from records (objects as stored: compressed RLE, null when none).
     An object without a mask is left out, or with `upstream_form` written as upstream has it."""
     rows = list(rows)
@@ -100,23 +126,23 @@ def coco_dict(rows: Iterable[dict], *, description: str, upstream_form: bool = F
         "info": {"description": description, "url": recipe.HOMEPAGE, "version": recipe.BUILDER_VERSION},
         "licenses": [{"id": 0, "name": "none given upstream", "url": ""}]
         + [{"id": licence_ids[name], "name": name, "url": ""} for name in licences],
-        "categories": categories(),
+        "categories": _categories(),
         "images": sorted(images, key=lambda image: image["id"]),
         "annotations": sorted(annotations, key=lambda annotation: annotation["id"]),
     }
 
 
-def export_coco(splits: dict[str, datasets.Dataset], *, out: Path, upstream_form: bool = False) -> dict[str, int]:
+def _export_coco(splits: dict[str, datasets.Dataset], *, out: Path, upstream_form: bool = False) -> dict[str, int]:
     """OUT/annotations/<split>.json and OUT/images/<file_name> (original bytes)."""
     (out / "annotations").mkdir(parents=True)
     (out / "images").mkdir()
     counts = {"images": 0, "annotations": 0}
     left_out = 0
     for name, split in splits.items():
-        rows = split.select_columns(list(COCO_COLUMNS)).to_list()
+        rows = split.select_columns(list(_COCO_COLUMNS)).to_list()
         if not upstream_form:
             left_out += sum(obj["segmentation"] is None for row in rows for obj in row["objects"])
-        document = coco_dict(
+        document = _coco_dict(
             rows, description=f"covid-chestxray-seg {name} split, exported from Parquet", upstream_form=upstream_form
         )
         images = split.select_columns(["image", "image_id", "file_name"]).cast_column(
@@ -147,7 +173,7 @@ def write_coco_images(rows: Iterable[dict], *, out: Path, split: str) -> None:
         (out / "images" / file_name).write_bytes(row["image"]["bytes"])
 
 
-def export_folder(
+def _export_folder(
     splits: dict[str, datasets.Dataset], *, out: Path, classes: Sequence[str] | None = None
 ) -> dict[str, int]:
     """OUT/<split>/<image_id>/image.png and one mask_<class>.png per class with a mask."""
@@ -186,8 +212,35 @@ def export(
     splits: Sequence[str] | None = None,
     classes: Sequence[str] | None = None,
     upstream_form: bool = False,
-) -> dict[str, int]:
-    """Export `splits` of `source` to `out` in `format`; returns what was written, counted."""
+) -> ExportResult:
+    """Export a build or a Hub repo to files, for tools that do not read `datasets`.
+
+    `out` appears only when the export has succeeded, and an existing `out` is never
+    overwritten (see `staging.staged`).
+
+    Args:
+        source: a built folder, a Hub dataset repo id, or anything `load_dataset` reads.
+        out: the folder to create; it must not exist.
+        format: "coco" (COCO JSON per split and the original images), "folder" (image.png and
+            mask_<class>.png per record) or "fiftyone" (FiftyOne's export layout, the companion
+            repo's files; needs the `fiftyone` extra).
+        splits: the splits to export (default: all).
+        classes: with "folder", the class names to write masks of (default: all).
+        upstream_form: with "coco", keep the annotations without a mask as upstream writes
+            them (`segmentation: []`), which pycocotools' COCOeval cannot read; by default
+            they are left out and counted.
+
+    Returns:
+        The folder, the format and what was written, counted.
+
+    Raises:
+        ExportError: an unknown format, options of another format, an unknown class, or a
+            file name that is not a plain name.
+        source.SourceError: `source` cannot be read, or lacks a split.
+        staging.ExistsError, staging.OutputError: `out` exists, or cannot be written.
+        fiftyone_companion.FiftyOneMissingError: "fiftyone" without FiftyOne installed.
+        fiftyone_export.FiftyOneExportError: a source FiftyOne cannot hold.
+    """
     if format not in FORMATS:
         raise ExportError(f"format={format!r} is not one of {', '.join(FORMATS)}")
     if classes is not None and format != "folder":
@@ -196,9 +249,11 @@ def export(
         raise ExportError("--upstream-form applies to --format coco only")
     if format == "fiftyone":
         written = fiftyone_companion.exporter().export_fiftyone(source=source, out=out, splits=splits)
-        return written.counts()
+        return ExportResult(out=Path(out), format=format, counts=written.counts())
     loaded = load_splits(source=source, splits=splits)
     with staging.staged(out, replace=False) as folder:
         if format == "coco":
-            return export_coco(loaded, out=folder, upstream_form=upstream_form)
-        return export_folder(loaded, out=folder, classes=classes)
+            counts = _export_coco(loaded, out=folder, upstream_form=upstream_form)
+        else:
+            counts = _export_folder(loaded, out=folder, classes=classes)
+    return ExportResult(out=Path(out), format=format, counts=counts)

@@ -15,22 +15,29 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.card.render import DEFAULT_REPO_ID, LICENSE_NAME
 from covid_chestxray_seg_tools.errors import CovidSegError
 
+if TYPE_CHECKING:
+    # publish imports this module: its names are needed here for annotations only.
+    from covid_chestxray_seg_tools.publish import PublishResult
+
 __all__ = [
     "DEFAULT_REPO_ID",
+    "INSTALL",
     "OWNED_FOLDERS",
     "SUFFIX",
     "CompanionError",
     "FiftyOneMissingError",
     "check_companion_id",
     "companion_card",
+    "companion_exists",
     "companion_repo_id",
     "exporter",
     "is_repo_id",
@@ -42,7 +49,8 @@ SUFFIX = "-fiftyone"
 # The folders of FiftyOne's export layout: media (data/) and files of media and label fields
 # (fields/); a publish deletes what an export no longer has there.
 OWNED_FOLDERS = ("data/", "fields/")
-SECTION = "## FiftyOne"
+_SECTION = "## FiftyOne"
+# How to install the optional extra, for messages.
 INSTALL = "pip install 'covid-chestxray-seg[fiftyone]'"
 _LOAD_FROM_HUB = re.compile(r"""load_from_hub\(\s*["']([^"']+)["']""")
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -87,7 +95,7 @@ def exporter() -> ModuleType:
 def link_companion(card: str, companion_id: str) -> str:
     """The main card with its FiftyOne section naming `companion_id` (in the `load_from_hub`
     call and the links); a card without that section is returned as it is."""
-    head, found, rest = card.partition(f"\n{SECTION}\n")
+    head, found, rest = card.partition(f"\n{_SECTION}\n")
     if not found:
         return card
     section, next_heading, tail = rest.partition("\n## ")
@@ -195,6 +203,23 @@ dataset as [{repo_id}]({main}) says.
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}"))
 
 
+def companion_exists(companion_id: str, *, token: str | None) -> bool:
+    """Whether the companion repo exists on the Hub: one `repo_exists` call.
+
+    Args:
+        companion_id: the companion's dataset repo id.
+        token: a token that can see it if it is private (None: public repos only).
+
+    Returns:
+        True when the Hub has a dataset repo of that id the token may see.
+
+    Raises:
+        huggingface_hub.errors.HfHubHTTPError: the Hub answered with an error other than "not found".
+        httpx2.TransportError: the Hub cannot be reached.
+    """
+    return HfApi(token=token or False).repo_exists(companion_id, repo_type="dataset")
+
+
 def check_companion_id(*, repo_id: str, companion_id: str) -> None:
     """Refuse a companion id that is not a repo id, or is the Parquet repo's own.
 
@@ -220,7 +245,7 @@ def publish_companion(
     dry_run: bool = False,
     verify: bool = True,
     say: Callable[[str], None] = print,
-) -> str | None:
+) -> PublishResult:
     """Export the build in `folder` in FiftyOne's format and publish it to `companion_id` in one
     commit (none when the repo holds those files already: the export is byte-reproducible).
 
@@ -232,7 +257,7 @@ def publish_companion(
         commit_message: the commit title (default: names the builder and FiftyOne versions).
 
     Returns:
-        The commit that holds the export (None on a dry run).
+        What the publish of the export did (`publish.PublishResult`).
 
     Raises:
         CompanionError: `companion_id` is `repo_id`.

@@ -42,6 +42,7 @@ import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import fiftyone as fo
@@ -65,7 +66,9 @@ __all__ = [
     "FiftyOneExport",
     "FiftyOneExportError",
     "build_dataset",
+    "detections",
     "export_fiftyone",
+    "make_reproducible",
 ]
 
 
@@ -75,18 +78,17 @@ CONFIG_FILENAME = "fiftyone.yml"
 DATASET_NAME = "covid-chestxray-seg"
 # A stored 1-bit mask pixel that is set reads as 255 (cv2 in Python, the browser in the App).
 MASK_VALUE = 255
-OVERLAY_FIELD = "overlay"
-DETECTIONS_FIELD = "objects"
+_OVERLAY_FIELD = "overlay"
+_DETECTIONS_FIELD = "objects"
 # Columns that become something else than a field of their own name.
-IMAGE_COLUMN = "image"
+_IMAGE_COLUMN = "image"
 # FiftyOne's `Segmentation`, `Detections` and media fields reference files written here first,
 # inside the staged output, and moved into FiftyOne's layout by its exporter.
-WORK_DIR = ".work"
-EXPORT_DIR = ".export"
+_WORK_DIR = ".work"
+_EXPORT_DIR = ".export"
 # Every timestamp of the export. FiftyOne's importer replaces them all with the time of loading.
-FIXED_DATE = "1970-01-01T00:00:00Z"
-OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
-VALUE_FIELDS = {
+_FIXED_DATE = "1970-01-01T00:00:00Z"
+_VALUE_FIELDS = {
     "bool": fof.BooleanField,
     "string": fof.StringField,
     "large_string": fof.StringField,
@@ -143,33 +145,33 @@ def export_fiftyone(
     Raises:
         FiftyOneExportError: the source has no LICENSE.md, a file name that is not a plain name,
             or a column FiftyOne cannot hold.
-        SourceError: `source` cannot be read or is not this dataset.
-        ExistsError, OutputError: `out` exists, or cannot be written.
+        source.SourceError: `source` cannot be read or is not this dataset.
+        staging.ExistsError, staging.OutputError: `out` exists, or cannot be written.
     """
     loaded = load_splits(source=source, splits=splits)
-    licence = source_licence(source)
+    licence = _source_licence(source)
     repo_id = repo_id or (source if fiftyone_companion.is_repo_id(source) else fiftyone_companion.DEFAULT_REPO_ID)
     companion_id = companion_id or fiftyone_companion.companion_repo_id(repo_id)
     with staging.staged(out, replace=False) as folder, _fiftyone_quiet():
-        dataset, result = build_dataset(loaded, work=folder / WORK_DIR)
+        dataset, result = build_dataset(loaded, work=folder / _WORK_DIR)
         try:
             # Into a folder that does not exist yet: FiftyOne warns that it merges into an existing one.
             dataset.export(
-                export_dir=str(folder / EXPORT_DIR),
+                export_dir=str(folder / _EXPORT_DIR),
                 dataset_type=fo.types.FiftyOneDataset,
                 export_media="move",
                 progress=False,
             )
         finally:
             dataset.delete()
-        for entry in sorted((folder / EXPORT_DIR).iterdir()):
+        for entry in sorted((folder / _EXPORT_DIR).iterdir()):
             entry.rename(folder / entry.name)
-        (folder / EXPORT_DIR).rmdir()
-        shutil.rmtree(folder / WORK_DIR)
+        (folder / _EXPORT_DIR).rmdir()
+        shutil.rmtree(folder / _WORK_DIR)
         make_reproducible(
-            folder, fields=[column for column in next(iter(loaded.values())).features if column != IMAGE_COLUMN]
+            folder, fields=[column for column in next(iter(loaded.values())).features if column != _IMAGE_COLUMN]
         )
-        (folder / CONFIG_FILENAME).write_text(config_yaml(), encoding="utf-8")
+        (folder / CONFIG_FILENAME).write_text(_config_yaml(), encoding="utf-8")
         (folder / layout.LICENSE_FILENAME).write_bytes(licence)
         card = fiftyone_companion.companion_card(
             repo_id=repo_id, companion_id=companion_id, samples=result.samples, fiftyone_version=FIFTYONE_VERSION
@@ -191,7 +193,7 @@ def _fiftyone_quiet() -> Iterator[None]:
         fiftyone_logger.setLevel(level)
 
 
-def source_licence(source: str) -> bytes:
+def _source_licence(source: str) -> bytes:
     """The source's LICENSE.md: the companion repo carries the same licence file."""
     folder = Path(source)
     if folder.is_dir():
@@ -225,7 +227,7 @@ def build_dataset(splits: Mapping[str, datasets.Dataset], *, work: Path) -> tupl
     tally = dict.fromkeys(("mask_files", "null_masks", "detections", "detections_without_mask"), 0)
     dataset = fo.Dataset()
     try:
-        declare_fields(dataset, features)
+        _declare_fields(dataset, features)
         for name, split in splits.items():
             media = split
             for column, feature in split.features.items():
@@ -234,8 +236,8 @@ def build_dataset(splits: Mapping[str, datasets.Dataset], *, work: Path) -> tupl
             dataset.add_samples(_samples(media, split=name, features=features, work=work, tally=tally), progress=False)
         dataset.compute_metadata(num_workers=1, progress=False)
         dataset.mask_targets = {column: {MASK_VALUE: name} for name, column in zip(recipe.CLASSES, recipe.MASK_COLUMNS)}
-        dataset.classes = {DETECTIONS_FIELD: list(recipe.CLASSES)}
-        dataset.app_config.media_fields = ["filepath", OVERLAY_FIELD]
+        dataset.classes = {_DETECTIONS_FIELD: list(recipe.CLASSES)}
+        dataset.app_config.media_fields = ["filepath", _OVERLAY_FIELD]
         dataset.description = (
             "COVID-19 Chest X-ray Segmentations: chest X-rays with radiologist segmentations in 14 classes, "
             "expert severity scores and patient-grouped splits and folds"
@@ -253,11 +255,11 @@ def build_dataset(splits: Mapping[str, datasets.Dataset], *, work: Path) -> tupl
     return dataset, FiftyOneExport(samples=len(dataset), **tally)
 
 
-def declare_fields(dataset: fo.Dataset, features: datasets.Features) -> None:
+def _declare_fields(dataset: fo.Dataset, features: datasets.Features) -> None:
     """Every field with its type, in column order, before any sample: a field that is None on
     every sample (a null mask, `fold` on test) keeps its type."""
     for column, feature in features.items():
-        if column == IMAGE_COLUMN:
+        if column == _IMAGE_COLUMN:
             continue
         if column in recipe.MASK_COLUMNS:
             class_name = recipe.CLASSES[recipe.MASK_COLUMNS.index(column)]
@@ -267,26 +269,26 @@ def declare_fields(dataset: fo.Dataset, features: datasets.Features) -> None:
                 embedded_doc_type=fol.Segmentation,
                 description=f"{class_name}: {MASK_VALUE} where the class is; None when annotated without a mask",
             )
-        elif column == DETECTIONS_FIELD:
+        elif column == _DETECTIONS_FIELD:
             dataset.add_sample_field(
                 column,
                 fof.EmbeddedDocumentField,
                 embedded_doc_type=fol.Detections,
                 description="the COCO annotations: class, bbox, instance mask in the bbox, iscrowd, coco_id",
             )
-        elif column == OVERLAY_FIELD:
+        elif column == _OVERLAY_FIELD:
             dataset.add_sample_field(column, fof.StringField, description="the X-ray with every class mask drawn")
         else:
             ftype, subfield = _value_field(column, feature)
             dataset.add_sample_field(column, ftype, subfield=subfield)
 
 
-def _value_field(column: str, feature) -> tuple[type, type | None]:
-    if isinstance(feature, datasets.Value) and feature.dtype in VALUE_FIELDS:
-        return VALUE_FIELDS[feature.dtype], None
+def _value_field(column: str, feature: Any) -> tuple[type, type | None]:
+    if isinstance(feature, datasets.Value) and feature.dtype in _VALUE_FIELDS:
+        return _VALUE_FIELDS[feature.dtype], None
     inner = getattr(feature, "feature", None)
-    if isinstance(inner, datasets.Value) and inner.dtype in VALUE_FIELDS:
-        return fof.ListField, VALUE_FIELDS[inner.dtype]
+    if isinstance(inner, datasets.Value) and inner.dtype in _VALUE_FIELDS:
+        return fof.ListField, _VALUE_FIELDS[inner.dtype]
     raise FiftyOneExportError(f"column {column}: {feature} has no FiftyOne field type in this export")
 
 
@@ -295,10 +297,10 @@ def _samples(
 ) -> Iterator[fo.Sample]:
     for row in rows:
         record = f"split {split}: image id {row['image_id']}"
-        fields = {}
+        fields: dict[str, Any] = {}
         for column in features:
             value = row[column]
-            if column == IMAGE_COLUMN:
+            if column == _IMAGE_COLUMN:
                 continue
             if column in recipe.MASK_COLUMNS:
                 if value is None:
@@ -308,18 +310,18 @@ def _samples(
                     path = _write(work / column / f"{row['image_id']}.png", value["bytes"])
                     fields[column] = fol.Segmentation(mask_path=path)
                     tally["mask_files"] += 1
-            elif column == DETECTIONS_FIELD:
+            elif column == _DETECTIONS_FIELD:
                 fields[column] = detections(row)
                 tally["detections"] += len(fields[column].detections)
                 tally["detections_without_mask"] += sum(found.mask is None for found in fields[column].detections)
-            elif column == OVERLAY_FIELD:
+            elif column == _OVERLAY_FIELD:
                 fields[column] = _write(work / column / f"{row['image_id']}.jpg", value["bytes"])
             else:
                 fields[column] = value
         file_name = row["file_name"]
         if not file_name or Path(file_name).name != file_name or file_name in (".", ".."):
             raise FiftyOneExportError(f"{record}: file_name {file_name!r} must be a plain file name")
-        filepath = _write(work / "data" / file_name, row[IMAGE_COLUMN]["bytes"])
+        filepath = _write(work / "data" / file_name, row[_IMAGE_COLUMN]["bytes"])
         yield fo.Sample(filepath=filepath, tags=[split], **fields)
 
 
@@ -360,7 +362,7 @@ def _write(path: Path, data: bytes) -> str:
 def make_reproducible(folder: Path, *, fields: list[str]) -> None:
     """Replace what FiftyOne stamps on every export run in metadata.json and samples.json:
     ObjectIds become counters in order of first appearance (one id keeps one value across both
-    files), timestamps `FIXED_DATE`, and each sample's `_rand` (FiftyOne's random-sampling key,
+    files), timestamps `_FIXED_DATE`, and each sample's `_rand` (FiftyOne's random-sampling key,
     in [0.999, 1)) a value hashed from its id. The dataset's name is `DATASET_NAME`. FiftyOne
     lists its own fields in a different order on each run: they come first, by name, then
     `fields` (ours) in their order."""
@@ -369,12 +371,12 @@ def make_reproducible(folder: Path, *, fields: list[str]) -> None:
     def new_id(old: str) -> str:
         return ids.setdefault(old, f"{len(ids) + 1:024x}")
 
-    def walk(value):
+    def walk(value: Any) -> Any:
         if isinstance(value, dict):
             if set(value) == {"$oid"}:
                 return {"$oid": new_id(value["$oid"])}
             if set(value) == {"$date"}:
-                return {"$date": FIXED_DATE}
+                return {"$date": _FIXED_DATE}
             return {key: walk(item) for key, item in value.items()}
         if isinstance(value, list):
             return [walk(item) for item in value]
@@ -401,7 +403,7 @@ def make_reproducible(folder: Path, *, fields: list[str]) -> None:
         (folder / name).write_text(json.dumps(document), encoding="utf-8")
 
 
-def config_yaml() -> str:
+def _config_yaml() -> str:
     """fiftyone.yml: what `load_from_hub` reads first, with the keys `push_to_hub` writes."""
     config = {
         "name": DATASET_NAME,
@@ -411,6 +413,6 @@ def config_yaml() -> str:
         "tags": ["fiftyone", "image", "image-segmentation", "object-detection", "medical", "chest-x-ray"],
         # The export's metadata.json is in this FiftyOne version's schema.
         "fiftyone": {"version": f">={FIFTYONE_VERSION}"},
-        "app_media_fields": ["filepath", OVERLAY_FIELD],
+        "app_media_fields": ["filepath", _OVERLAY_FIELD],
     }
     return yaml.safe_dump(config, sort_keys=False)

@@ -26,14 +26,17 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType
 
 from covid_chestxray_seg_tools.errors import exception_chain
 
+__all__ = ["Terminated", "bound_children", "private_fd", "signal_behind", "signals_held", "stopping_signals"]
+
 logger = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # Signals that stop a script with cleanup; the exit code is 128 + the signal number.
-STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Terminated(BaseException):
@@ -66,7 +69,7 @@ def _after_fork_in_child() -> None:
     if not _bound:
         return
     if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != _parent_pid:
         # The parent died between the fork and the prctl: nobody would ever stop this child.
         os._exit(1)
@@ -138,7 +141,7 @@ def stopping_signals() -> Iterator[None]:
         return
     stopping: list[int] = []
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: FrameType | None) -> None:
         if _held:
             _deferred.append(signum)
             return
@@ -150,7 +153,7 @@ def stopping_signals() -> Iterator[None]:
             raise KeyboardInterrupt
         raise Terminated(signum)
 
-    previous = {signum: signal.signal(signum, handler) for signum in STOPPING_SIGNALS}
+    previous = {signum: signal.signal(signum, handler) for signum in _STOPPING_SIGNALS}
     try:
         yield
     finally:
@@ -168,7 +171,7 @@ def signals_held() -> Iterator[None]:
     then runs the handler in the main thread anyway. So `stopping_signals`' handler also
     defers the signal while a block is open, and the block raises it again at its end."""
     global _held
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING_SIGNALS)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING_SIGNALS)
     _held += 1
     try:
         yield

@@ -14,20 +14,36 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi, RepoFile
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
-from huggingface_hub.utils import validate_repo_id
+
+# Public (in huggingface_hub.utils.__all__), but that list is built at run time, which mypy cannot read.
+from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import fiftyone_companion, layout
 from covid_chestxray_seg_tools.card.render import card_for_repo
 from covid_chestxray_seg_tools.errors import CovidSegError, describe
 
-REPO_TYPE = "dataset"
-RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+__all__ = [
+    "COMMIT_ATTEMPTS",
+    "COMMIT_RETRY_WAIT",
+    "DEFAULT_COMMIT_MESSAGE",
+    "LocalFile",
+    "PublishError",
+    "PublishResult",
+    "local_file",
+    "local_files",
+    "publish",
+    "push_files",
+]
+
+_REPO_TYPE = "dataset"
+_RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 COMMIT_ATTEMPTS = 4
 COMMIT_RETRY_WAIT = 2.0  # seconds, doubled after each failed attempt
 DEFAULT_COMMIT_MESSAGE = f"Publish covid-chestxray-seg (builder {recipe.BUILDER_VERSION})"
@@ -38,30 +54,78 @@ class PublishError(CovidSegError, ValueError):
 
 
 @dataclass(frozen=True)
+class PublishResult:
+    """What a publish did (on a dry run: what it would do).
+
+    Attributes:
+        repo_id: the dataset repo published to.
+        revision: the branch committed to (with a pull request: the branch it is against).
+        commit: the commit that holds the files (a pull request's commit); None on a dry run.
+        committed: whether this publish made that commit; False when the repo held the files
+            already, and on a dry run.
+        uploaded: files uploaded (new or changed).
+        deleted: files deleted (stale shards, a loading script).
+        unchanged: files the repo held already.
+        dry_run: nothing was written.
+    """
+
+    repo_id: str
+    revision: str
+    commit: str | None
+    committed: bool
+    uploaded: int
+    deleted: int
+    unchanged: int
+    dry_run: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as plain JSON values, for `--json`."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class LocalFile:
+    """A file to publish.
+
+    Attributes:
+        path: the file on disk.
+        size, sha256, git_sha1: of what is uploaded (the Hub compares LFS files by SHA-256, the
+            others by git blob id).
+        content: what is uploaded instead of the file, when publishing changes it (the card).
+    """
+
     path: Path
     size: int
     sha256: str
     git_sha1: str
-    content: bytes | None = None  # what is uploaded instead of the file, when publishing changes it
+    content: bytes | None = None
 
 
 def local_file(path: Path, data: bytes, *, changed: bool = False) -> LocalFile:
-    """`data`, read from `path` (or what publishing makes of it, `changed`), with its hashes."""
+    """A file to publish, with its hashes.
+
+    Args:
+        path: where `data` was read from.
+        data: the bytes to upload.
+        changed: `data` is not what `path` holds (publishing rewrote it): upload `data`.
+
+    Returns:
+        The file, its size and hashes those of `data`.
+    """
     return LocalFile(
         path, len(data), hashlib.sha256(data).hexdigest(), recipe.git_blob_sha1(data), data if changed else None
     )
 
 
 @dataclass(frozen=True)
-class RemoteFile:
+class _RemoteFile:
     size: int
     sha256: str | None  # LFS files only
     blob_id: str
 
 
 @dataclass
-class Plan:
+class _Plan:
     head: str | None  # the commit the plan was made against; None: repo or branch to be created
     repo_exists: bool
     branch_exists: bool
@@ -91,17 +155,50 @@ def publish(
     say: Callable[[str], None] = print,
     fiftyone_repo_id: str | None = None,
     tools_url: str | None = None,
-) -> str | None:
-    """Publish `folder` to `repo_id`; returns the commit id that holds it (None on a dry run).
-    The card's FiftyOne section names `fiftyone_repo_id` (default: `repo_id` + "-fiftyone");
-    `tools_url`, when given, replaces the tools' repository URL the card names (see `local_files`)."""
-    check_repo_id(repo_id=repo_id)
+) -> PublishResult:
+    """Publish a built folder to a Hub dataset repo in one commit, then check it and load it back.
+
+    The repo (and `revision`) is created if missing. Files the repo holds already are not sent
+    again; shards of an earlier build that the folder no longer has are deleted in the same
+    commit; an unchanged folder makes no commit. The commit is made on top of the head the plan
+    was made against, so a concurrent change stops it with nothing committed.
+
+    Args:
+        folder: a complete build of this builder version (`covid-seg build --out`).
+        repo_id: the dataset repo, ORG/NAME; the card's code is rewritten to name it.
+        token: a token with write access (None: only a dry run works).
+        private: create a missing repo as private (an existing repo keeps its visibility).
+        revision: the branch to commit to (created from main if missing).
+        create_pr: open a pull request against `revision` instead of committing to it.
+        commit_message: the commit or pull request title.
+        dry_run: print the plan (files, sizes, changes) and write nothing.
+        verify: afterwards compare the remote files with the local ones (size and SHA-256) and
+            load the dataset back with `datasets`, normally and streaming.
+        say: where progress lines go (the plan, the commit, the checks).
+        fiftyone_repo_id: the FiftyOne companion the card's FiftyOne section names (default:
+            `repo_id` + "-fiftyone"); publishing it is `fiftyone_companion.publish_companion`.
+        tools_url: the repository of these tools the card tells people to install `covid-seg`
+            from (default: the URL the folder was built with).
+
+    Returns:
+        The repo, revision and commit, whether a commit was made, and the files uploaded,
+        deleted and left unchanged.
+
+    Raises:
+        PublishError: a bad repo id or commit message, no token, a folder that is not a
+            complete build of this builder (or holds a .py file), a card the Hub refuses, a
+            repo of another type under `repo_id`, a commit the Hub refused or a repo changed
+            meanwhile (nothing committed), or files that differ after the commit.
+        huggingface_hub.errors.HfHubHTTPError: the Hub refused a request (HTTP 401: the token).
+        httpx2.TransportError: the Hub cannot be reached.
+    """
+    _check_repo_id(repo_id=repo_id)
     if not commit_message.strip():
         raise PublishError("--commit-message must not be empty")
     local = local_files(folder=Path(folder), repo_id=repo_id, fiftyone_repo_id=fiftyone_repo_id, tools_url=tools_url)
     if not token and not dry_run:
         raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token")
-    check_card(folder=Path(folder))
+    _check_card(folder=Path(folder))
     return push_files(
         local=local,
         repo_id=repo_id,
@@ -113,7 +210,7 @@ def publish(
         dry_run=dry_run,
         verify=verify,
         say=say,
-        load_back=lambda commit: verify_load(repo_id=repo_id, revision=commit, token=token, folder=Path(folder)),
+        load_back=lambda commit: _verify_load(repo_id=repo_id, revision=commit, token=token, folder=Path(folder)),
     )
 
 
@@ -131,7 +228,7 @@ def push_files(
     say: Callable[[str], None],
     owned: tuple[str, ...] = layout.BUILT_FOLDERS,
     load_back: Callable[[str], str] | None = None,
-) -> str | None:
+) -> PublishResult:
     """Make `repo_id`@`revision` hold `local` in one commit (none when it holds them already).
 
     Args:
@@ -142,7 +239,7 @@ def push_files(
         load_back: loads the published commit back; returns what it found, for `say`.
 
     Returns:
-        The commit that holds the files (None on a dry run).
+        What was done (on a dry run: planned), as `publish` returns it.
 
     Raises:
         PublishError: the Hub refused, answered something unexpected, or differs afterwards.
@@ -175,7 +272,7 @@ def push_files(
 
 def _publish_checked(
     *,
-    local: dict,
+    local: dict[str, LocalFile],
     repo_id: str,
     token: str | None,
     private: bool,
@@ -187,21 +284,38 @@ def _publish_checked(
     say: Callable[[str], None],
     owned: tuple[str, ...],
     load_back: Callable[[str], str] | None,
-) -> str | None:
+) -> PublishResult:
     api = HfApi(token=token or False)
-    plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
-    say(format_plan(plan=plan, local=local, repo_id=repo_id, revision=revision))
+    plan = _make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
+    say(_format_plan(plan=plan, local=local, repo_id=repo_id, revision=revision))
+
+    def result(commit: str | None, *, committed: bool) -> PublishResult:
+        return PublishResult(
+            repo_id=repo_id,
+            revision=revision,
+            commit=commit,
+            committed=committed,
+            uploaded=len(plan.add),
+            deleted=len(plan.delete),
+            unchanged=len(plan.unchanged),
+            dry_run=dry_run,
+        )
+
     if dry_run:
         say("dry run: nothing was written")
-        return None
+        return result(None, committed=False)
     if not plan.repo_exists:
-        api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
-        plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
+        api.create_repo(repo_id, repo_type=_REPO_TYPE, private=private, exist_ok=True)
+        plan = _make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
     if not plan.branch_exists and not create_pr:
-        api.create_branch(repo_id, repo_type=REPO_TYPE, branch=revision, exist_ok=True)
-        plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
-    if plan.changes:
-        commit = commit_plan(
+        api.create_branch(repo_id, repo_type=_REPO_TYPE, branch=revision, exist_ok=True)
+        plan = _make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
+    if plan.head is not None and not plan.changes:
+        say(f"nothing to commit: {repo_id}@{revision} already holds these files")
+        commit, committed = plan.head, False
+    else:
+        committed = True
+        commit = _commit_plan(
             api=api,
             repo_id=repo_id,
             revision=revision,
@@ -211,18 +325,15 @@ def _publish_checked(
             message=commit_message,
             say=say,
         )
-    else:
-        say(f"nothing to commit: {repo_id}@{revision} already holds these files")
-        commit = plan.head
     if verify:
-        verify_remote(api=api, repo_id=repo_id, revision=commit, local=local, owned=owned)
+        _verify_remote(api=api, repo_id=repo_id, revision=commit, local=local, owned=owned)
         say(f"verified: {len(local)} remote files equal the local ones")
         if load_back is not None:
             say(load_back(commit))
-    return commit
+    return result(commit, committed=committed)
 
 
-def check_repo_id(*, repo_id: str) -> None:
+def _check_repo_id(*, repo_id: str) -> None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
@@ -242,7 +353,7 @@ def local_files(
     repository to install `covid-seg` from, whatever URL it was built with."""
     if not folder.is_dir():
         raise PublishError(f"{folder} does not exist: build it first with `covid-seg build --out {folder}`")
-    files = {}
+    files: dict[str, LocalFile] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
         if relative.endswith(".py"):
@@ -253,9 +364,9 @@ def local_files(
             )
         data = path.read_bytes()
         if relative == layout.CARD_FILENAME:
-            card = card_for_repo(data.decode("utf-8"), repo_id, tools_url=tools_url)
+            text = card_for_repo(data.decode("utf-8"), repo_id, tools_url=tools_url)
             card = fiftyone_companion.link_companion(
-                card, fiftyone_repo_id or fiftyone_companion.companion_repo_id(repo_id)
+                text, fiftyone_repo_id or fiftyone_companion.companion_repo_id(repo_id)
             ).encode("utf-8")
             files[relative] = local_file(path, card, changed=card != data)
         else:
@@ -283,12 +394,12 @@ def local_files(
     return files
 
 
-def check_card(*, folder: Path) -> None:
+def _check_card(*, folder: Path) -> None:
     """Ask the Hub to validate the card's metadata before anything is uploaded: a card it
     refuses would otherwise fail the commit after every shard had been sent."""
     card = DatasetCard.load(folder / layout.CARD_FILENAME)
     try:
-        card.validate(repo_type=REPO_TYPE)
+        card.validate(repo_type=_REPO_TYPE)
     except ValueError as error:
         raise PublishError(
             f"{folder / layout.CARD_FILENAME}: the Hub refuses the card's metadata ({error}); nothing was uploaded. "
@@ -296,62 +407,63 @@ def check_card(*, folder: Path) -> None:
         ) from None
 
 
-def make_plan(
+def _make_plan(
     *,
     api: HfApi,
     repo_id: str,
     revision: str,
     local: dict[str, LocalFile],
     owned: tuple[str, ...] = layout.BUILT_FOLDERS,
-) -> Plan:
+) -> _Plan:
     """Compare the local files with the repo's at `revision`; remote files in `owned` folders
     that are not local are to be deleted."""
     try:
-        info = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision)
+        info = api.repo_info(repo_id, repo_type=_REPO_TYPE, revision=revision)
     except RevisionNotFoundError:
-        return Plan(head=None, repo_exists=True, branch_exists=False, add=sorted(local), owned=owned)
+        return _Plan(head=None, repo_exists=True, branch_exists=False, add=sorted(local), owned=owned)
     except RepositoryNotFoundError:
         for other in ("model", "space"):
             if api.repo_exists(repo_id, repo_type=other):
                 raise PublishError(
                     f"{repo_id} exists as a {other} repository, not a dataset; choose another --repo-id"
                 ) from None
-        return Plan(head=None, repo_exists=False, branch_exists=False, add=sorted(local), owned=owned)
-    remote = remote_files(api=api, repo_id=repo_id, revision=info.sha)
-    plan = Plan(head=info.sha, repo_exists=True, branch_exists=True, owned=owned)
+        return _Plan(head=None, repo_exists=False, branch_exists=False, add=sorted(local), owned=owned)
+    if info.sha is None:
+        raise PublishError(f"unexpected answer from the Hub: {repo_id}@{revision} has no head commit")
+    remote = _remote_files(api=api, repo_id=repo_id, revision=info.sha)
+    plan = _Plan(head=info.sha, repo_exists=True, branch_exists=True, owned=owned)
     for name, file in local.items():
         (plan.unchanged if _same(file, remote.get(name)) else plan.add).append(name)
-    plan.delete = stale_files(remote=remote, local=local, owned=owned)
+    plan.delete = _stale_files(remote=remote, local=local, owned=owned)
     return plan
 
 
-def stale_files(
-    *, remote: Mapping[str, RemoteFile], local: Mapping[str, LocalFile], owned: tuple[str, ...] = layout.BUILT_FOLDERS
+def _stale_files(
+    *, remote: Mapping[str, _RemoteFile], local: Mapping[str, LocalFile], owned: tuple[str, ...] = layout.BUILT_FOLDERS
 ) -> list[str]:
     """Remote files a publish removes: what the published files own (for a build: data/, assets/)
     but no longer has, and any loading script."""
     return sorted(name for name in remote if name not in local and (name.startswith(owned) or name.endswith(".py")))
 
 
-def remote_files(*, api: HfApi, repo_id: str, revision: str) -> dict[str, RemoteFile]:
+def _remote_files(*, api: HfApi, repo_id: str, revision: str) -> dict[str, _RemoteFile]:
     files = {}
-    for entry in api.list_repo_tree(repo_id, repo_type=REPO_TYPE, revision=revision, recursive=True):
-        if hasattr(entry, "blob_id"):
-            files[entry.path] = RemoteFile(entry.size, entry.lfs.sha256 if entry.lfs else None, entry.blob_id)
+    for entry in api.list_repo_tree(repo_id, repo_type=_REPO_TYPE, revision=revision, recursive=True):
+        if isinstance(entry, RepoFile):
+            files[entry.path] = _RemoteFile(entry.size, entry.lfs.sha256 if entry.lfs else None, entry.blob_id)
     return files
 
 
-def _same(local: LocalFile, remote: RemoteFile | None) -> bool:
+def _same(local: LocalFile, remote: _RemoteFile | None) -> bool:
     """Same size and content hash: SHA-256 for LFS files, the git blob id for the others."""
     if remote is None or remote.size != local.size:
         return False
     return remote.sha256 == local.sha256 if remote.sha256 else remote.blob_id == local.git_sha1
 
 
-def format_plan(*, plan: Plan, local: dict[str, LocalFile], repo_id: str, revision: str) -> str:
-    state = (
-        "new repo" if not plan.repo_exists else ("new branch" if not plan.branch_exists else f"head {plan.head[:12]}")
-    )
+def _format_plan(*, plan: _Plan, local: dict[str, LocalFile], repo_id: str, revision: str) -> str:
+    new = "new repo" if not plan.repo_exists else "new branch"
+    state = new if plan.head is None else f"head {plan.head[:12]}"
     lines = [f"plan for {repo_id}@{revision} ({state}):"]
     lines += [f"  + {name} ({_size(local[name].size)})" for name in plan.add]
     lines += [f"  - {name} (stale)" for name in plan.delete]
@@ -362,25 +474,26 @@ def format_plan(*, plan: Plan, local: dict[str, LocalFile], repo_id: str, revisi
     return "\n".join(lines)
 
 
-def commit_plan(
+def _commit_plan(
     *,
     api: HfApi,
     repo_id: str,
     revision: str,
-    plan: Plan,
+    plan: _Plan,
     local: dict[str, LocalFile],
     create_pr: bool,
     message: str,
-    say,
+    say: Callable[[str], None],
 ) -> str:
     """One commit with every addition and deletion, on top of plan.head; retried on server errors."""
-    operations = [
-        CommitOperationAdd(
-            path_in_repo=name,
-            path_or_fileobj=local[name].content if local[name].content is not None else str(local[name].path),
+    operations: list[CommitOperationAdd | CommitOperationDelete] = []
+    for name in plan.add:
+        content = local[name].content
+        operations.append(
+            CommitOperationAdd(
+                path_in_repo=name, path_or_fileobj=content if content is not None else str(local[name].path)
+            )
         )
-        for name in plan.add
-    ]
     operations += [CommitOperationDelete(path_in_repo=name) for name in plan.delete]
     wait = COMMIT_RETRY_WAIT
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
@@ -389,7 +502,7 @@ def commit_plan(
                 repo_id,
                 operations,
                 commit_message=message,
-                repo_type=REPO_TYPE,
+                repo_type=_REPO_TYPE,
                 revision=revision,
                 create_pr=create_pr,
                 parent_commit=plan.head,
@@ -397,11 +510,12 @@ def commit_plan(
         except HfHubHTTPError as error:
             status = error.response.status_code if error.response is not None else None
             if status == 412:
+                planned = f" (its head is no longer {plan.head[:12]})" if plan.head is not None else ""
                 raise PublishError(
-                    f"{repo_id}@{revision} changed while publishing (its head is no longer {plan.head[:12]}); "
+                    f"{repo_id}@{revision} changed while publishing{planned}; "
                     "nothing was committed: run the command again"
                 ) from None
-            if status not in RETRY_STATUSES or attempt == COMMIT_ATTEMPTS:
+            if status not in _RETRY_STATUSES or attempt == COMMIT_ATTEMPTS:
                 raise PublishError(
                     f"the Hub refused the commit to {repo_id}@{revision} (HTTP {status}) after {attempt} attempt(s); "
                     f"nothing was committed: {describe(error)}"
@@ -422,18 +536,20 @@ def commit_plan(
     raise AssertionError("unreachable")
 
 
-def _landed(*, api: HfApi, repo_id: str, revision: str, plan: Plan, local, create_pr: bool) -> str | None:
+def _landed(
+    *, api: HfApi, repo_id: str, revision: str, plan: _Plan, local: dict[str, LocalFile], create_pr: bool
+) -> str | None:
     """The new head if a commit the Hub answered with an error went through after all."""
     if create_pr:
         return None
-    head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision).sha
+    head = api.repo_info(repo_id, repo_type=_REPO_TYPE, revision=revision).sha
     if head == plan.head:
         return None
-    again = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=plan.owned)
+    again = _make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=plan.owned)
     return head if not again.changes else None
 
 
-def verify_remote(
+def _verify_remote(
     *,
     api: HfApi,
     repo_id: str,
@@ -441,18 +557,18 @@ def verify_remote(
     local: dict[str, LocalFile],
     owned: tuple[str, ...] = layout.BUILT_FOLDERS,
 ) -> None:
-    remote = remote_files(api=api, repo_id=repo_id, revision=revision)
+    remote = _remote_files(api=api, repo_id=repo_id, revision=revision)
     for name, file in local.items():
         if name not in remote:
             raise PublishError(f"verification failed: {name} is missing from {repo_id}@{revision}")
         if not _same(file, remote[name]):
             raise PublishError(f"verification failed: {name} on {repo_id}@{revision} differs from the local file")
-    extra = stale_files(remote=remote, local=local, owned=owned)
+    extra = _stale_files(remote=remote, local=local, owned=owned)
     if extra:
         raise PublishError(f"verification failed: {repo_id}@{revision} still holds {', '.join(extra)}")
 
 
-def verify_load(*, repo_id: str, revision: str, token: str | None, folder: Path) -> str:
+def _verify_load(*, repo_id: str, revision: str, token: str | None, folder: Path) -> str:
     """Load the published dataset with plain `datasets`, normally and streaming, and check it."""
     import datasets  # imported here: plans and dry runs do not need it
 
@@ -478,8 +594,9 @@ def verify_load(*, repo_id: str, revision: str, token: str | None, folder: Path)
 
 
 def _size(count: int) -> str:
+    amount = float(count)
     for unit in ("B", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
+        if amount < 1000 or unit == "GB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1000
     raise AssertionError("unreachable")

@@ -30,15 +30,28 @@ from covid_chestxray_seg import BuildError
 from covid_chestxray_seg_tools import processes
 from covid_chestxray_seg_tools.errors import CovidSegError, exception_chain
 
+__all__ = [
+    "BusyError",
+    "ExistsError",
+    "OutputError",
+    "exclusive",
+    "folder_bytes",
+    "lock_path",
+    "move_into_place",
+    "staged",
+    "write_failure",
+]
+
 # OS errors that only writing causes: whatever file they name (or none, as pyarrow's), the
 # output's disk or folder refuses the output.
-WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 # Errors that reading an input can cause too: the output's only when they name its files.
-DENIED_ERRNOS = (errno.EACCES, errno.EPERM)
+_DENIED_ERRNOS = (errno.EACCES, errno.EPERM)
 # An error raised in a pool worker reaches this process as its type and message, with the
 # worker's traceback (its causes included) as text in a RemoteTraceback.
-REMOTE_TRACEBACKS = (multiprocess.pool.RemoteTraceback, multiprocessing.pool.RemoteTraceback)
-REMOTE_ERRNO = re.compile(r"^[\w.]*(?:Error|Exception): \[Errno (\d+)\]", re.MULTILINE)
+# typeshed's multiprocessing.pool declares no RemoteTraceback (as of mypy 2.4), which the module defines.
+_REMOTE_TRACEBACKS = (multiprocess.pool.RemoteTraceback, multiprocessing.pool.RemoteTraceback)  # type: ignore[attr-defined]
+_REMOTE_ERRNO = re.compile(r"^[\w.]*(?:Error|Exception): \[Errno (\d+)\]", re.MULTILINE)
 
 
 class OutputError(CovidSegError, OSError):
@@ -54,6 +67,7 @@ class ExistsError(CovidSegError, ValueError):
 
 
 def lock_path(out: Path) -> Path:
+    """The lock file beside `out` (`.NAME.lock`), which `exclusive` holds."""
     return out.parent / f".{out.name}.lock"
 
 
@@ -75,7 +89,7 @@ def exclusive(out: Path, *, what: str = "build") -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def remove_leftovers(out: Path) -> None:
+def _remove_leftovers(out: Path) -> None:
     """Hidden folders of earlier runs into `out`; only call it while holding `exclusive(out)`.
     A run killed (SIGKILL) between the two renames of `move_into_place` left the previous
     result moved aside and no `out`: that result is put back first."""
@@ -105,7 +119,7 @@ def staged(out: Path, *, replace: bool) -> Iterator[Path]:
             if not replace and out.exists():
                 raise ExistsError(f"{out}: already exists; choose a new --out (an export never overwrites)")
             # Under the lock, hidden folders left by a killed run are nobody's.
-            remove_leftovers(out)
+            _remove_leftovers(out)
             staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
             try:
                 yield staging
@@ -115,7 +129,7 @@ def staged(out: Path, *, replace: bool) -> Iterator[Path]:
                 raise
     except Exception as error:
         cause = write_failure(error, out=out)
-        if cause is None:
+        if cause is None or cause.errno is None:
             raise
         kept = (
             f"the previous {what} there is untouched and no partial output is left"
@@ -133,14 +147,14 @@ def write_failure(error: BaseException, *, out: Path) -> OSError | None:
             return None
         if isinstance(link, OSError):
             ours = link.filename is not None and _is_output_path(Path(os.fsdecode(link.filename)), out=out)
-            if link.errno in WRITE_ERRNOS and (link.filename is None or ours):
+            if link.errno in _WRITE_ERRNOS and (link.filename is None or ours):
                 return link
-            if link.errno in DENIED_ERRNOS and ours:
+            if link.errno in _DENIED_ERRNOS and ours:
                 return link
-        if isinstance(link, REMOTE_TRACEBACKS):
+        if isinstance(link, _REMOTE_TRACEBACKS):
             # Only the errno survives as text; a full disk in a worker has no file name anyway.
-            for match in REMOTE_ERRNO.finditer(str(link)):
-                if int(match.group(1)) in WRITE_ERRNOS:
+            for match in _REMOTE_ERRNO.finditer(str(link)):
+                if int(match.group(1)) in _WRITE_ERRNOS:
                     return OSError(int(match.group(1)), os.strerror(int(match.group(1))))
     return None
 
@@ -182,4 +196,5 @@ def move_into_place(staging: Path, out: Path) -> None:
 
 
 def folder_bytes(folder: Path) -> int:
+    """The size of every file under `folder`, in bytes."""
     return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())

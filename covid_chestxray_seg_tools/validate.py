@@ -14,6 +14,7 @@ import csv
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -21,36 +22,67 @@ from pycocotools import mask as mask_utils
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import crops as upstream_crops
 
+__all__ = ["ClassAgreement", "Report", "format_report", "report_json", "validate"]
+
 # A bbox is "consistent" when every side is within this many pixels of the mask's own box:
 # polygon exports round outward by up to a pixel.
-BBOX_TOLERANCE = 1.0
+_BBOX_TOLERANCE = 1.0
+
+
+class ClassAgreement(TypedDict):
+    """One class's segmentations against upstream's crops: how many were compared, their mean
+    and lowest IoU, and how many are identical pixel for pixel."""
+
+    compared: int
+    mean_iou: float
+    min_iou: float
+    exact: int
 
 
 @dataclass
 class Report:
+    """What `validate` found.
+
+    Attributes:
+        annotation_file: the COCO file checked, relative to the data folder.
+        annotations: annotations in it.
+        compared: annotations compared with a crop.
+        iou: class -> the IoU of each compared annotation with its crop.
+        without_segmentation: ids of the annotations without a segmentation.
+        bbox_mismatches: (annotation id, its bbox, the bbox of its mask) where a side is off by
+            more than a pixel.
+        area_mismatches: (annotation id, its area, the pixels of its mask) where they differ by
+            more than 5 % (and a pixel).
+        images_without_metadata: file names of images missing from metadata.csv.
+        hard_errors: what makes the data unusable as it is (a file that cannot be read, a
+            missing crop, images missing from metadata.csv); `covid-seg validate` exits 1.
+    """
+
     annotation_file: str
     annotations: int = 0
     compared: int = 0
-    iou: dict = field(default_factory=dict)  # class -> list of IoU
-    without_segmentation: list = field(default_factory=list)  # annotation ids
-    bbox_mismatches: list = field(default_factory=list)  # (annotation id, given, from mask)
-    area_mismatches: list = field(default_factory=list)  # (annotation id, given, from mask)
-    images_without_metadata: list = field(default_factory=list)
-    hard_errors: list = field(default_factory=list)
+    iou: dict[str, list[float]] = field(default_factory=dict)
+    without_segmentation: list[int] = field(default_factory=list)
+    bbox_mismatches: list[tuple[int, list[float], list[float]]] = field(default_factory=list)
+    area_mismatches: list[tuple[int, float, int]] = field(default_factory=list)
+    images_without_metadata: list[str] = field(default_factory=list)
+    hard_errors: list[str] = field(default_factory=list)
 
-    def per_class(self) -> dict:
+    def per_class(self) -> dict[str, ClassAgreement]:
+        """Per class with compared annotations, in class order: the IoU summarised."""
         return {
-            name: {
-                "compared": len(self.iou[name]),
-                "mean_iou": statistics.fmean(self.iou[name]),
-                "min_iou": min(self.iou[name]),
-                "exact": sum(v == 1.0 for v in self.iou[name]),
-            }
+            name: ClassAgreement(
+                compared=len(self.iou[name]),
+                mean_iou=statistics.fmean(self.iou[name]),
+                min_iou=min(self.iou[name]),
+                exact=sum(v == 1.0 for v in self.iou[name]),
+            )
             for name in recipe.CLASSES
             if self.iou.get(name)
         }
 
     def summary(self) -> str:
+        """One paragraph: compared, identical, the lowest mean IoU, and what differs or is missing."""
         exact = sum(row["exact"] for row in self.per_class().values())
         worst = min(self.per_class().items(), key=lambda item: item[1]["mean_iou"], default=None)
         text = (
@@ -68,6 +100,22 @@ class Report:
 
 
 def validate(*, data_dir: Path, annotation_file: str = recipe.ANNOTATION_FILE) -> Report:
+    """Compare every COCO segmentation of upstream's data with upstream's own mask crops.
+
+    Each annotation's decoded mask is compared with the crop in `masks/` placed where
+    structure.csv says (IoU; with several crops of one class on one image, the best match), and
+    its bbox and area with the mask's own.
+
+    Args:
+        data_dir: a copy of the upstream repository (annotation/, masks/, structure.csv,
+            metadata.csv).
+        annotation_file: the COCO file inside it.
+
+    Returns:
+        The report. Input that cannot be used (a missing or broken file, a crop that cannot be
+        read or is missing, images missing from metadata.csv) is listed in its `hard_errors`
+        rather than raised, so the report says everything it found.
+    """
     report = Report(annotation_file=annotation_file)
     try:
         coco = recipe.CocoAnnotations(data_dir / annotation_file, report=recipe.BuildReport())
@@ -104,9 +152,11 @@ def validate(*, data_dir: Path, annotation_file: str = recipe.ANNOTATION_FILE) -
     return report
 
 
-def _crops_by_image_and_class(data_dir: Path, report: Report) -> dict:
+def _crops_by_image_and_class(
+    data_dir: Path, report: Report
+) -> dict[tuple[str, str], list[tuple[int, int, np.ndarray]]]:
     """(file name, class) -> [(top, left, crop)], each crop kept apart: one per annotation."""
-    crops: dict[tuple[str, str], list] = {}
+    crops: dict[tuple[str, str], list[tuple[int, int, np.ndarray]]] = {}
     path = data_dir / upstream_crops.STRUCTURE_FILE
     try:
         rows = upstream_crops.structure_rows(data_dir)
@@ -127,7 +177,7 @@ def _crops_by_image_and_class(data_dir: Path, report: Report) -> dict:
     return crops
 
 
-def _metadata_file_names(path: Path, report: Report) -> set | None:
+def _metadata_file_names(path: Path, report: Report) -> set[str] | None:
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             return {row[recipe.METADATA_JOIN_COLUMN] for row in csv.DictReader(handle)}
@@ -146,10 +196,10 @@ def _iou(mask: np.ndarray, pixels: int, crop: np.ndarray, top: int, left: int) -
     return inside / union if union else 1.0
 
 
-def _check_bbox_and_area(annotation: dict, rle: dict, pixels: int, report: Report) -> None:
+def _check_bbox_and_area(annotation: dict[str, Any], rle: dict[str, Any], pixels: int, report: Report) -> None:
     from_mask = [float(v) for v in mask_utils.toBbox(rle)]
     given = annotation["bbox"]
-    if any(abs(a - b) > BBOX_TOLERANCE for a, b in zip(given, from_mask)):
+    if any(abs(a - b) > _BBOX_TOLERANCE for a, b in zip(given, from_mask)):
         report.bbox_mismatches.append((annotation["id"], given, from_mask))
     # Polygon areas are geometric, not pixel counts: allow what rasterizing the outline adds.
     if abs(annotation["area"] - pixels) > max(1.0, 0.05 * pixels):
@@ -157,6 +207,16 @@ def _check_bbox_and_area(annotation: dict, rle: dict, pixels: int, report: Repor
 
 
 def format_report(report: Report) -> str:
+    """The report as `covid-seg validate` prints it: a Markdown table per class, the summary, and
+    the annotations without segmentation, the first 20 bbox and area mismatches and every hard
+    error, a line each.
+
+    Args:
+        report: `validate`'s report.
+
+    Returns:
+        The text.
+    """
     lines = [
         f"data-quality report for {report.annotation_file}",
         "",
@@ -168,14 +228,22 @@ def format_report(report: Report) -> str:
     lines += ["", report.summary()]
     if report.without_segmentation:
         lines.append(f"annotations without segmentation: {', '.join(map(str, report.without_segmentation))}")
-    for annotation_id, given, from_mask in report.bbox_mismatches[:20]:
-        lines.append(f"annotation id {annotation_id}: bbox {given} but its mask spans {from_mask}")
-    for annotation_id, given, pixels in report.area_mismatches[:20]:
-        lines.append(f"annotation id {annotation_id}: area {given} but its mask has {pixels} pixels")
+    for annotation_id, bbox, from_mask in report.bbox_mismatches[:20]:
+        lines.append(f"annotation id {annotation_id}: bbox {bbox} but its mask spans {from_mask}")
+    for annotation_id, area, pixels in report.area_mismatches[:20]:
+        lines.append(f"annotation id {annotation_id}: area {area} but its mask has {pixels} pixels")
     for error in report.hard_errors:
         lines.append(f"error: {error}")
     return "\n".join(lines)
 
 
-def report_json(report: Report) -> dict:
+def report_json(report: Report) -> dict[str, Any]:
+    """The report as plain JSON values (`--json`): its fields, `per_class` and `summary`.
+
+    Args:
+        report: `validate`'s report.
+
+    Returns:
+        The dict `covid-seg validate --json` writes.
+    """
     return {**asdict(report), "per_class": report.per_class(), "summary": report.summary()}

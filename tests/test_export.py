@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.cli import main as covid_seg
-from covid_chestxray_seg_tools.export import write_coco_images
+from covid_chestxray_seg_tools.export import ExportResult, export, write_coco_images
 from tests.helpers import FIXTURE_DIR, SHARED_DIR
 
 SPLITS = ("train", "validation", "test")
@@ -168,6 +168,28 @@ def test_folder_export_of_chosen_classes_and_split(fixture_build, tmp_path):
     assert [p.name for p in out.iterdir()] == ["test"]
     (row_folder,) = (out / "test").iterdir()
     assert sorted(p.name for p in row_folder.iterdir()) == ["image.png", "mask_left_lung.png", "mask_right_lung.png"]
+
+
+def test_export_returns_what_it_wrote_as_the_command_reports_it(fixture_build, tmp_path, capsys):
+    out = tmp_path / "lungs"
+    result = export(source=str(fixture_build), out=out, format="folder", splits=["test"], classes=["Left Lung"])
+    assert result == ExportResult(
+        out=out, format="folder", counts={"images": 1, "masks": 1, "masks without data upstream (no file)": 0}
+    )
+    assert result.to_json() == {
+        "out": str(out),
+        "format": "folder",
+        "counts": {"images": 1, "masks": 1, "masks without data upstream (no file)": 0},
+    }
+    # The command prints and writes the same.
+    report = tmp_path / "export.json"
+    again = ["--format", "folder", "--split", "test", "--classes", "Left Lung", "--json", str(report)]
+    assert covid_seg(["export", "--source", str(fixture_build), "--out", str(tmp_path / "again"), *again]) == 0
+    assert (
+        capsys.readouterr().out
+        == f"exported {tmp_path / 'again'}: images 1, masks 1, masks without data upstream (no file) 0\n"
+    )
+    assert json.loads(report.read_text(encoding="utf-8")) == {**result.to_json(), "out": str(tmp_path / "again")}
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 
 import datasets
@@ -20,6 +22,10 @@ from tests.helpers import parquet_rows
 from tests.hub.server import VALID_TOKEN
 
 REPO_ID = "org/covid-chestxray-seg"
+# The FiftyOne companion the published card names without --fiftyone, and the Hub's answer to
+# whether it exists (repo_exists asks for the repo's info).
+COMPANION = fiftyone_companion.companion_repo_id(REPO_ID)
+COMPANION_CHECKS = rf"^/api/datasets/{re.escape(COMPANION)}(/revision/.*)?$"
 
 
 @pytest.fixture(autouse=True)
@@ -138,6 +144,109 @@ def test_dry_run_prints_the_plan_and_writes_nothing(hub, token, fixture_build, c
     assert "8 to upload" in out and "dry run: nothing was written" in out
     assert not posts(hub) and not hub.state.requests("PUT")
     assert hub.state.repos == {}
+    # Nothing was published, so the card's companion link is not checked either.
+    assert not hub.state.requests("GET", COMPANION_CHECKS) and "warning" not in out
+
+
+def test_publish_returns_what_it_did(hub, token, fixture_build, tmp_path):
+    files = sorted(p.relative_to(fixture_build).as_posix() for p in fixture_build.rglob("*") if p.is_file())
+    lines: list[str] = []
+
+    def publish(folder, **options):
+        return publishing.publish(
+            folder=folder, repo_id=REPO_ID, token=token, verify=False, say=lines.append, **options
+        )
+
+    expected = {"repo_id": REPO_ID, "revision": "main", "deleted": 0}
+    planned = publish(fixture_build, dry_run=True)
+    assert planned == publishing.PublishResult(
+        **expected, commit=None, committed=False, uploaded=len(files), unchanged=0, dry_run=True
+    )
+    assert hub.state.repos == {}
+
+    first = publish(fixture_build)
+    head = hub.state.repos[("dataset", REPO_ID)].refs["main"]
+    assert first == publishing.PublishResult(
+        **expected, commit=head, committed=True, uploaded=len(files), unchanged=0, dry_run=False
+    )
+    again = publish(fixture_build)
+    assert again == publishing.PublishResult(
+        **expected, commit=head, committed=False, uploaded=0, unchanged=len(files), dry_run=False
+    )
+    assert again.to_json() == {
+        "repo_id": REPO_ID,
+        "revision": "main",
+        "commit": head,
+        "committed": False,
+        "uploaded": 0,
+        "deleted": 0,
+        "unchanged": len(files),
+        "dry_run": False,
+    }
+
+    # A build with an extra shard and another card, then this one again: the card is uploaded,
+    # the shard deleted, the rest left as it is.
+    older = tmp_path / "older"
+    shutil.copytree(fixture_build, older)
+    shutil.copyfile(
+        older / "data/licensed/train-00000-of-00001.parquet", older / "data/licensed/train-00001-of-00002.parquet"
+    )
+    (older / "README.md").write_text((older / "README.md").read_text() + "\nolder build\n")
+    assert publish(older).uploaded == 2
+    back = publish(fixture_build)
+    assert (back.committed, back.uploaded, back.deleted, back.unchanged) == (True, 1, 1, len(files) - 1)
+    assert back.commit == hub.state.repos[("dataset", REPO_ID)].refs["main"] != head
+
+
+def test_without_fiftyone_a_missing_companion_is_a_warning(hub, token, fixture_build, tmp_path, capsys):
+    report = tmp_path / "publish.json"
+    options = ["--revision", "v1", "--private", "--no-verify", "--json", str(report)]
+    assert run("--source", str(fixture_build), *options) == 0
+    # The command to copy keeps the branch and the privacy: --fiftyone publishes the companion
+    # with the same options, and the companion of private data must not become public.
+    command = ["covid-seg", "publish", "--source", str(fixture_build), "--repo-id", REPO_ID, "--fiftyone"]
+    warning = (
+        f"warning: the card's FiftyOne section links to {COMPANION}, which does not exist on the Hub yet; "
+        f"publish it with `{shlex.join([*command, '--revision', 'v1', '--private'])}` "
+        "(needs the extra: pip install 'covid-chestxray-seg[fiftyone]')"
+    )
+    assert warning in capsys.readouterr().out.splitlines()
+    assert json.loads(report.read_text(encoding="utf-8"))["warnings"] == [warning]
+    assert f'load_from_hub("{COMPANION}")' in hub.state.files(REPO_ID, revision="v1")["README.md"].decode("utf-8")
+    # One question to the Hub, after the commit.
+    checks = hub.state.requests("GET", COMPANION_CHECKS)
+    assert len(checks) == 1
+    assert hub.state.log.index(checks[0]) > hub.state.log.index(hub.state.requests("POST", r"/commit/v1$")[0])
+
+
+def test_without_fiftyone_an_existing_companion_is_no_warning(hub, token, fixture_build, tmp_path, capsys):
+    hub.state.create_repo(COMPANION)
+    report = tmp_path / "publish.json"
+    assert run("--source", str(fixture_build), "--no-verify", "--json", str(report)) == 0
+    assert "warning" not in capsys.readouterr().out
+    assert len(hub.state.requests("GET", COMPANION_CHECKS)) == 1
+    # --json holds the publish's result.
+    assert json.loads(report.read_text(encoding="utf-8")) == {
+        "repo_id": REPO_ID,
+        "revision": "main",
+        "commit": hub.state.repos[("dataset", REPO_ID)].refs["main"],
+        "committed": True,
+        "uploaded": 8,
+        "deleted": 0,
+        "unchanged": 0,
+        "dry_run": False,
+        "warnings": [],
+    }
+
+
+def test_a_failed_companion_check_is_a_warning_after_a_good_publish(hub, token, fixture_build, capsys):
+    hub.state.fail("GET", COMPANION_CHECKS, 500, times=10)
+    assert run("--source", str(fixture_build), "--no-verify") == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        rf"^warning: could not check whether the FiftyOne companion {re.escape(COMPANION)} exists: HTTP 500", out, re.M
+    )
+    assert len(new_commits(hub)) == 1
 
 
 def test_create_pr_leaves_main_alone(hub, token, fixture_build, capsys):

@@ -136,7 +136,11 @@ def test_export_twice_gives_the_same_bytes(tmp_path, fixture_build):
 def test_export_keeps_quality_flags_as_a_list_field(tmp_path, fixture_build):
     splits = load_splits(source=str(fixture_build))
     flags = {"train": [["lung on the wrong side", "x"]], "validation": [[]], "test": [["y"]]}
-    splits = {name: split.add_column("quality_flags", flags[name]) for name, split in splits.items()}
+    # The build has the column, with no flag on the fixture's images: replaced by some.
+    splits = {
+        name: split.remove_columns("quality_flags").add_column("quality_flags", flags[name])
+        for name, split in splits.items()
+    }
     dataset, counted = fiftyone_export.build_dataset(splits, work=tmp_path / "work")
     try:
         assert counted.samples == 3

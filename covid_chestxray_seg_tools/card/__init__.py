@@ -1,1 +1,3 @@
 """The dataset card: statistics of the built files, the preview picture, the rendered card."""
+
+__all__: list[str] = []

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import covid_chestxray_seg as recipe
 
 __all__ = [
+    "RGB",
     "ColourContrast",
+    "Lab",
     "ciede2000",
     "class_contrast",
     "drawn_colour",
@@ -28,9 +30,9 @@ __all__ = [
 ]
 
 # The X-ray under a translucent fill, for measuring: mid grey.
-BACKGROUND_GREY = 128
+_BACKGROUND_GREY = 128
 # Greys a solid colour must stand out from: the whole range an X-ray shows.
-GREYS = tuple(range(0, 256, 5))
+_GREYS = tuple(range(0, 256, 5))
 
 RGB = tuple[float, float, float]
 Lab = tuple[float, float, float]
@@ -124,9 +126,14 @@ def ciede2000(first: Lab, second: Lab) -> float:
     )
 
 
+def _rgb(colour: Sequence[float]) -> RGB:
+    red, green, blue = colour
+    return float(red), float(green), float(blue)
+
+
 def _blend(under: Sequence[float], colour: Sequence[float]) -> RGB:
     alpha = recipe.OVERLAY_ALPHA
-    return tuple((1 - alpha) * low + alpha * high for low, high in zip(under, colour))
+    return _rgb([(1 - alpha) * low + alpha * high for low, high in zip(under, colour)])
 
 
 def drawn_colour(index: int) -> RGB:
@@ -134,8 +141,8 @@ def drawn_colour(index: int) -> RGB:
     outline or a line, its colour blended over mid grey for a fill."""
     colour = recipe.CLASS_COLOURS[index]
     if recipe.CLASS_STYLES[index] == "fill":
-        return _blend((BACKGROUND_GREY,) * 3, colour)
-    return tuple(float(value) for value in colour)
+        return _blend((_BACKGROUND_GREY,) * 3, colour)
+    return _rgb(colour)
 
 
 def overlap_colour(first: int, second: int) -> RGB:
@@ -145,7 +152,7 @@ def overlap_colour(first: int, second: int) -> RGB:
     order = sorted((first, second), key=_draw_position)
     below, above = order
     if recipe.CLASS_STYLES[above] != "fill":
-        return tuple(float(value) for value in recipe.CLASS_COLOURS[above])
+        return _rgb(recipe.CLASS_COLOURS[above])
     if recipe.CLASS_STYLES[below] == "fill":
         return _blend(drawn_colour(below), recipe.CLASS_COLOURS[above])
     return drawn_colour(above)
@@ -155,7 +162,7 @@ def _on_grey(index: int, level: int) -> RGB:
     colour = recipe.CLASS_COLOURS[index]
     if recipe.CLASS_STYLES[index] == "fill":
         return _blend((level,) * 3, colour)
-    return tuple(float(value) for value in colour)
+    return _rgb(colour)
 
 
 def _draw_position(index: int) -> tuple[int, int]:
@@ -217,7 +224,7 @@ def class_contrast(overlapping: Iterable[tuple[int, int]] = ()) -> ColourContras
     grey, grey_class = min(
         (ciede2000(srgb_to_lab(_on_grey(index, level)), srgb_to_lab((level,) * 3)), names[index])
         for index in range(len(names))
-        for level in GREYS
+        for level in _GREYS
     )
     return ColourContrast(
         between_classes=between,

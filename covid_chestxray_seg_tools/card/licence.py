@@ -10,11 +10,14 @@ import datasets
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.card.stats import CardStats
 
-UNKNOWN_LICENCE = "none given"
+__all__ = ["licence_table", "licensed_config_text", "render_licence"]
+
+_UNKNOWN_LICENCE = "none given"
 
 
-def licence_table(stats: dict) -> str:
+def licence_table(stats: CardStats) -> str:
     """Images per licence, with what each licence allows, from the built files: the table the
     card and LICENSE.md both show."""
 
@@ -24,7 +27,7 @@ def licence_table(stats: dict) -> str:
     rows = []
     for name, count in stats["licences"].items():
         terms = recipe.IMAGE_LICENCE_TERMS.get(name)
-        if name == UNKNOWN_LICENCE:
+        if name == _UNKNOWN_LICENCE:
             commercial = derivatives = "unknown: no licence is granted; ask the source"
         elif terms is None:
             commercial = derivatives = "not known to this card: read the licence"
@@ -41,9 +44,9 @@ def licence_table(stats: dict) -> str:
     )
 
 
-def licensed_config_text(stats: dict) -> str:
+def licensed_config_text(stats: CardStats) -> str:
     """What the `licensed` config's licences allow, counted: which share forbids commercial use."""
-    known = {name: count for name, count in stats["licences"].items() if name != UNKNOWN_LICENCE}
+    known = {name: count for name, count in stats["licences"].items() if name != _UNKNOWN_LICENCE}
     total = sum(known.values())
     non_commercial = {
         name: count
@@ -66,7 +69,7 @@ def licensed_config_text(stats: dict) -> str:
     )
 
 
-def render_licence(stats: dict, infos: dict[str, datasets.DatasetInfo]) -> str:
+def render_licence(stats: CardStats, infos: dict[str, datasets.DatasetInfo]) -> str:
     """The licence file's text; the image counts come from the built files."""
     known = sum(split.num_examples for split in infos[layout.LICENSED_CONFIG].splits.values())
     return f"""# Licences of COVID-19 Chest X-ray Segmentations

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from covid_chestxray_seg_tools.card.stats import MetadataSummary
+
 __all__ = ["metadata_table"]
 
 
-def metadata_table(summary: dict, *, images: int) -> str:
+def metadata_table(summary: MetadataSummary, *, images: int) -> str:
     """A table of the metadata summary (card.stats' `metadata`) over `images` rows."""
 
     def counts(counter: dict[str, int]) -> str:

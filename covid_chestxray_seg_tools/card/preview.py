@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 from PIL import Image
 
 from covid_chestxray_seg_tools import layout
 
+__all__ = ["PREVIEW_HEIGHT", "PREVIEW_LICENCES", "render_preview"]
+
 # Only images whose own licence allows showing them on a public card.
 PREVIEW_LICENCES = ("CC BY", "CC BY-SA")
 PREVIEW_HEIGHT = 320
 
 
-def render_preview(folder: Path) -> list[dict]:
+def render_preview(folder: Path) -> list[dict[str, Any]]:
     """Write the preview picture into `folder`: openly licensed images with their masks overlaid.
     Returns the shown images (file name, licence, url) for the caption; [] when
     none may be shown."""

@@ -3,9 +3,11 @@ and for scoring, and the metadata that contradicts itself."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools.card.stats import FlaggedImage, ViewConflict
 
 __all__ = ["FLAG_MEANINGS", "FlagMeaning", "flagged_images_text", "view_conflicts_text"]
 
@@ -43,7 +45,7 @@ FLAG_MEANINGS = {
 }
 
 
-def flagged_images_text(flagged: list[dict]) -> str:
+def flagged_images_text(flagged: Sequence[FlaggedImage]) -> str:
     """The Known-issues lines for the flagged images (card.stats' `quality_flags`), one table
     row per flag, and what each kind of flag means."""
     if not flagged:
@@ -72,7 +74,7 @@ def flagged_images_text(flagged: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def view_conflicts_text(conflicts: list[dict], *, images: int) -> str:
+def view_conflicts_text(conflicts: Sequence[ViewConflict], *, images: int) -> str:
     """The Known-issues line for rows whose notes say AP, supine, portable or mobile while
     `view` says PA (card.stats' `view_conflicts`)."""
     if not conflicts:

@@ -3,18 +3,20 @@ side "Left Lung" is (backed by the build's centroid check)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools.card.stats import OVERLAP_CLASSES
+from covid_chestxray_seg_tools.card.stats import OVERLAP_CLASSES, OverlapStats, SideStats
 
 __all__ = ["overlap_table", "sides_text"]
 
 
-def overlap_table(overlap: dict) -> str:
+def overlap_table(overlap: Mapping[str, OverlapStats]) -> str:
     """The mean share of class A's pixels (row) that are also class B's (column), over the
     images where A has a mask, with the largest share on one image in parentheses (card.stats'
     `overlap`)."""
 
-    def cell(row: dict, other: str) -> str:
+    def cell(row: OverlapStats, other: str) -> str:
         mean, largest = row["mean_pct"][other], row["max_pct"][other]
         if mean is None:
             return "n/a"
@@ -31,7 +33,7 @@ def overlap_table(overlap: dict) -> str:
     return "\n".join(lines)
 
 
-def sides_text(sides: dict) -> str:
+def sides_text(sides: Mapping[str, SideStats]) -> str:
     """The side convention, with the count of lung annotations on their expected side."""
     checked = ", ".join(
         f"{row['expected_side']} of {row['instances']} {name} annotations have their centroid in the image's "

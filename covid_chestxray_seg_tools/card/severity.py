@@ -4,6 +4,7 @@ image, and how that ranks against ieee8023's geographic-extent score."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, TypedDict
 
 from pycocotools import mask as mask_utils
 from scipy import stats as scipy_stats
@@ -11,24 +12,35 @@ from scipy import stats as scipy_stats
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 
-LUNGS = ("Left Lung", "Right Lung")
-LESIONS = ("Ground Glass Opacities", "Consolidation")
+__all__ = ["SEVERITY_PLOT_PATH", "SeverityCorrelation", "lesion_shares", "render_severity_plot", "severity_correlation"]
+
+_LUNGS = ("Left Lung", "Right Lung")
+_LESIONS = ("Ground Glass Opacities", "Consolidation")
 SEVERITY_PLOT_PATH = "assets/severity.png"
 
 
-def lesion_shares(folder: Path) -> list[dict]:
+class SeverityCorrelation(TypedDict):
+    """Spearman's rho of the lesion share against the geographic-extent score and its p-value,
+    over `n` scored images (None and None under 3)."""
+
+    n: int
+    rho: float | None
+    p: float | None
+
+
+def lesion_shares(folder: Path) -> list[dict[str, Any]]:
     """Per image with both lung masks: the share of the lung fields (left + right) covered by
     ground-glass opacity or consolidation, with the image's severity scores (None if unscored).
     From the RLE in `objects`, so no PNG is decoded."""
     columns = ["image_id", "file_name", "objects", *(column for column, _ in recipe.SEVERITY_COLUMNS.values())]
-    lung_ids = {recipe.CLASSES.index(name) for name in LUNGS}
-    lesion_ids = {recipe.CLASSES.index(name) for name in LESIONS}
+    lung_ids = {recipe.CLASSES.index(name) for name in _LUNGS}
+    lesion_ids = {recipe.CLASSES.index(name) for name in _LESIONS}
     shares = []
     for row in layout.iter_rows(folder, columns=columns):
         lungs = [obj["segmentation"] for obj in row["objects"] if obj["category"] in lung_ids]
         lesions = [obj["segmentation"] for obj in row["objects"] if obj["category"] in lesion_ids]
         found = {recipe.CLASSES[obj["category"]] for obj in row["objects"] if obj["category"] in lung_ids}
-        if found != set(LUNGS) or any(seg is None for seg in lungs + lesions):
+        if found != set(_LUNGS) or any(seg is None for seg in lungs + lesions):
             continue
         lung_rle = recipe.union_rle(lungs)
         lung_area = float(mask_utils.area(lung_rle))
@@ -47,18 +59,18 @@ def lesion_shares(folder: Path) -> list[dict]:
     return shares
 
 
-def severity_correlation(shares: list[dict]) -> dict:
+def severity_correlation(shares: list[dict[str, Any]]) -> SeverityCorrelation:
     """Spearman's rank correlation of the lesion share with `severity_geographic_extent`, over the scored images."""
     scored = [row for row in shares if row["severity_geographic_extent"] is not None]
     if len(scored) < 3:
-        return {"n": len(scored), "rho": None, "p": None}
+        return SeverityCorrelation(n=len(scored), rho=None, p=None)
     result = scipy_stats.spearmanr(
         [row["share"] for row in scored], [row["severity_geographic_extent"] for row in scored]
     )
-    return {"n": len(scored), "rho": float(result.statistic), "p": float(result.pvalue)}
+    return SeverityCorrelation(n=len(scored), rho=float(result.statistic), p=float(result.pvalue))
 
 
-def render_severity_plot(folder: Path, shares: list[dict], correlation: dict) -> str | None:
+def render_severity_plot(folder: Path, shares: list[dict[str, Any]], correlation: SeverityCorrelation) -> str | None:
     """Write the scatter plot into `folder`; its repo path, or None when too few images are scored
     for a correlation."""
     scored = [row for row in shares if row["severity_geographic_extent"] is not None]

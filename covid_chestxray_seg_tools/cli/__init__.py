@@ -44,12 +44,12 @@ from covid_chestxray_seg_tools.cli import (
     validate,
 )
 
-__all__ = ["PROG", "main", "make_parser"]
+__all__ = ["PROG", "main", "make_parser", "script"]
 
 PROG = "covid-seg"
-SUBCOMMANDS = (build, publish, export, validate, evaluate, baseline, benchmark)
+_SUBCOMMANDS = (build, publish, export, validate, evaluate, baseline, benchmark)
 
-EXAMPLES = """\
+_EXAMPLES = """\
 examples:
   covid-seg build --out build                                  # download upstream at its pinned commit, build
   covid-seg publish --repo-id ORG/covid-chestxray-seg          # one verified commit
@@ -68,7 +68,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="COVID-19 Chest X-ray Segmentations as a Hugging Face dataset: build, publish, export, "
         "validate, evaluate.",
-        epilog=EXAMPLES,
+        epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -77,7 +77,7 @@ def make_parser() -> argparse.ArgumentParser:
         version=f"{PROG} {__version__} (builder {recipe.BUILDER_VERSION}, datasets {datasets.__version__})",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in SUBCOMMANDS:
+    for module in _SUBCOMMANDS:
         module.register(commands)
     return parser
 
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # --help, --version and usage errors end here, as argparse words them.
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
     boundary.setup_logging(quiet=args.quiet)
-    secrets = getattr(args, "secrets", lambda _: [])(args)
+    secrets: list[str | None] = getattr(args, "secrets", lambda _: [])(args)
     return boundary.run(
         lambda: args.handler(args).emit(json_path=args.json), secrets=secrets, rewrite=getattr(args, "rewrite", None)
     )

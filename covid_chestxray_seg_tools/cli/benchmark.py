@@ -13,7 +13,7 @@ from covid_chestxray_seg_tools.cli.outcome import Outcome
 
 __all__ = ["register", "run"]
 
-EXAMPLES = """\
+_EXAMPLES = """\
   covid-seg benchmark --data-dir ../shared/data/covid-19-chest-xray-segmentations-dataset \\
       --severity-file ../shared/data/ieee8023-covid-chestxray-dataset/annotations/covid-severity-scores.csv \\
       --json benchmark.json
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         summary="measure build, load, stream and size against baselines (from a clone)",
         description="Benchmark the build, loading, streaming and size, each against a baseline run in the same "
         "process tree on the same machine (about 5 minutes on the full data).",
-        examples=EXAMPLES,
+        examples=_EXAMPLES,
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="the upstream data (or the fixture, --smoke)")
     parser.add_argument(

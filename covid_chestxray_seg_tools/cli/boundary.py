@@ -18,6 +18,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterable
+from typing import TextIO
 
 import httpx2
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
@@ -35,18 +36,18 @@ EXPECTED_ERRORS = (CovidSegError, BuildError, HfHubHTTPError, OfflineModeIsEnabl
 
 
 # Libraries that log every HTTP request at INFO: their lines would bury ours.
-CHATTY_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "fsspec", "filelock")
+_CHATTY_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "fsspec", "filelock")
 
 
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is when a record comes (pytest's capture swaps it)."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 
@@ -59,7 +60,7 @@ def setup_logging(*, quiet: bool = False) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
     root.setLevel(logging.WARNING if quiet else logging.INFO)
-    for name in CHATTY_LOGGERS:
+    for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     if quiet:
         # Both read these when they draw a bar; set before either is imported, or now if it was.

@@ -13,7 +13,7 @@ from covid_chestxray_seg_tools.cli.outcome import Outcome
 
 __all__ = ["register", "run"]
 
-EXAMPLES = """\
+_EXAMPLES = """\
   # score predictions (DIR/test/<image_id>/mask_<class>.png, 0 = background) on the test split
   covid-seg evaluate --source build --split test --predictions preds --json scores.json
 
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         summary="score predicted masks against a split, cross-validation or a fold",
         description="Score predicted masks against a split (or under cross-validation): Dice, IoU, NSD, clDice, "
         "HD95 and ASSD per image and class, and per class a mean with a patient-bootstrap 95 % interval.",
-        examples=EXAMPLES,
+        examples=_EXAMPLES,
     )
     options.add_source(parser, what="the ground truth")
     options.add_split(

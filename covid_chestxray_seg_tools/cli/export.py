@@ -10,7 +10,7 @@ from covid_chestxray_seg_tools.export import FORMATS, export
 
 __all__ = ["register", "run"]
 
-EXAMPLES = """\
+_EXAMPLES = """\
   # COCO JSON per split plus the original images, from the folder `covid-seg build` wrote
   # (COCOeval-ready: the 14 annotations without a mask upstream are left out and counted)
   covid-seg export --source build --format coco --out exports/coco
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Export the dataset to COCO JSON + images, to a folder of image.png / mask_<class>.png files, "
         "or to a FiftyOne dataset in FiftyOne's export layout. "
         "--out appears only when the export succeeded, and is never overwritten.",
-        examples=EXAMPLES,
+        examples=_EXAMPLES,
     )
     options.add_source(parser)
     parser.add_argument(
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    counts = export(
+    result = export(
         source=args.source,
         out=args.out,
         format=args.format,
@@ -72,5 +72,5 @@ def run(args: argparse.Namespace) -> Outcome:
         classes=args.classes,
         upstream_form=args.upstream_form,
     )
-    text = f"exported {args.out}: " + ", ".join(f"{key} {value}" for key, value in counts.items())
-    return Outcome(text=text, data={"out": str(args.out), "format": args.format, "counts": counts})
+    text = f"exported {result.out}: " + ", ".join(f"{key} {value}" for key, value in result.counts.items())
+    return Outcome(text=text, data=result.to_json())

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
+from typing import Any
 
+import httpx2
 from huggingface_hub import get_token
+from huggingface_hub.errors import HfHubHTTPError
 
 from covid_chestxray_seg_tools import fiftyone_companion
 from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.build import DEFAULT_OUT
 from covid_chestxray_seg_tools.cli.outcome import Outcome
+from covid_chestxray_seg_tools.errors import describe
 from covid_chestxray_seg_tools.publish import DEFAULT_COMMIT_MESSAGE, publish
 
 __all__ = ["register", "run"]
 
-EXAMPLES = """\
+_EXAMPLES = """\
   # publish build/ to a new or existing public dataset repo (token from HF_TOKEN or `hf auth login`)
   covid-seg publish --repo-id ORG/covid-chestxray-seg
 
@@ -45,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         summary="publish a built folder to a Hub dataset repo in one commit",
         description="Publish a built folder to a Hugging Face dataset repo in one commit, then load it back. "
         "Publishing an unchanged folder makes no commit.",
-        examples=EXAMPLES,
+        examples=_EXAMPLES,
     )
     options.add_source(parser, default=str(DEFAULT_OUT), what="the folder to publish")
     parser.add_argument("--repo-id", required=True, help="dataset repo to publish to, as ORG/NAME (created if missing)")
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> Outcome:
         # not the second.
         fiftyone_companion.check_companion_id(repo_id=args.repo_id, companion_id=companion)
         fiftyone_companion.exporter()
-    commit = publish(
+    result = publish(
         folder=Path(args.source),
         repo_id=args.repo_id,
         token=token,
@@ -113,22 +118,51 @@ def run(args: argparse.Namespace) -> Outcome:
         fiftyone_repo_id=companion,
         tools_url=args.tools_url,
     )
-    data = {"repo_id": args.repo_id, "revision": args.revision, "commit": commit, "dry_run": args.dry_run}
+    data: dict[str, Any] = result.to_json()
+    warnings: list[str] = []
     if companion is not None:
-        data["fiftyone"] = {
-            "repo_id": companion,
-            "commit": fiftyone_companion.publish_companion(
-                folder=Path(args.source),
-                repo_id=args.repo_id,
-                companion_id=companion,
-                token=token,
-                private=args.private,
-                revision=args.revision,
-                create_pr=args.create_pr,
-                commit_message=None if args.commit_message == DEFAULT_COMMIT_MESSAGE else args.commit_message,
-                dry_run=args.dry_run,
-                verify=not args.no_verify,
-                say=say,
-            ),
-        }
+        data["fiftyone"] = fiftyone_companion.publish_companion(
+            folder=Path(args.source),
+            repo_id=args.repo_id,
+            companion_id=companion,
+            token=token,
+            private=args.private,
+            revision=args.revision,
+            create_pr=args.create_pr,
+            commit_message=None if args.commit_message == DEFAULT_COMMIT_MESSAGE else args.commit_message,
+            dry_run=args.dry_run,
+            verify=not args.no_verify,
+            say=say,
+        ).to_json()
+    elif not args.dry_run:
+        warning = _missing_companion(args, token=token)
+        if warning is not None:
+            say(warning)
+            warnings.append(warning)
+    data["warnings"] = warnings
     return Outcome(text="", data=data)
+
+
+def _missing_companion(args: argparse.Namespace, *, token: str | None) -> str | None:
+    """Without --fiftyone the published card still names the companion (--repo-id + '-fiftyone'),
+    which may not exist: a warning saying how to publish it, or None when it exists."""
+    companion = fiftyone_companion.companion_repo_id(args.repo_id)
+    try:
+        if fiftyone_companion.companion_exists(companion, token=token):
+            return None
+    except (HfHubHTTPError, httpx2.TransportError) as error:
+        # The publish itself succeeded: a failed check is no reason to fail the command.
+        return f"warning: could not check whether the FiftyOne companion {companion} exists: {describe(error)}"
+    # The same folder and repo, and what a copied command must not lose: the branch, and that
+    # the data is private (--fiftyone publishes the companion with the same options).
+    command = ["covid-seg", "publish", "--repo-id", args.repo_id, "--fiftyone"]
+    if args.source != str(DEFAULT_OUT):
+        command[2:2] = ["--source", args.source]
+    if args.revision != "main":
+        command += ["--revision", args.revision]
+    if args.private:
+        command.append("--private")
+    return (
+        f"warning: the card's FiftyOne section links to {companion}, which does not exist on the Hub yet; "
+        f"publish it with `{shlex.join(command)}` (needs the extra: {fiftyone_companion.INSTALL})"
+    )

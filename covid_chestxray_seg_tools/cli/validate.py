@@ -10,7 +10,7 @@ from covid_chestxray_seg_tools.validate import format_report, report_json, valid
 
 __all__ = ["register", "run"]
 
-EXAMPLES = """\
+_EXAMPLES = """\
   covid-seg validate --data-dir ../shared/data/covid-19-chest-xray-segmentations-dataset
   covid-seg validate --data-dir DIR --annotation-file annotation/results_polygons.json --json report.json
 """
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Data-quality report: every COCO segmentation against upstream's own mask crops (IoU per "
         "annotation), bboxes and areas against the masks. Exits 1 on hard errors (a missing crop, an image missing "
         "from metadata.csv, unreadable input).",
-        examples=EXAMPLES,
+        examples=_EXAMPLES,
     )
     options.add_data_dir(parser, required=True)
     parser.set_defaults(handler=run)

@@ -11,6 +11,7 @@ optionally the paired difference against a second set of predictions (`scoring.c
     predictions  reading predicted masks (PNG folders, Parquet, save_to_disk folders)
     protocol     what is scored (split, cv, fold) and what a baseline may fit on
     scoring      scoring rows, summarising per class, comparing two sets of predictions
+    result       the shape of a score result (TypedDicts: the result stays a dict of JSON values)
     report       Markdown tables and the per-image CSV
 
 The card's "Evaluation protocol" says the same conventions in short.
@@ -36,7 +37,14 @@ from covid_chestxray_seg_tools.evaluate.metrics import (
     surface_distances,
     tolerance_pixels,
 )
-from covid_chestxray_seg_tools.evaluate.predictions import Targets, load_predictions, read_mask
+from covid_chestxray_seg_tools.evaluate.predictions import (
+    FolderPredictions,
+    Predictions,
+    TablePredictions,
+    Targets,
+    load_predictions,
+    read_mask,
+)
 from covid_chestxray_seg_tools.evaluate.protocol import (
     CV,
     TRUTH_COLUMNS,
@@ -52,6 +60,20 @@ from covid_chestxray_seg_tools.evaluate.report import (
     format_results,
     write_per_image_csv,
 )
+from covid_chestxray_seg_tools.evaluate.result import (
+    Bootstrap,
+    ClassScores,
+    Comparison,
+    Counts,
+    ImageScores,
+    Metric,
+    MetricDifference,
+    MetricSummary,
+    PairResult,
+    ScoreResult,
+    SkippedCounts,
+    SkipReason,
+)
 from covid_chestxray_seg_tools.evaluate.scoring import compare, resolve_classes, score
 
 __all__ = [
@@ -65,11 +87,26 @@ __all__ = [
     "SEED",
     "TRUTH_COLUMNS",
     "TUBULAR_CLASSES",
+    "Bootstrap",
+    "ClassScores",
+    "Comparison",
+    "Counts",
     "EvaluateError",
     "FitRound",
+    "FolderPredictions",
+    "ImageScores",
+    "Metric",
+    "MetricDifference",
+    "MetricSummary",
+    "PairResult",
     "PairScores",
+    "Predictions",
     "ReportError",
+    "ScoreResult",
     "Selection",
+    "SkipReason",
+    "SkippedCounts",
+    "TablePredictions",
     "Targets",
     "bootstrap_interval",
     "centreline_dice",
@@ -104,7 +141,7 @@ def evaluate(
     tolerance_pct: float = DEFAULT_NSD_TOLERANCE_PCT,
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = SEED,
-) -> dict:
+) -> ScoreResult:
     """Score the predictions in a folder against a build or a Hub repo.
 
     Args:
@@ -133,20 +170,27 @@ def evaluate(
     truth, targets = read_truth(source=source, selection=selection)
     predicted = load_predictions(path=predictions, targets=targets)
     other = None if compare_with is None else load_predictions(path=compare_with, targets=targets)
-    options = {
-        "split": selection.split,
-        "fold": selection.fold,
-        "classes": chosen,
-        "tolerance_pct": tolerance_pct,
-        "samples": samples,
-        "seed": seed,
-    }
-    result = score(truth=truth, predictions=predicted, predicted=predicted.predicted_columns, **options)
+
+    def scored(with_predictions: FolderPredictions | TablePredictions) -> ScoreResult:
+        return score(
+            truth=truth,
+            predictions=with_predictions,
+            split=selection.split,
+            fold=selection.fold,
+            classes=chosen,
+            predicted=with_predictions.predicted_columns,
+            tolerance_pct=tolerance_pct,
+            samples=samples,
+            seed=seed,
+        )
+
+    result = scored(predicted)
     if other is not None:
-        against = score(truth=truth, predictions=other, predicted=other.predicted_columns, **options)
-        result["comparison"] = {
-            "predictions": str(predictions),
-            "against": str(compare_with),
-            **compare(a=result, b=against, samples=samples, seed=seed),
-        }
+        comparison = compare(a=result, b=scored(other), samples=samples, seed=seed)
+        result["comparison"] = Comparison(
+            predictions=str(predictions),
+            against=str(compare_with),
+            classes=comparison["classes"],
+            not_compared=comparison["not_compared"],
+        )
     return result

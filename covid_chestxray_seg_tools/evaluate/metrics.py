@@ -25,13 +25,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError
+from covid_chestxray_seg_tools.evaluate.result import Metric, PairResult
 
 __all__ = [
     "DEFAULT_NSD_TOLERANCE_PCT",
@@ -49,9 +50,9 @@ __all__ = [
     "tolerance_pixels",
 ]
 
-OVERLAP_METRICS = ("dice", "iou", "nsd", "cldice")
-DISTANCE_METRICS = ("hd95", "assd", "hd95_pct", "assd_pct")
-METRICS = (*OVERLAP_METRICS, *DISTANCE_METRICS)
+OVERLAP_METRICS: tuple[Metric, ...] = ("dice", "iou", "nsd", "cldice")
+DISTANCE_METRICS: tuple[Metric, ...] = ("hd95", "assd", "hd95_pct", "assd_pct")
+METRICS: tuple[Metric, ...] = (*OVERLAP_METRICS, *DISTANCE_METRICS)
 HD_PERCENTILE = 95.0
 # About 5 mm where an image shows a whole 35 x 43 cm detector (a 55 cm diagonal): a boundary
 # within it counts as right. Images cropped from papers show less, so it is a share of the
@@ -83,18 +84,42 @@ class PairScores:
     hd95_pct: float | None
     assd_pct: float | None
 
-    def as_dict(self) -> dict[str, float | None]:
+    def as_dict(self) -> PairResult:
         """The metrics by name, in `METRICS` order."""
-        return asdict(self)
+        return PairResult(
+            dice=self.dice,
+            iou=self.iou,
+            nsd=self.nsd,
+            cldice=self.cldice,
+            hd95=self.hd95,
+            assd=self.assd,
+            hd95_pct=self.hd95_pct,
+            assd_pct=self.assd_pct,
+        )
 
 
 def diagonal(shape: tuple[int, ...]) -> float:
-    """The diagonal of an image of `shape` (height, width), in pixels."""
+    """The diagonal of an image, the unit of the distances in percent (`hd95_pct`, `assd_pct`).
+
+    Args:
+        shape: (height, width), as a mask's `shape`.
+
+    Returns:
+        The diagonal, in pixels.
+    """
     return math.hypot(shape[0], shape[1])
 
 
 def tolerance_pixels(tolerance_pct: float, *, shape: tuple[int, ...]) -> float:
-    """NSD's tolerance in pixels for an image of `shape` (height, width), given in percent of its diagonal."""
+    """NSD's tolerance for one image, given in percent of its diagonal.
+
+    Args:
+        tolerance_pct: the tolerance in percent of the image's diagonal (`--nsd-tolerance`).
+        shape: the image's (height, width).
+
+    Returns:
+        The tolerance in pixels.
+    """
     return tolerance_pct / 100 * diagonal(shape)
 
 
@@ -216,7 +241,7 @@ def pair_scores(
         prediction_pixels = int(np.count_nonzero(prediction))
     if prediction_pixels == 0 and truth_pixels == 0:
         return None
-    if prediction_pixels == 0 or truth_pixels == 0:
+    if prediction is None or prediction_pixels == 0 or truth_pixels == 0:
         return PairScores(
             dice=0.0,
             iou=0.0,

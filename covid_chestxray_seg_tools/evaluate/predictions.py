@@ -14,10 +14,12 @@ names a mask column and has the image's size); a mask is decoded only when it is
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -70,11 +72,11 @@ class Targets:
         """The scored image's (width, height); None when it is not scored."""
         return next((sizes[image_id] for sizes in self.images.values() if image_id in sizes), None)
 
-    def is_known(self, image_id) -> bool:
+    def is_known(self, image_id: object) -> bool:
         return any(image_id in ids for ids in self.known.values())
 
 
-class _LazyMasks(Mapping):
+class _LazyMasks(Mapping[str, np.ndarray]):
     """Mask column -> bool (H, W) array, each decoded when first asked for."""
 
     def __init__(self, loaders: Mapping[str, Callable[[], np.ndarray]]):
@@ -187,7 +189,7 @@ class FolderPredictions:
     def __call__(self, image_id: int, width: int, height: int) -> Mapping[str, np.ndarray]:
         return _LazyMasks(
             {
-                column: (lambda path=path: read_mask(path, name=str(path), width=width, height=height))
+                column: functools.partial(read_mask, path, name=str(path), width=width, height=height)
                 for column, path in self.files[image_id].items()
             }
         )
@@ -223,8 +225,8 @@ class TablePredictions:
         if unknown:
             raise _unknown_class(f"{name}: column {unknown[0]}", unknown[0])
         self.columns = [column for column in recipe.MASK_COLUMNS if column in table.column_names]
-        self.rows: dict[int, dict] = {}
-        seen: set = set()
+        self.rows: dict[int, dict[str, bytes | None]] = {}
+        seen: set[object] = set()
         for row in table.select(["image_id", *self.columns]).to_pylist():
             image_id = row["image_id"]
             if not targets.is_known(image_id):
@@ -256,10 +258,8 @@ class TablePredictions:
     def __call__(self, image_id: int, width: int, height: int) -> Mapping[str, np.ndarray]:
         return _LazyMasks(
             {
-                column: (
-                    lambda column=column, data=data: read_mask(
-                        data, name=f"{self.name}: image {image_id}: {column}", width=width, height=height
-                    )
+                column: functools.partial(
+                    read_mask, data, name=f"{self.name}: image {image_id}: {column}", width=width, height=height
                 )
                 for column, data in self.rows[image_id].items()
                 if data is not None
@@ -267,7 +267,7 @@ class TablePredictions:
         )
 
 
-def _cell_bytes(cell) -> bytes | None:
+def _cell_bytes(cell: bytes | dict[str, Any] | None) -> bytes | None:
     return cell.get("bytes") if isinstance(cell, dict) else cell
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.evaluate.errors import ReportError
 from covid_chestxray_seg_tools.evaluate.metrics import METRICS, TUBULAR_CLASSES
 from covid_chestxray_seg_tools.evaluate.protocol import CV
+from covid_chestxray_seg_tools.evaluate.result import Comparison, Metric, ScoreResult
 
 __all__ = [
     "CSV_COLUMNS",
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 # metric -> (table header, decimals)
-HEADERS = {
+_HEADERS: dict[Metric, tuple[str, int]] = {
     "dice": ("Dice", 3),
     "iou": ("IoU", 3),
     "nsd": ("NSD", 3),
@@ -33,9 +34,9 @@ HEADERS = {
     "assd": ("ASSD (px)", 1),
     "assd_pct": ("ASSD (% diag.)", 2),
 }
-OVERLAP_COLUMNS = ("dice", "iou", "nsd", "cldice")
-DISTANCE_COLUMNS = ("hd95", "hd95_pct", "assd", "assd_pct")
-FOLD_METRICS = ("dice", "nsd")
+_OVERLAP_COLUMNS: tuple[Metric, ...] = ("dice", "iou", "nsd", "cldice")
+_DISTANCE_COLUMNS: tuple[Metric, ...] = ("hd95", "hd95_pct", "assd", "assd_pct")
+_FOLD_METRICS: tuple[Metric, ...] = ("dice", "nsd")
 CSV_COLUMNS = ("split", "fold", "image_id", "patient_id", "class", "mask_column", "skipped", *METRICS)
 
 
@@ -43,29 +44,29 @@ def _applies(name: str, metric: str) -> bool:
     return metric != "cldice" or name in TUBULAR_CLASSES
 
 
-def _cell(name: str, metric: str, summary: Mapping, *, signed: bool = False) -> str:
+def _cell(name: str, metric: Metric, mean: float | None, ci95: list[float] | None, *, signed: bool = False) -> str:
     if not _applies(name, metric):
         return "n/a"
-    if summary["mean"] is None:
+    if mean is None or ci95 is None:
         return "–"
-    digits = HEADERS[metric][1]
+    digits = _HEADERS[metric][1]
     sign = "+" if signed else ""
-    low, high = summary["ci95"]
-    return f"{summary['mean']:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
+    low, high = ci95
+    return f"{mean:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
 
 
-def _title(result: Mapping) -> str:
+def _title(result: ScoreResult) -> str:
     """What a result scored: "test", "cv" (all folds) or "cv fold 2"."""
     return result["split"] if result.get("fold") is None else f"{result['split']} fold {result['fold']}"
 
 
-def _tables(results: Sequence[Mapping]) -> list[str]:
+def _tables(results: Sequence[ScoreResult]) -> list[str]:
     """The overlap and distance tables; with several results a "scored on" column and the
     results' rows of each class side by side."""
     several = len(results) > 1
     names = [name for name in recipe.CLASSES if any(name in result["classes"] for result in results)]
     lines = []
-    for columns, count in ((OVERLAP_COLUMNS, "n"), (DISTANCE_COLUMNS, "n (distances)")):
+    for columns, count in ((_OVERLAP_COLUMNS, "n"), (_DISTANCE_COLUMNS, "n (distances)")):
         head = ["Class", *(["scored on"] if several else []), count, *(_header(metric, results) for metric in columns)]
         lines += ["| " + " | ".join(head) + " |", "| " + " | ".join(_alignments(head, several)) + " |"]
         for name in names:
@@ -73,19 +74,19 @@ def _tables(results: Sequence[Mapping]) -> list[str]:
                 if name not in result["classes"]:
                     continue
                 entry = result["classes"][name]
-                n = entry["n"] if columns is OVERLAP_COLUMNS else entry["hd95"]["n"]
+                n = entry["n"] if columns is _OVERLAP_COLUMNS else entry["hd95"]["n"]
                 cells = [name, *([f"`{_title(result)}`"] if several else []), str(n)]
-                cells += [_cell(name, metric, entry[metric]) for metric in columns]
+                cells += [_cell(name, metric, entry[metric]["mean"], entry[metric]["ci95"]) for metric in columns]
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
 
-def _header(metric: str, results: Sequence[Mapping]) -> str:
+def _header(metric: Metric, results: Sequence[ScoreResult]) -> str:
     tolerances = {result["nsd_tolerance_pct"] for result in results}
     if metric == "nsd" and len(tolerances) == 1:
         return f"NSD ({tolerances.pop():g} % diag.)"
-    return HEADERS[metric][0]
+    return _HEADERS[metric][0]
 
 
 def _alignments(head: Sequence[str], several: bool) -> list[str]:
@@ -93,12 +94,12 @@ def _alignments(head: Sequence[str], several: bool) -> list[str]:
     return ["---:" if index == numeric else "---" for index in range(len(head))]
 
 
-def _fold_table(result: Mapping) -> list[str]:
+def _fold_table(result: ScoreResult) -> list[str]:
     """Each fold's mean Dice and NSD (cross-validation over all folds)."""
     counts = result["counts"]["fold_images"]
     head = ["Class", *(f"fold {k} ({counts[k]} images)" for k in range(recipe.FOLDS))]
     lines = [
-        f"Mean of each fold, {' / '.join(HEADERS[metric][0] for metric in FOLD_METRICS)}:",
+        f"Mean of each fold, {' / '.join(_HEADERS[metric][0] for metric in _FOLD_METRICS)}:",
         "",
         "| " + " | ".join(head) + " |",
         "| " + " | ".join("---" for _ in head) + " |",
@@ -106,13 +107,13 @@ def _fold_table(result: Mapping) -> list[str]:
     for name, entry in result["classes"].items():
         cells = [name]
         for k in range(recipe.FOLDS):
-            means = [entry[metric]["folds"][k] for metric in FOLD_METRICS]
+            means = [entry[metric]["folds"][k] for metric in _FOLD_METRICS]
             cells.append("–" if means[0] is None else " / ".join(f"{mean:.3f}" for mean in means))
         lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
-def _what(result: Mapping) -> str:
+def _what(result: ScoreResult) -> str:
     counts = result["counts"]
     if result["split"] == CV and result.get("fold") is None:
         scope = f"Cross-validation (`{CV}`, out-of-fold predictions, {recipe.FOLDS} folds)"
@@ -126,7 +127,7 @@ def _what(result: Mapping) -> str:
     )
 
 
-def _notes(result: Mapping) -> str:
+def _notes(result: ScoreResult) -> str:
     counts, bootstrap = result["counts"], result["bootstrap"]
     text = (
         f"Mean [{bootstrap['confidence']:.0%} interval: bootstrap over patients, {bootstrap['samples']} resamples, "
@@ -145,7 +146,7 @@ def _notes(result: Mapping) -> str:
     return text
 
 
-def format_results(results: Sequence[Mapping]) -> str:
+def format_results(results: Sequence[ScoreResult]) -> str:
     """Several `score` results of one predictor (e.g. test and cross-validation) in one pair of
     tables, each class's rows side by side; each fold's means under cross-validation; a line
     on what each scored and skipped.
@@ -165,7 +166,7 @@ def format_results(results: Sequence[Mapping]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def format_markdown(result: Mapping) -> str:
+def format_markdown(result: ScoreResult) -> str:
     """A `score` result (with its comparison, if any) as Markdown: what `covid-seg evaluate` prints.
 
     Args:
@@ -181,7 +182,7 @@ def format_markdown(result: Mapping) -> str:
     return text
 
 
-def format_comparison(comparison: Mapping) -> str:
+def format_comparison(comparison: Comparison) -> str:
     """A `compare` result as a Markdown table: per class and metric the mean of A - B and its interval.
 
     Args:
@@ -190,8 +191,8 @@ def format_comparison(comparison: Mapping) -> str:
     Returns:
         Markdown.
     """
-    columns = (*OVERLAP_COLUMNS, *DISTANCE_COLUMNS)
-    head = ["Class", "n", *(HEADERS[metric][0] for metric in columns)]
+    columns = (*_OVERLAP_COLUMNS, *_DISTANCE_COLUMNS)
+    head = ["Class", "n", *(_HEADERS[metric][0] for metric in columns)]
     lines = [
         f"Paired difference A - B (A: `{comparison['predictions']}`, B: `{comparison['against']}`), over the "
         "image-class pairs both score: mean [95 % interval: bootstrap over patients]; `*` where the interval "
@@ -203,8 +204,7 @@ def format_comparison(comparison: Mapping) -> str:
     for name, entry in comparison["classes"].items():
         cells = [name, str(entry["dice"]["n"])]
         for metric in columns:
-            summary = {"mean": entry[metric]["difference"], "ci95": entry[metric]["ci95"]}
-            cell = _cell(name, metric, summary, signed=True)
+            cell = _cell(name, metric, entry[metric]["difference"], entry[metric]["ci95"], signed=True)
             cells.append(cell + (" *" if entry[metric]["excludes_zero"] else ""))
         lines.append("| " + " | ".join(cells) + " |")
     if comparison["not_compared"]:
@@ -212,10 +212,10 @@ def format_comparison(comparison: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-def per_image_rows(result: Mapping) -> list[dict]:
+def per_image_rows(result: ScoreResult) -> list[dict[str, object]]:
     """One row per image and scored class: its metrics, or why the pair was skipped."""
     columns = dict(zip(recipe.CLASSES, recipe.MASK_COLUMNS))
-    rows = []
+    rows: list[dict[str, object]] = []
     for image in result["images"]:
         for name, scores in image["classes"].items():
             rows.append(
@@ -233,7 +233,7 @@ def per_image_rows(result: Mapping) -> list[dict]:
     return rows
 
 
-def write_per_image_csv(result: Mapping, *, path: Path) -> int:
+def write_per_image_csv(result: ScoreResult, *, path: Path) -> int:
     """`--per-image FILE.csv`: `CSV_COLUMNS`, one row per image and scored class; an empty cell
     is a value that does not exist (a skipped pair, a distance with one mask empty, clDice of a
     class that is not a tube). Written whole or not at all.

@@ -11,6 +11,7 @@ interval; under cross-validation also the mean of each fold.
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,10 +26,24 @@ from covid_chestxray_seg_tools.evaluate.metrics import (
 )
 from covid_chestxray_seg_tools.evaluate.predictions import Predictions
 from covid_chestxray_seg_tools.evaluate.protocol import CV, FLAGS_COLUMN, FOLD_COLUMN
+from covid_chestxray_seg_tools.evaluate.result import (
+    Bootstrap,
+    ClassScores,
+    Comparison,
+    Counts,
+    ImageScores,
+    Metric,
+    MetricDifference,
+    MetricSummary,
+    PairResult,
+    ScoreResult,
+    SkippedCounts,
+    SkipReason,
+)
 
 __all__ = ["SKIP_REASONS", "compare", "resolve_classes", "score"]
 
-SKIP_REASONS = ("null_truth", "flagged_missing", "both_empty")
+SKIP_REASONS: tuple[SkipReason, ...] = ("null_truth", "flagged_missing", "both_empty")
 
 
 def resolve_classes(names: Sequence[str]) -> list[str]:
@@ -44,7 +59,7 @@ def resolve_classes(names: Sequence[str]) -> list[str]:
         EvaluateError: a name that is neither a class nor a mask column.
     """
     by_column = dict(zip(recipe.MASK_COLUMNS, recipe.CLASSES))
-    chosen = set()
+    chosen: set[str] = set()
     for name in names:
         if name in recipe.CLASSES:
             chosen.add(name)
@@ -58,7 +73,7 @@ def resolve_classes(names: Sequence[str]) -> list[str]:
     return [name for name in recipe.CLASSES if name in chosen]
 
 
-def _group(image_id: int, patient) -> Hashable:
+def _group(image_id: int, patient: Hashable | None) -> Hashable:
     # An image without a patient id is a patient of its own.
     return ("image", image_id) if patient is None else ("patient", patient)
 
@@ -67,16 +82,16 @@ def _mean(values: Sequence[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _summary(values: Sequence[float], groups: Sequence[Hashable], *, samples: int, seed: int) -> dict:
+def _summary(values: Sequence[float], groups: Sequence[Hashable], *, samples: int, seed: int) -> MetricSummary:
     if not values:
-        return {"mean": None, "ci95": None, "n": 0}
+        return MetricSummary(mean=None, ci95=None, n=0)
     low, high = bootstrap_interval(values=values, groups=groups, samples=samples, seed=seed)
-    return {"mean": float(np.mean(values)), "ci95": [low, high], "n": len(values)}
+    return MetricSummary(mean=float(np.mean(values)), ci95=[low, high], n=len(values))
 
 
 def score(
     *,
-    truth: Iterable[dict],
+    truth: Iterable[Mapping[str, Any]],
     predictions: Predictions,
     split: str,
     fold: int | None = None,
@@ -85,7 +100,7 @@ def score(
     tolerance_pct: float = DEFAULT_NSD_TOLERANCE_PCT,
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = SEED,
-) -> dict:
+) -> ScoreResult:
     """Score predictions against ground-truth rows.
 
     Args:
@@ -102,10 +117,11 @@ def score(
         samples, seed: the bootstrap's.
 
     Returns:
-        What `--json` writes: ``{"split", "fold", "classes": {CLASS: {"n", METRIC: {"mean",
-        "ci95", "n"[, "folds"]}, ..., "skipped"}}, "not_predicted", "nsd_tolerance_pct",
-        "counts", "bootstrap", "images": [{"image_id", "patient_id", "split", "fold",
-        "classes": {CLASS: {METRIC: value} or {"skipped": reason}}}]}``, classes in class order.
+        What `--json` writes (see `ScoreResult`): ``{"split", "fold", "classes": {CLASS: {"n",
+        METRIC: {"mean", "ci95", "n"[, "folds"]}, ..., "skipped"}}, "not_predicted",
+        "nsd_tolerance_pct", "counts", "bootstrap", "images": [{"image_id", "patient_id",
+        "split", "fold", "classes": {CLASS: {METRIC: value} or {"skipped": reason}}}]}``,
+        classes in class order.
 
     Raises:
         EvaluateError: no class or no image to score, a true mask of the wrong size, a
@@ -122,11 +138,14 @@ def score(
             f"split {split}: no class to score: the predictions hold no mask of any class (or choose --classes)"
         )
     per_fold = split == CV and fold is None
-    values = {name: {metric: [] for metric in METRICS} for name in scored}
-    groups = {name: {metric: [] for metric in METRICS} for name in scored}
-    folds = {name: {metric: [] for metric in METRICS} for name in scored}
-    skipped = {name: {**dict.fromkeys(SKIP_REASONS, 0), "distance_one_side_empty": 0} for name in scored}
-    images, patients = [], set()
+    values: dict[str, dict[Metric, list[float]]] = {name: {metric: [] for metric in METRICS} for name in scored}
+    groups: dict[str, dict[Metric, list[Hashable]]] = {name: {metric: [] for metric in METRICS} for name in scored}
+    folds: dict[str, dict[Metric, list[int | None]]] = {name: {metric: [] for metric in METRICS} for name in scored}
+    skipped = {
+        name: SkippedCounts(null_truth=0, flagged_missing=0, both_empty=0, distance_one_side_empty=0) for name in scored
+    }
+    images: list[ImageScores] = []
+    patients: set[Hashable] = set()
     # In image id order, so the numbers do not depend on the order the rows were read in.
     for row in sorted(truth, key=lambda row: int(row["image_id"])):
         image_id, width, height = int(row["image_id"]), int(row["width"]), int(row["height"])
@@ -134,15 +153,15 @@ def score(
         patients.add(group)
         flags = set(row.get(FLAGS_COLUMN) or ())
         predicted_masks = predictions(image_id, width, height)
-        results: dict[str, dict] = {}
+        results: dict[str, PairResult] = {}
         for name in scored:
             column = columns[name]
             flagged = recipe.quality_flag("missing", column) in flags
             truth_mask = None if flagged else recipe.decode_mask(row[column])
             if truth_mask is None:
-                reason = "flagged_missing" if flagged else "null_truth"
+                reason: SkipReason = "flagged_missing" if flagged else "null_truth"
                 skipped[name][reason] += 1
-                results[name] = {"skipped": reason}
+                results[name] = PairResult(skipped=reason)
                 continue
             if truth_mask.shape != (height, width):
                 raise EvaluateError(
@@ -157,72 +176,77 @@ def score(
             )
             if result is None:
                 skipped[name]["both_empty"] += 1
-                results[name] = {"skipped": "both_empty"}
+                results[name] = PairResult(skipped="both_empty")
                 continue
             if result.hd95 is None:
                 skipped[name]["distance_one_side_empty"] += 1
             pair = result.as_dict()
-            for metric, value in pair.items():
+            for metric in METRICS:
+                value = pair[metric]
                 if value is not None:
                     values[name][metric].append(value)
                     groups[name][metric].append(group)
                     folds[name][metric].append(row.get(FOLD_COLUMN))
             results[name] = pair
         images.append(
-            {
-                "image_id": image_id,
-                "patient_id": row.get("patient_id"),
-                "split": row.get("split", split),
-                "fold": row.get(FOLD_COLUMN),
-                "classes": results,
-            }
+            ImageScores(
+                image_id=image_id,
+                patient_id=row.get("patient_id"),
+                split=row.get("split", split),
+                fold=row.get(FOLD_COLUMN),
+                classes=results,
+            )
         )
     if not images:
         raise EvaluateError(f"split {split} has no images to score")
 
-    summary = {}
+    summary: dict[str, ClassScores] = {}
     for name in scored:
-        entry: dict = {"n": len(values[name]["dice"])}
+        metrics: dict[Metric, MetricSummary] = {}
         for metric in METRICS:
-            entry[metric] = _summary(values[name][metric], groups[name][metric], samples=samples, seed=seed)
+            metrics[metric] = _summary(values[name][metric], groups[name][metric], samples=samples, seed=seed)
             if per_fold:
-                entry[metric]["folds"] = [
+                metrics[metric]["folds"] = [
                     _mean([value for value, of in zip(values[name][metric], folds[name][metric]) if of == k])
                     for k in range(recipe.FOLDS)
                 ]
-        entry["skipped"] = skipped[name]
-        summary[name] = entry
-    counts = {
-        "images": len(images),
-        "patients": len(patients),
-        "pairs": len(images) * len(scored),
-        "scored": sum(entry["n"] for entry in summary.values()),
-        "skipped_null_truth": sum(s["null_truth"] for s in skipped.values()),
-        "skipped_flagged_missing": sum(s["flagged_missing"] for s in skipped.values()),
-        "skipped_both_empty": sum(s["both_empty"] for s in skipped.values()),
-        "distance_missing_one_side_empty": sum(s["distance_one_side_empty"] for s in skipped.values()),
-    }
+        summary[name] = ClassScores(
+            n=len(values[name]["dice"]),
+            dice=metrics["dice"],
+            iou=metrics["iou"],
+            nsd=metrics["nsd"],
+            cldice=metrics["cldice"],
+            hd95=metrics["hd95"],
+            assd=metrics["assd"],
+            hd95_pct=metrics["hd95_pct"],
+            assd_pct=metrics["assd_pct"],
+            skipped=skipped[name],
+        )
+    counts = Counts(
+        images=len(images),
+        patients=len(patients),
+        pairs=len(images) * len(scored),
+        scored=sum(entry["n"] for entry in summary.values()),
+        skipped_null_truth=sum(s["null_truth"] for s in skipped.values()),
+        skipped_flagged_missing=sum(s["flagged_missing"] for s in skipped.values()),
+        skipped_both_empty=sum(s["both_empty"] for s in skipped.values()),
+        distance_missing_one_side_empty=sum(s["distance_one_side_empty"] for s in skipped.values()),
+    )
     if per_fold:
         counts["fold_images"] = [sum(image["fold"] == k for image in images) for k in range(recipe.FOLDS)]
-    return {
-        "split": split,
-        "fold": fold,
-        "classes": summary,
-        "not_predicted": not_predicted,
-        "nsd_tolerance_pct": tolerance_pct,
-        "counts": counts,
-        "bootstrap": {
-            "unit": "patient",
-            "samples": samples,
-            "seed": seed,
-            "confidence": CONFIDENCE,
-            "method": "percentile",
-        },
-        "images": images,
-    }
+    return ScoreResult(
+        split=split,
+        fold=fold,
+        classes=summary,
+        not_predicted=not_predicted,
+        nsd_tolerance_pct=tolerance_pct,
+        counts=counts,
+        bootstrap=Bootstrap(unit="patient", samples=samples, seed=seed, confidence=CONFIDENCE, method="percentile"),
+        images=images,
+    )
 
 
-def compare(*, a: Mapping, b: Mapping, samples: int = BOOTSTRAP_SAMPLES, seed: int = SEED) -> dict:
+def compare(*, a: ScoreResult, b: ScoreResult, samples: int = BOOTSTRAP_SAMPLES, seed: int = SEED) -> Comparison:
     """The paired difference A - B of two `score` results over the same ground truth.
 
     Args:
@@ -243,11 +267,13 @@ def compare(*, a: Mapping, b: Mapping, samples: int = BOOTSTRAP_SAMPLES, seed: i
     if sorted(images_b) != sorted(image["image_id"] for image in a["images"]):
         raise EvaluateError("--compare: the two sets of predictions were scored on different images")
     names = [name for name in a["classes"] if name in b["classes"]]
-    classes = {}
+    classes: dict[str, dict[Metric, MetricDifference]] = {}
     for name in names:
-        entry = {}
+        entry: dict[Metric, MetricDifference] = {}
         for metric in METRICS:
-            pairs_a, pairs_b, groups = [], [], []
+            pairs_a: list[float] = []
+            pairs_b: list[float] = []
+            groups: list[Hashable] = []
             for image in a["images"]:
                 value_a = image["classes"][name].get(metric)
                 value_b = images_b[image["image_id"]]["classes"][name].get(metric)
@@ -256,25 +282,20 @@ def compare(*, a: Mapping, b: Mapping, samples: int = BOOTSTRAP_SAMPLES, seed: i
                     pairs_b.append(value_b)
                     groups.append(_group(image["image_id"], image["patient_id"]))
             if not groups:
-                entry[metric] = {
-                    "n": 0,
-                    "mean_a": None,
-                    "mean_b": None,
-                    "difference": None,
-                    "ci95": None,
-                    "excludes_zero": None,
-                }
+                entry[metric] = MetricDifference(
+                    n=0, mean_a=None, mean_b=None, difference=None, ci95=None, excludes_zero=None
+                )
                 continue
             differences = np.asarray(pairs_a) - np.asarray(pairs_b)
             low, high = bootstrap_interval(values=differences, groups=groups, samples=samples, seed=seed)
-            entry[metric] = {
-                "n": len(groups),
-                "mean_a": float(np.mean(pairs_a)),
-                "mean_b": float(np.mean(pairs_b)),
-                "difference": float(differences.mean()),
-                "ci95": [low, high],
-                "excludes_zero": bool(low > 0 or high < 0),
-            }
+            entry[metric] = MetricDifference(
+                n=len(groups),
+                mean_a=float(np.mean(pairs_a)),
+                mean_b=float(np.mean(pairs_b)),
+                difference=float(differences.mean()),
+                ci95=[low, high],
+                excludes_zero=bool(low > 0 or high < 0),
+            )
         classes[name] = entry
     not_compared = [name for name in recipe.CLASSES if (name in a["classes"]) != (name in b["classes"])]
-    return {"classes": classes, "not_compared": not_compared}
+    return Comparison(classes=classes, not_compared=not_compared)
