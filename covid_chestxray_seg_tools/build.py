@@ -4,7 +4,7 @@
     OUT/LICENSE.md                                  the licence of each part of a record
     OUT/dataset_infos.json                          features and split sizes of each config
     OUT/assets/preview.png, assets/severity.png     the card's pictures
-    OUT/data/<part>/<split>-NNNNN-of-NNNNN.parquet  the rows (see `layout`)
+    OUT/data/<part>/<split>-NNNNN-of-NNNNN.parquet  the rows, full size and 256 px (see `layout`, `resize`)
 
 The folder appears only when the build has succeeded (see `staging`).
 """
@@ -21,7 +21,7 @@ import datasets
 from datasets.exceptions import DatasetGenerationError
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, parquet, staging
+from covid_chestxray_seg_tools import layout, parquet, resize, staging
 from covid_chestxray_seg_tools import validate as quality
 from covid_chestxray_seg_tools.baseline import score_atlas
 from covid_chestxray_seg_tools.card import render as card_render
@@ -155,24 +155,28 @@ def _build_into(
                 # As it is, with what it wraps: staging finds a full disk behind it.
                 raise
             raise cause from None
-        for split in recipe.SPLITS:
-            rows = builder.as_dataset(split=split)
+        cut = {"shards": shards, "max_shard_bytes": max_shard_bytes, "rows_per_row_group": rows_per_row_group}
+        splits = {split: builder.as_dataset(split=split) for split in recipe.SPLITS}
+        parts = {}
+        for split, rows in splits.items():
             known = [recipe.has_known_licence({"license": licence}) for licence in rows["license"]]
+            parts[split] = {layout.LICENSED_PART: known, layout.UNKNOWN_LICENCE_PART: [not k for k in known]}
             # One pass per part over the same cache, each keeping its rows: no copy of the split.
-            for part, keep in ((layout.LICENSED_PART, known), (layout.UNKNOWN_LICENCE_PART, [not k for k in known])):
-                parquet.write_split(
-                    rows,
-                    folder,
-                    split,
-                    part=part,
-                    keep=keep,
-                    shards=shards,
-                    max_shard_bytes=max_shard_bytes,
-                    rows_per_row_group=rows_per_row_group,
-                )
-        descriptions = {config.name: config.description for config in recipe.CovidChestXraySeg.BUILDER_CONFIGS}
+            for part, keep in parts[split].items():
+                parquet.write_split(rows, folder, split, part=part, keep=keep, **cut)
+        _write_size_256(splits, parts, folder, num_proc=num_proc, cut=cut)
+        descriptions = {
+            **{config.name: config.description for config in recipe.CovidChestXraySeg.BUILDER_CONFIGS},
+            **resize.CONFIG_DESCRIPTIONS,
+        }
         infos = {
-            config: parquet.hub_info(builder.info, folder, config=config, description=descriptions[config])
+            config: parquet.hub_info(
+                builder.info,
+                folder,
+                config=config,
+                description=descriptions[config],
+                features=resize.features() if config in layout.SIZE_256_CONFIGS else None,
+            )
             for config in layout.CONFIG_PARTS
         }
         stats = compute_stats(folder)
@@ -199,6 +203,36 @@ def _build_into(
     card = render_card(template, folder=folder, infos=infos, stats=stats, report=report, extras=extras, repo_id=repo_id)
     (folder / layout.CARD_FILENAME).write_text(card, encoding="utf-8")
     return stats, report
+
+
+def _write_size_256(
+    splits: dict[str, datasets.Dataset],
+    parts: dict[str, dict[str, list[bool]]],
+    folder: Path,
+    *,
+    num_proc: int,
+    cut: dict,
+) -> None:
+    """The 256-px parts: every split's rows shrunk in one pass over the builder's cache (in
+    `num_proc` processes), then each split's rows of each part written as `default`'s are."""
+    everything = datasets.concatenate_datasets(list(splits.values()))
+    small = everything.with_format("arrow").map(
+        resize.small_rows,
+        batched=True,
+        batch_size=recipe.CovidChestXraySeg.DEFAULT_WRITER_BATCH_SIZE,
+        num_proc=num_proc if num_proc > 1 else None,
+        features=resize.features(),
+        remove_columns=everything.column_names,
+        desc=f"rows at {resize.SIZE} px",
+    )
+    before = 0
+    for split, rows in splits.items():
+        after = len(everything) - before - len(rows)
+        for part, keep in parts[split].items():
+            # The split's rows of the part, among all splits' rows.
+            chosen = [False] * before + keep + [False] * after
+            parquet.write_split(small, folder, split, part=layout.SIZE_256_PARTS[part], keep=chosen, **cut)
+        before += len(rows)
 
 
 def _build_error_from(error: BaseException) -> BaseException:
