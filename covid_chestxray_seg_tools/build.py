@@ -21,7 +21,7 @@ import datasets
 from datasets.exceptions import DatasetGenerationError
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, parquet, resize, staging
+from covid_chestxray_seg_tools import layout, parquet, resize, results, staging
 from covid_chestxray_seg_tools import validate as quality
 from covid_chestxray_seg_tools.baseline import score_atlas
 from covid_chestxray_seg_tools.card import render as card_render
@@ -58,6 +58,7 @@ def build(
     num_proc: int = 1,
     validate: bool = False,
     baseline: bool = False,
+    unet_results: Path | None = None,
 ) -> BuildResult:
     """Build the Hub-ready folder from upstream's files.
 
@@ -79,6 +80,8 @@ def build(
         num_proc: worker processes for the builder.
         validate: compare every segmentation with upstream's crops; the summary goes in the card.
         baseline: score the atlas baseline; its table goes in the card.
+        unet_results: with `baseline`, the U-Net's results file (`covid-seg baseline unet
+            --results`): its table goes in the card.
 
     Returns:
         What was written, counted.
@@ -107,6 +110,7 @@ def build(
             repo_id=repo_id,
             validate=validate,
             baseline=baseline,
+            unet_results=unet_results,
         )
     return BuildResult(out=out, stats=stats, report=report, bytes=staging.folder_bytes(out))
 
@@ -128,6 +132,7 @@ def _build_into(
     repo_id,
     validate,
     baseline,
+    unet_results,
 ):
     # The Arrow cache sits beside the staged folder, under a name the next build removes if
     # this one is killed (in /tmp it would stay for good), and on the output's own disk.
@@ -193,6 +198,8 @@ def _build_into(
         }
         if baseline:
             extras["baseline"] = format_markdown(score_atlas(folder))
+            if unet_results is not None:
+                extras["unet"] = results.card_table(results.read_results(unet_results))
         if validate:
             checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
             if checked.hard_errors:

@@ -25,7 +25,11 @@ class SourceError(CovidSegError, ValueError):
 
 
 def load_splits(
-    *, source: str, splits: Sequence[str] | None = None, required: Sequence[str] = BUILD_COLUMNS
+    *,
+    source: str,
+    splits: Sequence[str] | None = None,
+    required: Sequence[str] = BUILD_COLUMNS,
+    config: str | None = None,
 ) -> dict[str, datasets.Dataset]:
     """The requested splits of `source`, checked to be this dataset.
 
@@ -33,6 +37,7 @@ def load_splits(
         source: a built folder, a Hub dataset repo id, or anything `load_dataset` reads.
         splits: the splits wanted (default: all, in the source's order).
         required: columns every wanted split must have.
+        config: the config to read (default: the source's default config).
 
     Returns:
         Split name -> `datasets.Dataset`.
@@ -41,7 +46,11 @@ def load_splits(
         SourceError: `source` cannot be loaded, lacks a split, or lacks a required column.
     """
     try:
-        loaded = datasets.load_dataset(source)
+        loaded = datasets.load_dataset(source, config)
+    except ValueError as error:
+        if config is None or "BuilderConfig" not in str(error):
+            raise
+        raise SourceError(f"--source {source}: has no config {config!r} (built by an older covid-seg?)") from None
     except (DatasetNotFoundError, FileNotFoundError) as error:
         raise SourceError(
             f"--source {source}: not a built folder nor a dataset repo on the Hub ({type(error).__name__}: "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from covid_chestxray_seg_tools import baseline
-from covid_chestxray_seg_tools.cli import options
+from covid_chestxray_seg_tools.cli import baseline_unet, options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 
 __all__ = ["register", "run_atlas"]
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = options.subcommand(
         subparsers,
         "baseline",
-        summary="write a baseline's predictions (atlas)",
+        summary="write a baseline's predictions (atlas, unet)",
         description="Write a baseline's predictions for a split, as DIR/<split>/<image_id>/<mask column>.png: the "
         "layout `covid-seg evaluate --predictions` reads.",
         examples=EXAMPLES,
@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_split(atlas, help="split to predict", default=baseline.DEFAULT_SPLIT)
     options.add_out(atlas, help="folder to create for the predictions; must not exist yet")
     atlas.set_defaults(handler=run_atlas)
+    baseline_unet.register(kinds)
 
 
 def run_atlas(args: argparse.Namespace) -> Outcome:
