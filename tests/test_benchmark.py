@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import data, tasks
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.cli import main as covid_seg
-from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY
+from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, require_torch
 
 
 def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys):
@@ -36,16 +38,34 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
     assert results["stream"]["rows"] == 1
     assert results["stream"]["first_row_bytes"] > 0
     assert results["scale"]["copies"] == 2
+    # The 256-px epoch and the decode floor ran over every row of the fixture.
+    assert results["epoch"]["rows"] == 3 and results["epoch"]["size_256_seconds"] > 0
+    assert results["load"]["floor_seconds"] > 0 and results["load"]["floor_ratio"] > 0
+    assert 0 < results["size"]["size_256_fraction"] < 1
+    assert results["size"]["built_bytes"] + results["size"]["size_256_bytes"] == results["size"]["folder_bytes"]
     assert set(results["targets"]) == {
         "build_speedup",
         "load_speedup",
+        "floor_ratio",
+        "epoch_speedup",
         "first_row_fraction",
         "size_ratio",
+        "size_256_fraction",
         "scale_time_ratio",
         "scale_rss_ratio",
     }
     table = capsys.readouterr().out
     assert "| build (s) |" in table and "targets: " in table and "machine: " in table
+    assert "| one epoch, image + 14 masks as tensors at 256 x 256 (s) |" in table
+
+
+def test_the_decode_floor_and_the_epoch_tasks_read_every_row(fixture_build):
+    require_torch()
+    assert tasks.task_load_floor(str(fixture_build))["rows"] == 3
+    for variant in ("size_256", "default_resize"):
+        assert tasks.task_epoch(str(fixture_build), variant)["rows"] == 3
+    with pytest.raises(SystemExit, match="unknown variant nope"):
+        tasks.task_epoch(str(fixture_build), "nope")
 
 
 def test_replicate_makes_new_ids_names_and_patients(tmp_path):
