@@ -916,7 +916,10 @@ def bit_png(rows: np.ndarray, width: int) -> bytes:
     Written here, not by Pillow: Pillow expands the bits to a byte per pixel and tries
     every PNG filter on every row, which made mask encoding the slowest part of a build.
     Masks are long runs, so no filter and zlib's run-length strategy compress them about
-    as well, six times faster."""
+    as well, six times faster. Pillow's own `compress_type=zlib.Z_RLE` save option was
+    measured too (2026-12, Pillow 13.0, the 177 non-empty masks of 30 real rows): 2.0 s
+    against these 30 lines' 0.87 s, for 16 % fewer bytes; the build's costliest step
+    stays ours."""
     height, row_bytes = rows.shape
     lines = np.zeros((height, row_bytes + 1), dtype=np.uint8)  # each line: filter type 0, then the row
     lines[:, 1:] = rows

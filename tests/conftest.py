@@ -16,6 +16,18 @@ import pytest
 pytest_plugins = ("tests.hub.plugin",)
 
 
+# Fixtures that make a test slow wherever it uses them: the full data, built once per session.
+SLOW_FIXTURES = ("real_build", "shared_data")
+
+
+def pytest_collection_modifyitems(config, items):
+    """`pytest -m "not slow"` is the loop to run while working: a test on the full data is slow
+    whether or not it says so."""
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def fixture_build(tmp_path_factory) -> Path:
     """The Hub-ready folder built from the small real fixture (metadata.csv is cut down, so not upstream)."""
@@ -25,6 +37,16 @@ def fixture_build(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fixture-build") / "out"
     assert covid_seg(["build", *FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--num-proc", "2"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The full upstream data (present in CI), read-only."""
+    from tests.helpers import SHARED_DIR
+
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"the full data is not at {SHARED_DIR}")
+    return SHARED_DIR
 
 
 @pytest.fixture(scope="session")

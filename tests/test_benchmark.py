@@ -7,11 +7,12 @@ import json
 import pytest
 
 from benchmarks import data, tasks
-from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools import benchmark, layout
 from covid_chestxray_seg_tools.cli import main as covid_seg
-from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, require_torch
+from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, REPO, require_torch
 
 
+@pytest.mark.slow
 def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert (
@@ -100,3 +101,17 @@ def test_the_naive_build_detects_a_different_mask(tmp_path):
     rows[0]["mask_left_lung"] = {"bytes": recipe.encode_mask_png(mask), "path": None}
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
     assert not tasks.same_masks(ours, naive)
+
+
+def test_a_measured_task_runs_in_its_own_interpreter_from_the_clone():
+    measured = benchmark.measure("upstream_bytes", data_dir=str(FIXTURE_DIR))
+    files = [*(FIXTURE_DIR / "images").iterdir(), *(FIXTURE_DIR / "masks").iterdir()]
+    files += [FIXTURE_DIR / "structure.csv", FIXTURE_DIR / "metadata.csv"]
+    assert measured["bytes"] == sum(path.stat().st_size for path in files)
+    assert measured["peak_rss_bytes"] > 0 and measured["seconds"] > 0
+    assert benchmark.repository() == REPO
+
+
+def test_a_failed_task_is_one_benchmark_error():
+    with pytest.raises(benchmark.BenchmarkError, match=r"benchmark task upstream_bytes failed"):
+        benchmark.measure("upstream_bytes", data_dir="/nonexistent/data")

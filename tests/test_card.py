@@ -11,7 +11,6 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -20,7 +19,7 @@ from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools import validate as quality
 from covid_chestxray_seg_tools.card import preview as card_preview
 from covid_chestxray_seg_tools.cli import main as covid_seg
-from tests.helpers import FIXTURE_ARGS, FIXTURE_DIR, SHARED_DIR, parquet_rows
+from tests.helpers import FIXTURE_ARGS, FIXTURE_DIR, parquet_rows
 
 
 def card_numbers_match_parquet(folder) -> None:
@@ -213,10 +212,8 @@ def test_build_with_validate_puts_the_summary_in_the_card(tmp_path):
     )
 
 
-def test_real_polygons_report_losses(tmp_path):
-    if not SHARED_DIR.is_dir():
-        pytest.skip(f"the full data is not at {SHARED_DIR}")
-    report = quality.validate(data_dir=SHARED_DIR, annotation_file="annotation/results_polygons.json")
+def test_real_polygons_report_losses(shared_data):
+    report = quality.validate(data_dir=shared_data, annotation_file="annotation/results_polygons.json")
     per_class = report.per_class()
     assert report.compared == 588 and not report.hard_errors
     assert per_class["Left Lung"]["mean_iou"] > 0.95

@@ -25,6 +25,10 @@ from covid_chestxray_seg_tools import staging
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import FIXTURE_ARGS, REPO, big_args, names, tree
 
+# Each test runs the command in subprocesses (and most wait for signals): seconds each.
+# test_faults.py covers the same modules in-process for the fast loop.
+pytestmark = pytest.mark.slow
+
 BUILD = [sys.executable, str(REPO / "scripts" / "build.py"), *FIXTURE_ARGS, "--allow-modified", "--quiet"]
 REPO_ID = "org/covid-chestxray-seg"
 # In the environment of every process a test starts (forked children inherit it): finds them
