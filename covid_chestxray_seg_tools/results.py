@@ -52,8 +52,7 @@ def _predicted(root: Path, split: str, rows: Iterable[dict]) -> list[dict]:
 
 
 def _score(rows: list[dict], predictions, *, label: str) -> dict:
-    result = evaluate.score(truth=rows, predictions=predictions, split=label)
-    return result
+    return evaluate.score(truth=rows, predictions=predictions, split=label)
 
 
 def _difference(unet_result: dict, atlas_result: dict) -> dict:

@@ -44,7 +44,11 @@ __all__ = [
     "TrainingResult",
     "UNetError",
     "load_samples",
+    "predict",
+    "train",
     "train_and_predict",
+    "versions",
+    "write_predictions",
 ]
 
 NAME = "unet"
@@ -67,16 +71,17 @@ class Settings:
         channels: feature maps at each level of the U-Net (each level halves the resolution).
         batch_size: images per step.
         learning_rate: Adam's, decayed to zero on a cosine over all steps.
-        seed: torch's and the augmentation's seed (model k is seeded with seed + k).
+        seed: torch's seed, for the initial weights and the order of the images (model k is
+            seeded with seed + k).
         limit: keep only the first `limit` images of each split (a tiny run for tests).
         threads: torch's intra-op threads (None: torch's default, one per core).
     """
 
     size: int = 128
-    epochs: int = 15
-    channels: tuple[int, ...] = (16, 32, 64, 128)
-    batch_size: int = 8
-    learning_rate: float = 3e-3
+    epochs: int = 10
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    batch_size: int = 2
+    learning_rate: float = 2e-3
     seed: int = 0
     limit: int | None = None
     threads: int | None = None
@@ -224,21 +229,6 @@ def _model(settings: Settings):
     )
 
 
-def _augment(torch, images, masks, *, generator):
-    """A small random affine move per image (rotation up to 10 degrees, scale 0.9-1.1, shift up
-    to 5 %), the same for the image and its masks; no flips (left and right lungs differ)."""
-    count = images.shape[0]
-    angle = (torch.rand(count, generator=generator) * 2 - 1) * math.radians(10)
-    scale = 1 + (torch.rand(count, generator=generator) * 2 - 1) * 0.1
-    shift = (torch.rand(count, 2, generator=generator) * 2 - 1) * 0.1
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
-    moved = torch.nn.functional.grid_sample(images, grid, mode="bilinear", align_corners=False)
-    moved_masks = torch.nn.functional.grid_sample(masks, grid, mode="bilinear", align_corners=False)
-    return moved, moved_masks
-
-
 def _loss(torch, logits, masks, known):
     """Binary cross-entropy plus soft Dice per class, both over the (image, class) pairs whose
     mask is known."""
@@ -253,7 +243,20 @@ def _loss(torch, logits, masks, known):
 
 
 def train(samples: Samples, *, settings: Settings, seed: int, say: Callable[[str], None]) -> tuple[object, list[float]]:
-    """A U-Net trained on `samples`; the model and the mean loss of each epoch."""
+    """A U-Net trained on `samples`.
+
+    Args:
+        samples: the images and masks to learn from.
+        settings: how to train.
+        seed: torch's seed for the initial weights and the order of the images.
+        say: where each epoch's loss line goes.
+
+    Returns:
+        The model (in training mode) and the mean loss of each epoch.
+
+    Raises:
+        UNetError: torch or monai is missing.
+    """
     torch = _torch()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -270,9 +273,8 @@ def train(samples: Samples, *, settings: Settings, seed: int, say: Callable[[str
         total = 0.0
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
-            moved, moved_masks = _augment(torch, images[batch], masks[batch], generator=generator)
             optimiser.zero_grad()
-            loss = _loss(torch, model(moved), moved_masks, known[batch])
+            loss = _loss(torch, model(images[batch]), masks[batch], known[batch])
             loss.backward()
             optimiser.step()
             schedule.step()
@@ -283,7 +285,11 @@ def train(samples: Samples, *, settings: Settings, seed: int, say: Callable[[str
 
 
 def predict(model, samples: Samples, *, batch_size: int) -> np.ndarray:
-    """Sigmoid probabilities (N, 14, S, S) of `samples`."""
+    """The model's sigmoid probabilities for `samples`, float32 (N, 14, S, S).
+
+    Raises:
+        UNetError: torch or monai is missing.
+    """
     torch = _torch()
     model.eval()
     outputs = []
@@ -295,7 +301,16 @@ def predict(model, samples: Samples, *, batch_size: int) -> np.ndarray:
 
 
 def write_predictions(probabilities: np.ndarray, samples: Samples, *, folder: Path) -> int:
-    """FOLDER/<split>/<image_id>/<mask column>.png at each image's full size; the count of files."""
+    """Write FOLDER/<split>/<image_id>/<mask column>.png (1-bit) at each image's full size.
+
+    Args:
+        probabilities: (N, 14, S, S) values in [0, 1], one row per image of `samples`.
+        samples: the images predicted (their split, ids and full sizes).
+        folder: the predictions' root.
+
+    Returns:
+        How many files were written.
+    """
     written = 0
     for index, image_id in enumerate(samples.image_ids):
         target = folder / samples.split / str(image_id)

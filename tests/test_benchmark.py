@@ -60,6 +60,7 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
     assert "| one epoch, image + 14 masks as tensors at 256 x 256 (s) |" in table
 
 
+@pytest.mark.slow
 def test_the_decode_floor_and_the_epoch_tasks_read_every_row(fixture_build):
     require_torch()
     assert tasks.task_load_floor(str(fixture_build))["rows"] == 3

@@ -93,11 +93,11 @@ def test_the_card_table_equals_the_results_file(tiny_run, tmp_path):
 def test_bad_settings_are_one_clear_error(fixture_build, tmp_path, capsys):
     with pytest.raises(unet.UNetError, match=r"--size 300: must be 8 to 256"):
         unet.Settings(size=300)
-    with pytest.raises(unet.UNetError, match=r"--size 100: must be a multiple of 8 \(a U-Net of 4 levels"):
+    with pytest.raises(unet.UNetError, match=r"--size 100: must be a multiple of 16 \(a U-Net of 5 levels"):
         unet.Settings(size=100)
     out = tmp_path / "missing"
     assert covid_seg(["baseline", "unet", "--source", str(fixture_build), "--out", str(out), "--size", "100"]) == 1
-    assert "error: --size 100: must be a multiple of 8" in capsys.readouterr().err and not out.exists()
+    assert "error: --size 100: must be a multiple of 16" in capsys.readouterr().err and not out.exists()
     args = ["baseline", "unet", "--source", str(fixture_build), "--out", str(out), "--rescore"]
     assert covid_seg(args) == 1
     assert "--rescore scores an earlier run's predictions into --results FILE" in capsys.readouterr().err
