@@ -55,6 +55,13 @@ CITATION = """\
   url     = {https://github.com/ieee8023/covid-chestxray-dataset},
   year    = {2020}
 }
+@article{cohen2020prospective,
+  title   = {COVID-19 Image Data Collection: Prospective Predictions Are the Future},
+  author  = {Joseph Paul Cohen and Paul Morrison and Lan Dao and Karsten Roth and Tim Q Duong and Marzyeh Ghassemi},
+  journal = {arXiv 2006.11988},
+  url     = {https://arxiv.org/abs/2006.11988},
+  year    = {2020}
+}
 @misc{generalblockchain2020segmentations,
   title        = {COVID-19 Chest X-ray Segmentations Dataset},
   author       = {{GeneralBlockchain}},
@@ -79,6 +86,9 @@ licence, ieee8023's expert severity scores and patient-grouped cross-validation 
 """
 
 HOMEPAGE = "https://github.com/GeneralBlockchain/covid-19-chest-xray-segmentations-dataset"
+# Upstream's README: "Each image was manually annotated by qualified radiologists", and it thanks
+# these radiologists "who worked to the best of their ability to make our research possible".
+UPSTREAM_ANNOTATORS = ("Dr. Ayoub El Hajjami", "Dr. Mohamed Soliman")
 
 # Annotations are CC BY 4.0; every image keeps the licence of its source, recorded
 # per record in the `license` column (null where upstream names none).
@@ -87,6 +97,28 @@ LICENSE = (
     "Severity scores: CC BY-SA 4.0 (ieee8023)."
 )
 ANNOTATIONS_LICENSE = "CC BY 4.0"
+
+
+@dataclass(frozen=True)
+class LicenceTerms:
+    """What an image licence allows, as its Creative Commons (or other) deed says."""
+
+    commercial: bool  # commercial use allowed
+    derivatives: bool  # adapted or remixed copies may be shared
+    share_alike: bool  # adaptations must carry the same licence
+
+
+# The image licences metadata.csv names (its spelling, no version given), and what each allows.
+IMAGE_LICENCE_TERMS = {
+    "CC0": LicenceTerms(commercial=True, derivatives=True, share_alike=False),
+    "CC BY": LicenceTerms(commercial=True, derivatives=True, share_alike=False),
+    "CC BY-SA": LicenceTerms(commercial=True, derivatives=True, share_alike=True),
+    "CC BY-ND": LicenceTerms(commercial=True, derivatives=False, share_alike=False),
+    "CC BY-NC": LicenceTerms(commercial=False, derivatives=True, share_alike=False),
+    "CC BY-NC-SA": LicenceTerms(commercial=False, derivatives=True, share_alike=True),
+    "CC BY-NC-ND": LicenceTerms(commercial=False, derivatives=False, share_alike=False),
+    "Apache 2.0": LicenceTerms(commercial=True, derivatives=True, share_alike=False),
+}
 
 UPSTREAM_COMMIT = "377a49490e910a66a7f7aee1b92cdc3d5ac4bddf"
 
@@ -108,7 +140,12 @@ SEVERITY_COLUMNS = {
 }
 SEVERITY_JOIN_COLUMN = "filename"
 
-BUILDER_VERSION = "1.1.0"
+BUILDER_VERSION = "1.2.0"
+# What each version changed in the records; the card's provenance names the current one.
+BUILDER_CHANGES = {
+    "1.2.0": "adds the `quality_flags` column (missing, doubled or wrong-side anatomy); "
+    "overlay redrawn: anatomy as outlines, opacities as fills, devices as lines",
+}
 
 # The one class list: mask column order, ClassLabel names and card tables derive from it.
 CLASSES = (
@@ -144,6 +181,16 @@ def mask_column(class_name: str) -> str:
 
 
 MASK_COLUMNS = tuple(mask_column(name) for name in CLASSES)
+
+# Data-quality flags (the `quality_flags` column). Every chest X-ray shows these, each once:
+# a missing or doubled one is an annotation slip, not anatomy.
+EXPECTED_CLASSES = ("Left Lung", "Right Lung", "Cardiomediastinum", "Airways")
+SINGLE_INSTANCE_CLASSES = EXPECTED_CLASSES
+# "Left Lung" is the patient's left, which a PA or AP film shows on the image's right: the
+# half of the image (by x) where each sided class's centroid must lie.
+EXPECTED_SIDE = {"Left Lung": "right", "Right Lung": "left"}
+# A flag is "<kind>:<mask column>", e.g. "missing:mask_left_lung" (quality_flag builds one).
+QUALITY_FLAG_KINDS = ("missing", "duplicate", "wrong_side")
 
 # metadata.csv column -> (record column, type). `filename` is the join key (the
 # record's `file_name`); `folder` only names upstream's own directory and is dropped.
@@ -183,26 +230,37 @@ SPLITS = {"train": 0.70, "validation": 0.15, "test": 0.15}
 FOLDS = 5
 FOLD_SPLITS = ("train", "validation")
 
-# The overlay column: the X-ray with every class mask in its colour, small enough for the viewer.
+# The overlay column: the X-ray with every class mask drawn, small enough for the viewer.
 OVERLAY_MAX_SIDE = 512
-OVERLAY_ALPHA = 0.4
+OVERLAY_ALPHA = 0.45
 OVERLAY_JPEG_QUALITY = 80
-# One colour per class, in class order (Okabe-Ito and Tableau hues, distinct on grey X-rays).
+# How each kind of class is drawn, so that two classes that meet stay apart: anatomy as an
+# outline (the lungs, heart and airways overlap each other and hold the opacities), opacities
+# as a translucent fill (the X-ray stays visible under them), devices as an opaque line.
+STYLE_OF_SUPERCATEGORY = {"Anatomical": "outline", "Pathology": "fill", "Objects": "line"}
+CLASS_STYLES = tuple(STYLE_OF_SUPERCATEGORY[SUPERCATEGORIES[name]] for name in CLASSES)
+# Drawn in this order, class order within a style: fills first, outlines over them, devices on top.
+OVERLAY_STYLE_ORDER = ("fill", "outline", "line")
+# Outline width in overlay pixels (fills get a one-pixel edge in their colour).
+OVERLAY_OUTLINE_WIDTH = 2
+# One colour per class, in class order: chosen for the largest smallest CIEDE2000 difference
+# between the classes as drawn (fills blended over grey), where two classes overlap, and from
+# every grey an X-ray shows (card.colours measures it; the README gives the numbers).
 CLASS_COLOURS = (
-    (0, 114, 178),
-    (86, 180, 233),
-    (230, 159, 0),
-    (240, 228, 66),
-    (213, 94, 0),
-    (204, 121, 167),
-    (0, 158, 115),
-    (255, 255, 255),
-    (148, 103, 189),
-    (227, 119, 194),
-    (188, 189, 34),
-    (23, 190, 207),
-    (255, 127, 14),
-    (214, 39, 40),
+    (255, 136, 119),  # Left Lung: salmon outline
+    (0, 187, 238),  # Right Lung: sky-blue outline
+    (0, 255, 136),  # Cardiomediastinum: spring-green outline
+    (255, 187, 255),  # Airways: pale-pink outline
+    (119, 238, 0),  # Ground Glass Opacities: lime fill
+    (221, 102, 238),  # Consolidation: violet fill
+    (238, 34, 51),  # Pleural Effusion: red fill
+    (17, 136, 102),  # Pneumothorax: teal fill
+    (153, 170, 255),  # Endotracheal Tube: lavender line
+    (153, 136, 0),  # Central Venous Line: olive line
+    (238, 238, 0),  # Monitoring Probes: yellow line
+    (0, 255, 238),  # Nasogastric Tube: cyan line
+    (238, 34, 0),  # Chest Tube: vermilion line
+    (255, 187, 102),  # Tubings: light-orange line
 )
 
 ANNOTATION_FILE = "annotation/results.json"
@@ -369,11 +427,16 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
                 report.images_without_license += 1
             scores = severity.get(image["file_name"])
             report.images_with_severity += scores is not None
+            annotations = coco.annotations_for(image["id"])
+            flags = quality_flags(annotations, width=image["width"])
+            if flags:
+                report.quality_flags[image["file_name"]] = flags
             items.append(
                 {
                     "image": image,
                     "path": str(path),
-                    "annotations": coco.annotations_for(image["id"]),
+                    "annotations": annotations,
+                    "quality_flags": flags,
                     "metadata": meta,
                     "severity": scores or dict.fromkeys(column for column, _ in SEVERITY_COLUMNS.values()),
                 }
@@ -435,7 +498,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         try:
             path = Path(dl_manager.download(url))
         except Exception as error:  # noqa: BLE001 - aiohttp, fsspec and datasets raise unrelated types here
-            raise BuildError(url, "download", f"failed: {type(error).__name__}: {error}") from None
+            raise BuildError(url, "download", download_failure(error)) from None
         self._downloaded.append(path)
         return path
 
@@ -449,7 +512,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         try:
             archive = dl_manager.download(url)
         except Exception as error:  # noqa: BLE001 - aiohttp, fsspec and datasets raise unrelated types here
-            raise BuildError(url, "download", f"failed: {type(error).__name__}: {error}") from None
+            raise BuildError(url, "download", download_failure(error)) from None
         self._downloaded.append(Path(archive))
         try:
             extracted = Path(dl_manager.extract(archive))
@@ -502,6 +565,8 @@ def features() -> datasets.Features:
             **{column: datasets.Value(value_types[kind]) for column, kind in METADATA_COLUMNS.values()},
             **{column: datasets.Value("float64") for column, _ in SEVERITY_COLUMNS.values()},
             "fold": datasets.Value("int32"),
+            # Codes such as "missing:mask_left_lung" (see quality_flag); [] when nothing is wrong.
+            "quality_flags": [datasets.Value("string")],
         }
     )
 
@@ -520,10 +585,20 @@ class BuildReport:
     annotation_sha256: str = ""
     annotation_upstream: bool = False
     images_with_severity: int = 0
+    quality_flags: dict | None = None  # file name -> the image's flags, flagged images only
 
     def __post_init__(self):
         self.renamed_categories = dict(self.renamed_categories or {})
         self.modified_files = list(self.modified_files or [])
+        self.quality_flags = dict(self.quality_flags or {})
+
+    def flag_counts(self) -> dict[str, int]:
+        """Images per flag code, in code order."""
+        counts: dict[str, int] = defaultdict(int)
+        for flags in self.quality_flags.values():
+            for flag in flags:
+                counts[flag] += 1
+        return dict(sorted(counts.items()))
 
     def log(self) -> None:
         logger = datasets.logging.get_logger(__name__)
@@ -543,6 +618,15 @@ class BuildReport:
             f"{self.images_with_severity} of {self.images} images have expert severity scores; "
             f"the other {self.images - self.images_with_severity} have null severity columns"
         )
+        if self.quality_flags:
+            logger.warning(
+                f"{len(self.quality_flags)} images carry quality flags ("
+                + ", ".join(f"{flag} {count}" for flag, count in self.flag_counts().items())
+                + "): "
+                + "; ".join(f"{name}: {', '.join(flags)}" for name, flags in sorted(self.quality_flags.items()))
+            )
+        else:
+            logger.info("no image carries a quality flag")
         if not self.annotation_upstream:
             logger.warning(
                 f"{self.annotation_file} is not upstream's file (sha256 {self.annotation_sha256}); "
@@ -876,6 +960,7 @@ def make_record(item: dict) -> dict:
         **item["metadata"],
         **item["severity"],
         "fold": item["fold"],
+        "quality_flags": item["quality_flags"],
     }
 
 
@@ -966,10 +1051,49 @@ def _nearest_sources(source: int, target: int) -> np.ndarray:
     return np.cumsum(steps).astype(np.intp)
 
 
+def thumbnail_mask_any(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A (H, W) mask at `size` (width, height) as a bool array, a pixel set when any source
+    pixel of its block is: a one-pixel tube stays an unbroken line, where nearest-neighbour
+    sampling (thumbnail_mask) would cut it into dashes."""
+    height, width = mask.shape
+    # Separable, one gather per offset within a block: numpy's reduceat is ten times slower
+    # here, and pycocotools' masks are column-major, so whole columns are gathered first.
+    columns = None
+    for sources in _block_offsets(width, size[0]):
+        part = mask[:, sources]
+        columns = part if columns is None else np.maximum(columns, part)
+    rows = None
+    for sources in _block_offsets(height, size[1]):
+        part = columns[sources]
+        rows = part if rows is None else np.maximum(rows, part)
+    return rows > 0
+
+
+def _block_offsets(source: int, target: int) -> list[np.ndarray]:
+    # The source pixels of each target pixel's block (blocks tile the source), as one index
+    # array per offset into the block; a shorter block repeats its last pixel.
+    starts = (np.arange(target) * source) // target
+    ends = np.append(starts[1:], source)
+    return [np.minimum(starts + offset, ends - 1) for offset in range(int((ends - starts).max()))]
+
+
+def thick_outline(mask: np.ndarray, width: int) -> np.ndarray:
+    """The pixels of a bool mask within `width` 4-connected steps of its background (mask_outline
+    peeled `width` times)."""
+    outline = np.zeros_like(mask)
+    rest = mask
+    for _ in range(width):
+        layer = mask_outline(rest)
+        outline |= layer
+        rest = rest & ~layer
+    return outline
+
+
 def draw_overlay(image_bytes: bytes, masks: dict[int, np.ndarray], *, max_side: int = OVERLAY_MAX_SIDE) -> Image.Image:
     """The X-ray as RGB, its long side at most `max_side`, each class mask (class index ->
-    full-size (H, W) array) drawn in its colour: a translucent fill and an opaque
-    one-pixel outline, in class order."""
+    full-size (H, W) array) drawn in its colour and its class's style (CLASS_STYLES): fills
+    translucent, then outlines, then lines opaque (OVERLAY_STYLE_ORDER), class order within
+    a style."""
     with Image.open(io.BytesIO(image_bytes)) as opened:
         size = overlay_size(*opened.size, max_side=max_side)
         opened.draft(None, size)  # JPEG: decode at reduced scale, the thumbnail needs no more
@@ -979,12 +1103,22 @@ def draw_overlay(image_bytes: bytes, masks: dict[int, np.ndarray], *, max_side: 
         # reducing_gap shrinks by whole factors first: a thumbnail needs no full-size Lanczos pass.
         picture = picture.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0).convert("RGB")
     # PIL's C loops blend a 512 px thumbnail in well under a millisecond per class.
-    for index in sorted(masks):
-        inside = thumbnail_mask(masks[index], size)
+    for index in sorted(masks, key=lambda index: (OVERLAY_STYLE_ORDER.index(CLASS_STYLES[index]), index)):
         colour = Image.new("RGB", size, CLASS_COLOURS[index])
-        tinted = Image.blend(picture, colour, OVERLAY_ALPHA)
-        picture = Image.composite(tinted, picture, Image.fromarray(inside))
-        picture.paste(colour, mask=Image.fromarray(mask_outline(inside)))
+        style = CLASS_STYLES[index]
+        if style == "fill":
+            inside = thumbnail_mask(masks[index], size)
+            tinted = Image.blend(picture, colour, OVERLAY_ALPHA)
+            picture = Image.composite(tinted, picture, Image.fromarray(inside))
+        elif style == "outline":
+            inside = thumbnail_mask(masks[index], size)
+            picture.paste(colour, mask=Image.fromarray(thick_outline(inside, OVERLAY_OUTLINE_WIDTH)))
+        else:
+            line = thumbnail_mask_any(masks[index], size)
+            # Two pixels wide, so that a tube reads as a line, not as a seam in the film.
+            line[1:, :] |= line[:-1, :].copy()
+            line[:, 1:] |= line[:, :-1].copy()
+            picture.paste(colour, mask=Image.fromarray(line))
     return picture
 
 
@@ -1003,6 +1137,115 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
     inner = np.zeros_like(mask)
     inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
     return mask & ~inner
+
+
+# === Data-quality flags ====================================================================
+
+
+def quality_flag(kind: str, column: str) -> str:
+    """The flag code for a problem of `kind` with the class of mask column `column`.
+
+    Args:
+        kind: one of QUALITY_FLAG_KINDS.
+        column: a mask column, e.g. ``"mask_left_lung"``.
+
+    Returns:
+        ``"<kind>:<column>"``, e.g. ``"missing:mask_left_lung"``.
+
+    Raises:
+        ValueError: `kind` or `column` is unknown.
+    """
+    if kind not in QUALITY_FLAG_KINDS:
+        raise ValueError(f"quality flag kind {kind!r} is not one of {list(QUALITY_FLAG_KINDS)}")
+    if column not in MASK_COLUMNS:
+        raise ValueError(f"{column!r} is not a mask column; choose from {list(MASK_COLUMNS)}")
+    return f"{kind}:{column}"
+
+
+def parse_quality_flag(flag: str) -> tuple[str, str]:
+    """A flag code back as (kind, mask column).
+
+    Args:
+        flag: a code from a record's `quality_flags`, e.g. ``"missing:mask_left_lung"``.
+
+    Returns:
+        (kind, mask column), e.g. ``("missing", "mask_left_lung")``.
+
+    Raises:
+        ValueError: `flag` is not a code quality_flag makes.
+    """
+    kind, separator, column = str(flag).partition(":")
+    if not separator or kind not in QUALITY_FLAG_KINDS or column not in MASK_COLUMNS:
+        raise ValueError(f"{flag!r} is not a quality flag (<kind>:<mask column>, kinds {list(QUALITY_FLAG_KINDS)})")
+    return kind, column
+
+
+def quality_flags(annotations: Sequence[dict], *, width: int) -> list[str]:
+    """The data-quality flags of one image, in class order, then in QUALITY_FLAG_KINDS order.
+
+    Args:
+        annotations: the image's annotations as a record's `objects` holds them: `category`
+            (class index) and `segmentation` (stored RLE, or None when there is no mask).
+        width: the image's width in pixels.
+
+    Returns:
+        Codes (see quality_flag): an expected class that is missing, a single-instance class
+        annotated more than once, a sided class with an instance whose centroid lies in the
+        wrong half of the image. Empty when nothing is wrong.
+    """
+    by_class: dict[str, list[dict]] = defaultdict(list)
+    for annotation in annotations:
+        by_class[CLASSES[annotation["category"]]].append(annotation)
+    flags = []
+    for name, column in zip(CLASSES, MASK_COLUMNS):
+        found = by_class.get(name, [])
+        if name in EXPECTED_CLASSES and not found:
+            flags.append(quality_flag("missing", column))
+        if name in SINGLE_INSTANCE_CLASSES and len(found) > 1:
+            flags.append(quality_flag("duplicate", column))
+        if name in EXPECTED_SIDE and any(
+            _on_wrong_side(annotation["segmentation"], EXPECTED_SIDE[name], width) for annotation in found
+        ):
+            flags.append(quality_flag("wrong_side", column))
+    return flags
+
+
+def _on_wrong_side(segmentation: dict | None, side: str, width: int) -> bool:
+    centroid = rle_centroid_x(segmentation) if segmentation is not None else None
+    if centroid is None:
+        return False
+    return centroid < width / 2 if side == "right" else centroid > width / 2
+
+
+def rle_centroid_x(segmentation: dict) -> float | None:
+    """The mean x of a stored segmentation's pixels.
+
+    Read from the run lengths, with no mask decoded: COCO runs go down the columns, so
+    pixel i lies in column i // height, and the columns of a run sum in closed form.
+
+    Args:
+        segmentation: a stored RLE, ``{"size": [height, width], "counts": str}``.
+
+    Returns:
+        The centroid's x in pixel units (a pixel's centre is at x + 0.5); None when the
+        segmentation has no pixel.
+    """
+    height = segmentation["size"][0]
+    runs = compressed_rle_runs(segmentation["counts"])
+    if runs is None or height == 0:
+        return None
+    ends = np.cumsum(runs)
+    starts, stops = (ends - runs)[1::2], ends[1::2]  # odd runs are the set pixels
+    pixels = int((stops - starts).sum())
+    if pixels == 0:
+        return None
+
+    def columns_below(n: np.ndarray) -> np.ndarray:
+        # The sum of i // height over 0 <= i < n.
+        whole, rest = np.divmod(n, height)
+        return height * whole * (whole - 1) // 2 + rest * whole
+
+    return float((columns_below(stops) - columns_below(starts)).sum()) / pixels + 0.5
 
 
 # === Public record helpers =================================================================
@@ -1125,6 +1368,17 @@ def check_image(path: Path, image: dict, coco_path: Path) -> None:
             f"width x height {image['width']}x{image['height']} disagrees with {path.name}, "
             f"which is {size[0]}x{size[1]}",
         )
+
+
+def download_failure(error: BaseException) -> str:
+    """What a failed download means and what to do: datasets reports an unreachable host as
+    FileNotFoundError or ConnectionError, which reads like a missing local file."""
+    return (
+        f"failed: {type(error).__name__}: {error}. The network or the server failed (no connection, "
+        "or the server did not deliver the file); to build offline, set "
+        "data_dir=<a copy of the upstream repository> and "
+        f"severity_file=<a copy of ieee8023's {SEVERITY_PATH}>"
+    )
 
 
 def safe_join(root: Path, folder: str, file_name, source: Path, record: str) -> Path:

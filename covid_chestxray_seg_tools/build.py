@@ -3,7 +3,7 @@
     OUT/README.md                                   card: YAML header + generated tables
     OUT/LICENSE.md                                  the licence of each part of a record
     OUT/dataset_infos.json                          features and split sizes of each config
-    OUT/assets/preview.png, assets/severity.png     the card's pictures
+    OUT/assets/preview.png, legend.png, severity.png  the card's pictures
     OUT/data/<part>/<split>-NNNNN-of-NNNNN.parquet  the rows, full size and 256 px (see `layout`, `resize`)
 
 The folder appears only when the build has succeeded (see `staging`).
@@ -25,6 +25,7 @@ from covid_chestxray_seg_tools import layout, parquet, resize, results, staging
 from covid_chestxray_seg_tools import validate as quality
 from covid_chestxray_seg_tools.baseline import score_atlas
 from covid_chestxray_seg_tools.card import render as card_render
+from covid_chestxray_seg_tools.card.legend import render_legend
 from covid_chestxray_seg_tools.card.licence import render_licence
 from covid_chestxray_seg_tools.card.preview import render_preview
 from covid_chestxray_seg_tools.card.render import render_card
@@ -190,11 +191,13 @@ def _build_into(
         correlation = severity_correlation(shares)
         extras = {
             "preview": render_preview(folder),
+            "legend": render_legend(folder),
             "severity": {"correlation": correlation, "plot": render_severity_plot(folder, shares, correlation)},
-            "viewer": {
-                split: first_rows_shown(layout.iter_rows(folder, split), image_columns=IMAGE_COLUMNS)
-                for split in recipe.SPLITS
-            },
+        }
+        # For maintainers (the build summary), not the card: how much of each split the viewer's first page shows.
+        stats["viewer_first_rows"] = {
+            split: first_rows_shown(layout.iter_rows(folder, split), image_columns=IMAGE_COLUMNS)
+            for split in recipe.SPLITS
         }
         if baseline:
             extras["baseline"] = format_markdown(score_atlas(folder))
@@ -278,10 +281,20 @@ class BuildResult:
             f"  flagged: {report.annotations_without_segmentation} annotations without segmentation (mask null); "
             f"{report.images_without_license} images without licence (license null); "
             f"renamed categories {report.renamed_categories or 'none'}; "
-            f"modified upstream files {len(report.modified_files)}; "
-            f"annotation file {'upstream' if report.annotation_upstream else 'not upstream'} "
+            f"images, metadata and severity files that differ from the manifest {len(report.modified_files)}; "
+            f"annotation file {'upstream' if report.annotation_upstream else 'not upstream (a rebuild)'} "
             f"(sha256 {report.annotation_sha256[:12]}...)",
+            f"  quality flags: {len(report.quality_flags)} images"
+            + "".join(f"; {name}: {', '.join(flags)}" for name, flags in sorted(report.quality_flags.items())),
         ]
+        if stats.get("viewer_first_rows"):
+            lines.append(
+                "  viewer's first page shows: "
+                + ", ".join(
+                    f"{split} {count} of {stats['splits'][split]['images']} rows"
+                    for split, count in stats["viewer_first_rows"].items()
+                )
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict:

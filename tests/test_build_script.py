@@ -28,6 +28,7 @@ def test_layout_and_shard_names(fixture_build):
     assert files == [
         "LICENSE.md",
         "README.md",
+        "assets/legend.png",
         "assets/preview.png",
         "data/licensed-256/test-00000-of-00001.parquet",
         "data/licensed-256/train-00000-of-00001.parquet",
@@ -108,7 +109,7 @@ def test_card_tables_are_computed_from_the_parquet_files(fixture_build):
     assert "| 10 | Monitoring Probes | `mask_monitoring_probes` | 1 | 1 | 1 |" in text
     assert "| CC BY | 2 |" in text and "| CC BY-SA | 1 |" in text
     assert "`Nosogastric Tube` -> `Nasogastric Tube`" in text
-    assert "files that differ: `metadata.csv`, `annotations/covid-severity-scores.csv`." in text
+    assert "Files that differ: `metadata.csv`, `annotations/covid-severity-scores.csv`." in text
     assert "arXiv 2003.11597" in text and "Do not claim diagnostic performance" in text
     assert not re.search(r"<!-- BEGIN GENERATED: (\w+) -->\n<!-- END GENERATED: \1 -->", text)
 
@@ -173,7 +174,8 @@ def test_summary_names_counts_and_flags(tmp_path, capsys):
     assert "images 3, patients 3, annotations 20" in out
     assert "1 annotations without segmentation" in out
     assert "Chest Tube 0" in out
-    assert "modified upstream files 2" in out
+    assert "images, metadata and severity files that differ from the manifest 2" in out
+    assert "quality flags: 0 images" in out
 
 
 def test_template_without_a_generated_block_is_refused(tmp_path, capsys):

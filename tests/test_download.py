@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -202,3 +203,26 @@ def test_a_severity_download_that_fails_is_one_clear_message(archive_server, tmp
     err = capsys.readouterr().err
     assert code == 1 and err.startswith(f"error: {severity_url}: download: failed: ") and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_host_says_the_network_failed_and_names_the_offline_options(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", tmp_path / "downloads")
+    with socket.socket() as probe:  # a port nothing listens on once this closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/archive.zip"
+    code = covid_seg(["build", "--data-url", url, "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"error: {url}: download: failed: ") and "Traceback" not in err
+    assert "The network or the server failed" in err
+    assert (
+        "to build offline, pass --data-dir <a copy of the upstream repository> and "
+        "--severity-file <a copy of ieee8023's annotations/covid-severity-scores.csv>" in err
+    )
+    assert "data_dir=" not in err and not (tmp_path / "out").exists()
+
+
+def test_the_builder_names_its_config_fields_for_the_offline_build():
+    message = recipe.download_failure(FileNotFoundError("Couldn't reach http://example.invalid/a.zip"))
+    assert message.startswith("failed: FileNotFoundError: Couldn't reach http://example.invalid/a.zip. The network")
+    assert "set data_dir=<a copy of the upstream repository> and severity_file=<" in message

@@ -133,7 +133,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(hub, token, fixture_build, c
     assert run("--source", str(fixture_build), "--dry-run") == 0
     out = capsys.readouterr().out
     assert "+ data/licensed/train-00000-of-00001.parquet" in out
-    assert "10 to upload" in out and "dry run: nothing was written" in out
+    assert "11 to upload" in out and "dry run: nothing was written" in out
     assert not posts(hub) and not hub.state.requests("PUT")
     assert hub.state.repos == {}
 

@@ -12,6 +12,7 @@ import pytest
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.baseline import score_atlas
+from covid_chestxray_seg_tools.card.legend import LEGEND_PATH
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.crops import structure_rows
 from covid_chestxray_seg_tools.evaluate import format_markdown
@@ -76,7 +77,10 @@ def test_train_is_sharded_for_four_streaming_workers(real_build):
 
 def test_real_data_matches_the_upstream_manifest(real_build):
     card = (real_build / "README.md").read_text()
-    assert "against their pinned manifests): files that differ: none." in card
+    assert "and a difference stops the build (unless told to accept it, and then it is listed here). Files that " in (
+        card
+    )
+    assert "Files that differ: none." in card
     assert "SHA-256 `" in card
 
 
@@ -86,6 +90,7 @@ def test_committed_card_and_infos_match_a_fresh_build(real_build):
         (real_build / "dataset_infos.json").read_text()
     )
     assert (REPO / layout.PREVIEW_PATH).read_bytes() == (real_build / layout.PREVIEW_PATH).read_bytes()
+    assert (REPO / LEGEND_PATH).read_bytes() == (real_build / LEGEND_PATH).read_bytes()
 
 
 def test_full_builds_are_byte_identical(real_build, tmp_path):

@@ -11,11 +11,59 @@ import datasets
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 
+UNKNOWN_LICENCE = "none given"
+
 
 def licence_table(stats: dict) -> str:
-    """Images per licence, from the built files: the table the card and LICENSE.md both show."""
-    rows = [f"| {name} | {count} |" for name, count in stats["licences"].items()]
-    return "\n".join(["| image licence (`license` column) | images |", "|---|---:|", *rows])
+    """Images per licence, with what each licence allows, from the built files: the table the
+    card and LICENSE.md both show."""
+
+    def allowed(value: bool, *, share_alike: bool = False) -> str:
+        return ("yes, under the same licence" if share_alike else "yes") if value else "**no**"
+
+    rows = []
+    for name, count in stats["licences"].items():
+        terms = recipe.IMAGE_LICENCE_TERMS.get(name)
+        if name == UNKNOWN_LICENCE:
+            commercial = derivatives = "unknown: no licence is granted; ask the source"
+        elif terms is None:
+            commercial = derivatives = "not known to this card: read the licence"
+        else:
+            commercial = allowed(terms.commercial)
+            derivatives = allowed(terms.derivatives, share_alike=terms.share_alike)
+        rows.append(f"| {name} | {count} | {commercial} | {derivatives} |")
+    return "\n".join(
+        [
+            "| image licence (`license` column) | images | commercial use | derivatives (adapted copies) |",
+            "|---|---:|---|---|",
+            *rows,
+        ]
+    )
+
+
+def licensed_config_text(stats: dict) -> str:
+    """What the `licensed` config's licences allow, counted: which share forbids commercial use."""
+    known = {name: count for name, count in stats["licences"].items() if name != UNKNOWN_LICENCE}
+    total = sum(known.values())
+    non_commercial = {
+        name: count
+        for name, count in known.items()
+        if name in recipe.IMAGE_LICENCE_TERMS and not recipe.IMAGE_LICENCE_TERMS[name].commercial
+    }
+    counted = ", ".join(f"{count} {name}" for name, count in known.items())
+    config = f"`{layout.LICENSED_CONFIG}`"
+    if not total:
+        return f"{config} is empty: no image has a known licence."
+    barred = sum(non_commercial.values())
+    if not barred:
+        return f"{config} ({counted}) allows commercial use of every image it holds."
+    if barred == total:
+        return f"{config} is **non-commercial**: every image's licence forbids commercial use ({counted})."
+    return (
+        f"{config} is {'**mostly non-commercial**' if 2 * barred > total else 'partly non-commercial'}: "
+        f"{barred} of its {total} images carry a licence that forbids commercial use ({counted}). "
+        "Filter on `license` if you need commercial use."
+    )
 
 
 def render_licence(stats: dict, infos: dict[str, datasets.DatasetInfo]) -> str:

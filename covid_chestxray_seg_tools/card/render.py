@@ -16,8 +16,13 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
-from covid_chestxray_seg_tools.card.licence import licence_table
+from covid_chestxray_seg_tools.card.citation import citation_text
+from covid_chestxray_seg_tools.card.legend import legend_table
+from covid_chestxray_seg_tools.card.licence import licence_table, licensed_config_text
+from covid_chestxray_seg_tools.card.metadata_summary import metadata_table
 from covid_chestxray_seg_tools.card.preview import PREVIEW_LICENCES
+from covid_chestxray_seg_tools.card.quality import flagged_images_text, view_conflicts_text
+from covid_chestxray_seg_tools.card.semantics import overlap_table, sides_text
 from covid_chestxray_seg_tools.dialect import portable_yaml_features
 from covid_chestxray_seg_tools.errors import CovidSegError
 
@@ -45,9 +50,21 @@ def card_data(infos: dict[str, datasets.DatasetInfo], folder: Path) -> DatasetCa
         annotations_creators=["expert-generated"],
         source_datasets=["original"],
         task_categories=["image-segmentation"],
-        task_ids=["semantic-segmentation", "instance-segmentation"],
+        # The Hub's image-segmentation subtasks are instance, semantic and panoptic (huggingface.js
+        # tasks/src/pipelines.ts, as of 2026-12); none means "independent overlapping masks", and
+        # semantic-segmentation reads as one label per pixel, which these masks are not. The
+        # per-annotation RLE in `objects` is instance segmentation; the tag says the rest.
+        task_ids=["instance-segmentation"],
         size_categories=["n<1K"],
-        tags=["medical", "chest-x-ray", "covid-19", "radiology", "coco", "segmentation-masks"],
+        tags=[
+            "medical",
+            "chest-x-ray",
+            "covid-19",
+            "radiology",
+            "coco",
+            "segmentation-masks",
+            "multi-label-segmentation",
+        ],
         configs=[
             {
                 "config_name": config,
@@ -88,21 +105,29 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         splits.append(f"| {finding} | " + " | ".join(str(counts[split]) for split in recipe.SPLITS) + " |")
     renamed = ", ".join(f"`{old}` -> `{new}`" for old, new in report.renamed_categories.items()) or "none"
     modified = ", ".join(f"`{path}`" for path in report.modified_files) or "none"
-    annotation_state = (
-        "equal to upstream's file"
-        if report.annotation_upstream
-        else "**not** upstream's file (a rebuild or a modified copy)"
-    )
+    if report.annotation_upstream:
+        annotation_state = "equal to upstream's file (its git blob SHA-1 is the one upstream's commit lists)"
+    else:
+        annotation_state = (
+            "**not** upstream's own file: upstream's COCO export could not be copied, and this one was rebuilt "
+            "from upstream's mask crops (`masks/`, `structure.csv`). It is outside the manifest check; the "
+            "data-quality report below compares every segmentation in it with upstream's crops instead"
+        )
+    changes = recipe.BUILDER_CHANGES.get(recipe.BUILDER_VERSION)
     provenance = [
         f"- Upstream: [{recipe.HOMEPAGE}]({recipe.HOMEPAGE}) at commit `{recipe.UPSTREAM_COMMIT}`.",
-        f"- Manifest check (size and git blob SHA-1 of the images and `{recipe.METADATA_FILE}` "
-        f"and the severity file against their pinned manifests): files that differ: {modified}.",
+        f"- Manifest check: the images, `{recipe.METADATA_FILE}` and the severity file are compared by size and "
+        "git blob SHA-1 with the files of the pinned commits, and a difference stops the build (unless told to "
+        f"accept it, and then it is listed here). Files that differ: {modified}.",
         f"- Annotation file: `{report.annotation_file}`, SHA-256 `{report.annotation_sha256}`, {annotation_state}.",
         f"- Severity scores: [{recipe.SEVERITY_HOMEPAGE}]({recipe.SEVERITY_HOMEPAGE}) `{recipe.SEVERITY_PATH}` "
         f"at commit `{recipe.SEVERITY_COMMIT}`, checked by size and git blob SHA-1.",
-        f"- Builder version {recipe.BUILDER_VERSION}, built with `datasets` {datasets.__version__}.",
+        f"- Builder version {recipe.BUILDER_VERSION}, built with `datasets` {datasets.__version__}."
+        + (f" Changes in {recipe.BUILDER_VERSION}: {changes}." if changes else ""),
     ]
     quirks = [
+        flagged_images_text(stats["quality_flags"]),
+        view_conflicts_text(stats["view_conflicts"], images=stats["images"]),
         f"- {report.annotations_without_segmentation} annotations have no segmentation upstream: they are kept in "
         "`objects` with a null `segmentation`, and their class mask is null on that image.",
         f"- Renamed upstream categories: {renamed}.",
@@ -111,12 +136,6 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         f"- {stats['patients_with_series']} patients have a series of images ({stats['images_in_series']} images, "
         f"up to {stats['largest_series']} for one patient): the splits keep each series together.",
     ]
-    if not report.annotation_upstream:
-        quirks.append(
-            f"- `{report.annotation_file}` is not upstream's own file: upstream's COCO export could not be used, "
-            "and this one was rebuilt from upstream's mask crops (`masks/`, `structure.csv`); "
-            "the data-quality report below compares it with them."
-        )
     configs = [
         "| config | " + " | ".join(recipe.SPLITS) + " | all | what it holds |",
         "|---|" + "---:|" * (len(recipe.SPLITS) + 1) + "---|",
@@ -134,11 +153,6 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
             + " | ".join(str(row["findings"][f]) for f in stats["findings"])
             + " |"
         )
-    legend = ["| class | colour |", "|---|---|"]
-    legend += [
-        f"| {name} | `#{red:02x}{green:02x}{blue:02x}` |"
-        for name, (red, green, blue) in zip(recipe.CLASSES, recipe.CLASS_COLOURS)
-    ]
     severity = extras.get("severity")
     if severity and severity["correlation"]["rho"] is not None:
         correlation = severity["correlation"]
@@ -154,29 +168,20 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
             )
     else:
         severity_text = f"{stats['images_with_severity']} of {stats['images']} images have ieee8023's expert scores."
-    viewer = extras.get("viewer") or {}
-    viewer_text = (
-        (
-            "The viewer's first page (its 200 KB preview of each split) shows "
-            + ", ".join(
-                f"{count} of {stats['splits'][split]['images']} {split} rows" for split, count in viewer.items()
-            )
-            + ": the `objects` column (every annotation's exact RLE) takes most of each row's bytes. "
-            "Every row is still there: page on, or use the search and filters."
-        )
-        if viewer
-        else ""
-    )
     validation = extras.get("validation")
     shown = extras.get("preview") or []
     if shown:
         credits = "; ".join(f"`{item['file_name']}` ({item['license']}, {item['url']})" for item in shown)
         preview = (
-            f"![Chest X-rays with their masks overlaid, one colour per class]({layout.PREVIEW_PATH})\n\n"
-            f"Images shown (the openly licensed ones): {credits}."
+            f"![Chest X-rays with their masks overlaid: anatomy outlined, opacities filled, devices as lines]"
+            f"({layout.PREVIEW_PATH})\n\n"
         )
     else:
-        preview = f"No image has a {' or '.join(PREVIEW_LICENCES)} licence, so none is shown here."
+        preview = f"No image has a {' or '.join(PREVIEW_LICENCES)} licence, so none is shown here.\n\n"
+    if extras.get("legend"):
+        preview += f"![The overlay's legend: a swatch per class, drawn as in the overlay]({extras['legend']})"
+    if shown:
+        preview += f"\n\nImages shown (the openly licensed ones): {credits}."
     summary = (
         f"{stats['images']} images of {stats['patients']} patients, {stats['annotations']} annotations in "
         f"{len(recipe.CLASSES)} classes; {infos[layout.CONFIG_NAME].download_size / 1e6:.1f} MB of Parquet."
@@ -187,11 +192,13 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         "classes": "\n".join(classes),
         "splits": "\n".join(splits),
         "licences": licence_table(stats),
-        "configs": "\n".join(configs),
+        "configs": "\n".join(configs) + "\n\n" + licensed_config_text(stats),
+        "metadata": metadata_table(stats["metadata"], images=stats["images"]),
+        "overlap": overlap_table(stats["overlap"]),
+        "sides": sides_text(stats["sides"]),
         "folds": "\n".join(folds),
-        "legend": "\n".join(legend),
+        "legend": legend_table(),
         "severity": severity_text,
-        "viewer": viewer_text,
         "baseline": extras.get("baseline") or "Not computed for this build (`covid-seg build --baseline` computes it).",
         "unet": extras.get("unet")
         or "Not in this build (`covid-seg build --baseline` renders it from the results file that "
@@ -201,7 +208,7 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         "validation": validation.summary()
         if validation is not None
         else "Not run for this build (`covid-seg build --validate` or `covid-seg validate` runs it).",
-        "citation": f"```bibtex\n{recipe.CITATION.strip()}\n```",
+        "citation": citation_text(REPO_ID_TOKEN),
     }
 
 
@@ -230,12 +237,15 @@ def render_card(
 
 
 _LOAD_CALL = re.compile(r"""(load_dataset\(\s*)(["'])([^"']+)\2""")
+# The citation's link to the dataset: https://huggingface.co/datasets/ORG/NAME
+_DATASET_URL = re.compile(r"(https://huggingface\.co/datasets/)[\w.-]+/[\w.-]+")
 
 
 def card_for_repo(card: str, repo_id: str) -> str:
-    """The card with every `load_dataset("...")` naming `repo_id`: a card built for one repo
-    (or none) is published to another."""
-    return _LOAD_CALL.sub(lambda match: f"{match.group(1)}{match.group(2)}{repo_id}{match.group(2)}", card)
+    """The card with every `load_dataset("...")` and every link to the dataset's Hub page naming
+    `repo_id`: a card built for one repo (or none) is published to another."""
+    card = _LOAD_CALL.sub(lambda match: f"{match.group(1)}{match.group(2)}{repo_id}{match.group(2)}", card)
+    return _DATASET_URL.sub(lambda match: f"{match.group(1)}{repo_id}", card)
 
 
 def fill_block(body: str, name: str, content: str, *, template: Path) -> str:

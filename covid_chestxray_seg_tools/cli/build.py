@@ -11,6 +11,7 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout, parquet, results
 from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, build
 from covid_chestxray_seg_tools.card import render as card_render
+from covid_chestxray_seg_tools.card.legend import LEGEND_PATH
 from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 from covid_chestxray_seg_tools.errors import CovidSegError
@@ -19,7 +20,11 @@ __all__ = ["register", "run"]
 
 DEFAULT_OUT = Path("build")
 # The builder names its config fields; a user of this command knows them as options.
-OPTION_OF_FIELD = {"set verify_upstream=False": "pass --allow-modified (verify_upstream=False)"}
+OPTION_OF_FIELD = {
+    "set verify_upstream=False": "pass --allow-modified (verify_upstream=False)",
+    "set data_dir=": "pass --data-dir ",
+    " severity_file=": " --severity-file ",
+}
 
 EXAMPLES = """\
   # from upstream's archive and ieee8023's severity file at their pinned commits (downloaded, cached)
@@ -110,7 +115,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sync-repo",
         action="store_true",
-        help="also copy dataset_infos.json and assets/preview.png into this repository's clone (maintainers)",
+        help="also copy dataset_infos.json, assets/preview.png and assets/legend.png into this repository's clone "
+        "(maintainers)",
     )
     parser.set_defaults(handler=run, rewrite=_with_options)
 
@@ -137,11 +143,11 @@ def run(args: argparse.Namespace) -> Outcome:
     text = result.summary()
     if args.sync_repo:
         # The repository keeps the build's infos (a test compares them with a fresh build) and
-        # the preview (its README shows it).
+        # the preview and legend (its README shows them).
         root = Path(recipe.__file__).resolve().parent
         if not (root / "pyproject.toml").is_file():
             raise SyncError(f"--sync-repo copies into a clone of this repository; {root} is an installed package")
-        synced = (layout.INFOS_FILENAME, layout.PREVIEW_PATH)
+        synced = (layout.INFOS_FILENAME, layout.PREVIEW_PATH, LEGEND_PATH)
         for name in synced:
             if (args.out / name).exists():
                 (root / name).parent.mkdir(parents=True, exist_ok=True)
