@@ -11,13 +11,17 @@ The folder appears only when the build has succeeded (see `staging`).
 
 from __future__ import annotations
 
+import functools
 import logging
+import multiprocessing
 import os
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 from datasets.exceptions import DatasetGenerationError
 
 import covid_chestxray_seg as recipe
@@ -170,7 +174,22 @@ def _build_into(
             # One pass per part over the same cache, each keeping its rows: no copy of the split.
             for part, keep in parts[split].items():
                 parquet.write_split(rows, folder, split, part=part, keep=keep, **cut)
-        _write_size_256(splits, parts, folder, num_proc=num_proc, cut=cut)
+        # The 256-px rows are made in worker processes while this one writes the card's pieces.
+        pool = ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("fork")) if num_proc > 1 else None
+        try:
+            shrinking = _shrink(splits, pool=pool)
+            extras, stats = _card_pieces(
+                folder,
+                builder=builder,
+                validate=validate,
+                baseline=baseline,
+                annotation_file=annotation_file,
+                unet_results=unet_results,
+            )
+            _write_size_256(shrinking, splits, parts, folder, cache_dir=Path(cache_dir), cut=cut)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         descriptions = {
             **{config.name: config.description for config in recipe.CovidChestXraySeg.BUILDER_CONFIGS},
             **resize.CONFIG_DESCRIPTIONS,
@@ -185,29 +204,7 @@ def _build_into(
             )
             for config in layout.CONFIG_PARTS
         }
-        stats = compute_stats(folder)
         report = builder.report
-        shares = lesion_shares(folder)
-        correlation = severity_correlation(shares)
-        extras = {
-            "preview": render_preview(folder),
-            "legend": render_legend(folder),
-            "severity": {"correlation": correlation, "plot": render_severity_plot(folder, shares, correlation)},
-        }
-        # For maintainers (the build summary), not the card: how much of each split the viewer's first page shows.
-        stats["viewer_first_rows"] = {
-            split: first_rows_shown(layout.iter_rows(folder, split), image_columns=IMAGE_COLUMNS)
-            for split in recipe.SPLITS
-        }
-        if baseline:
-            extras["baseline"] = format_markdown(score_atlas(folder))
-            if unet_results is not None:
-                extras["unet"] = results.card_table(results.read_results(unet_results))
-        if validate:
-            checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
-            if checked.hard_errors:
-                raise recipe.BuildError(builder.data_root, "--validate", checked.hard_errors[0])
-            extras["validation"] = checked
     parquet.write_infos(infos, folder / layout.INFOS_FILENAME)
     (folder / layout.LICENSE_FILENAME).write_text(render_licence(stats, infos), encoding="utf-8")
     card = render_card(template, folder=folder, infos=infos, stats=stats, report=report, extras=extras, repo_id=repo_id)
@@ -215,29 +212,70 @@ def _build_into(
     return stats, report
 
 
+def _card_pieces(folder: Path, *, builder, validate, baseline, annotation_file, unet_results) -> tuple[dict, dict]:
+    """The card's statistics, pictures, baselines and quality report, from the written default parts."""
+    stats = compute_stats(folder)
+    shares = lesion_shares(folder)
+    correlation = severity_correlation(shares)
+    extras = {
+        "preview": render_preview(folder),
+        "legend": render_legend(folder),
+        "severity": {"correlation": correlation, "plot": render_severity_plot(folder, shares, correlation)},
+    }
+    # For maintainers (the build summary), not the card: how much of each split the viewer's first page shows.
+    stats["viewer_first_rows"] = {
+        split: first_rows_shown(layout.iter_rows(folder, split), image_columns=IMAGE_COLUMNS) for split in recipe.SPLITS
+    }
+    if baseline:
+        extras["baseline"] = format_markdown(score_atlas(folder))
+        if unet_results is not None:
+            extras["unet"] = results.card_table(results.read_results(unet_results))
+    if validate:
+        checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
+        if checked.hard_errors:
+            raise recipe.BuildError(builder.data_root, "--validate", checked.hard_errors[0])
+        extras["validation"] = checked
+    return extras, stats
+
+
+def _shrink_slice(files: list[str], start: int, stop: int) -> pa.Table:
+    """Rows start..stop of the builder's cache files (memory-mapped) as size-256 rows (a worker's task)."""
+    table = pa.concat_tables([pa.ipc.open_stream(pa.memory_map(name)).read_all() for name in files])
+    return resize.small_rows(table.slice(start, stop - start))
+
+
+def _shrink(splits: dict[str, datasets.Dataset], *, pool: ProcessPoolExecutor | None) -> list:
+    """Every split's rows, batch by batch, as size-256 rows: futures of `pool`, or (no pool) the
+    work itself, done when collected."""
+    files = [entry["filename"] for split in splits.values() for entry in split.cache_files]
+    total = sum(len(split) for split in splits.values())
+    step = recipe.CovidChestXraySeg.DEFAULT_WRITER_BATCH_SIZE
+    ranges = [(start, min(start + step, total)) for start in range(0, total, step)]
+    if pool is None:
+        return [functools.partial(_shrink_slice, files, start, stop) for start, stop in ranges]
+    return [pool.submit(_shrink_slice, files, start, stop).result for start, stop in ranges]
+
+
 def _write_size_256(
+    shrinking: list,
     splits: dict[str, datasets.Dataset],
     parts: dict[str, dict[str, list[bool]]],
     folder: Path,
     *,
-    num_proc: int,
+    cache_dir: Path,
     cut: dict,
 ) -> None:
-    """The 256-px parts: every split's rows shrunk in one pass over the builder's cache (in
-    `num_proc` processes), then each split's rows of each part written as `default`'s are."""
-    everything = datasets.concatenate_datasets(list(splits.values()))
-    small = everything.with_format("arrow").map(
-        resize.small_rows,
-        batched=True,
-        batch_size=recipe.CovidChestXraySeg.DEFAULT_WRITER_BATCH_SIZE,
-        num_proc=num_proc if num_proc > 1 else None,
-        features=resize.features(),
-        remove_columns=everything.column_names,
-        desc=f"rows at {resize.SIZE} px",
-    )
-    before = 0
+    """The 256-px parts: the shrunk rows (in the order of the splits) gathered into one Arrow
+    file beside the builder's cache, then each split's rows of each part written as `default`'s are."""
+    path = cache_dir / f"size-{resize.SIZE}.arrow"
+    schema = resize.features().arrow_schema
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for collect in shrinking:
+            writer.write_table(collect())
+    small = datasets.Dataset.from_file(str(path))
+    before, total = 0, len(small)
     for split, rows in splits.items():
-        after = len(everything) - before - len(rows)
+        after = total - before - len(rows)
         for part, keep in parts[split].items():
             # The split's rows of the part, among all splits' rows.
             chosen = [False] * before + keep + [False] * after
