@@ -220,6 +220,49 @@ def task_stream(folder: str) -> dict:
         server.stop()
 
 
+def task_atlas_predictions(folder: str, out: str, split: str) -> dict:
+    """The atlas's predictions of `split` (or cv), what the evaluate tasks score."""
+    from covid_chestxray_seg_tools.baseline import atlas_predictions
+
+    _, counts = atlas_predictions(source=folder, out=Path(out), split=split)
+    return {"counts": counts}
+
+
+def task_evaluate_ours(folder: str, predictions: str, split: str) -> dict:
+    """`covid-seg evaluate` as the command runs it: the truth's mask columns only, streamed."""
+    from covid_chestxray_seg_tools import evaluate
+
+    start = time.perf_counter()
+    result = evaluate.evaluate(source=folder, split=split, predictions=Path(predictions))
+    return {"seconds_inner": time.perf_counter() - start, "classes": result["classes"], "counts": result["counts"]}
+
+
+def task_evaluate_all_columns(folder: str, predictions: str, split: str) -> dict:
+    """The same scoring with the truth read as a script that iterates the dataset reads it:
+    `load_dataset`, every column of every row decoded (the X-rays too)."""
+    import datasets
+
+    from covid_chestxray_seg_tools import evaluate
+
+    datasets.disable_progress_bars()
+    start = time.perf_counter()
+    selection = evaluate.Selection.parse(split=split, fold=None)
+    loaded = datasets.load_dataset(folder)
+    rows = [dict(row, split=name) for name in selection.splits for row in loaded[name]]
+    targets = evaluate.Targets(
+        images={
+            name: {row["image_id"]: (row["width"], row["height"]) for row in rows if row["split"] == name}
+            for name in selection.splits
+        },
+        known={name: frozenset(row["image_id"] for row in rows if row["split"] == name) for name in selection.splits},
+    )
+    predicted = evaluate.load_predictions(path=Path(predictions), targets=targets)
+    result = evaluate.score(
+        truth=rows, predictions=predicted, split=selection.split, predicted=predicted.predicted_columns
+    )
+    return {"seconds_inner": time.perf_counter() - start, "classes": result["classes"], "counts": result["counts"]}
+
+
 def raw_rows(folder: Path, columns: list[str]) -> dict[int, dict]:
     """image_id -> the stored (still encoded) columns: ours from config default's files, the
     naive build from its single file."""
@@ -288,6 +331,9 @@ TASKS = {
     "compare_upstream": task_compare_upstream,
     "upstream_bytes": task_upstream_bytes,
     "replicate": task_replicate,
+    "atlas_predictions": task_atlas_predictions,
+    "evaluate_ours": task_evaluate_ours,
+    "evaluate_all_columns": task_evaluate_all_columns,
 }
 
 

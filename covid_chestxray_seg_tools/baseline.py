@@ -1,24 +1,32 @@
-"""The atlas baseline: where each class usually is, learnt from the train split alone.
+"""The atlas baseline: where each class usually is, learnt from development images only.
 
-For each class, every train mask is resized to one size (`ATLAS_SIZE`, nearest neighbour,
-so the aspect ratio is not kept: the atlas lives in coordinates relative to the image), the
-masks are averaged into a frequency map (the fraction of train images whose mask covers
-each pixel), and the map is thresholded at the level of `THRESHOLDS` that gives the highest
-mean Dice on the train masks themselves (at atlas size, Dice as `evaluate` takes it: pairs
-with both masks empty left out). The prediction for an image is that binary shape resized to
-the image's size. A train mask that is null (annotated without a mask upstream) is left out
-of its class's average. The split that is predicted is read for its image sizes only: its
-masks are never looked at.
+For each class, every mask it learns from is resized to one size (`ATLAS_SIZE`, nearest
+neighbour, so the aspect ratio is not kept: the atlas lives in coordinates relative to the
+image), the masks are averaged into a frequency map (the fraction of images whose mask covers
+each pixel), and the map is thresholded at the level of `THRESHOLDS` that gives the highest mean
+Dice on those masks themselves (at atlas size, Dice as `evaluate` takes it: pairs with both masks
+empty left out). The prediction for an image is that binary shape resized to the image's size. A
+null mask (annotated without a mask upstream), and a mask the build flags as missing, is left
+out of its class's average.
+
+What it learns from (`evaluate.fit_rounds`): to predict the test split, train + validation; to
+predict validation, train (and train, validation); under cross-validation (`cv`), one atlas
+per fold, fitted on the other four folds and predicting its own fold's images (out-of-fold).
+The masks of the images it predicts are never used for their prediction.
+
+Other baselines live in modules of their own; they share `evaluate.fit_rounds` (what each model
+learns from) and the prediction layout (`write_predictions`' `DIR/<split>/<image_id>/`).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 from PIL import Image
 
 import covid_chestxray_seg as recipe
@@ -26,30 +34,46 @@ from covid_chestxray_seg_tools import evaluate, layout, staging
 from covid_chestxray_seg_tools.errors import CovidSegError
 from covid_chestxray_seg_tools.source import load_rows
 
+__all__ = [
+    "ATLAS_SIZE",
+    "DEFAULT_SPLIT",
+    "NAME",
+    "THRESHOLDS",
+    "Atlas",
+    "AtlasModels",
+    "BaselineError",
+    "atlas_predictions",
+    "fit_atlas",
+    "fit_atlases",
+    "score_atlas",
+    "write_predictions",
+]
+
 
 class BaselineError(CovidSegError, ValueError):
     """A baseline cannot be fitted or written from the data given."""
 
 
 NAME = "atlas"
-BASELINES = (NAME,)
 ATLAS_SIZE = (256, 256)  # (width, height)
 THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(1, 20))  # 0.05 .. 0.95
-FIT_SPLIT = "train"
 DEFAULT_SPLIT = "test"
 SIZE_COLUMNS = ("image_id", "width", "height")
+FOLD_COLUMN = "fold"
+FLAGS_COLUMN = "quality_flags"
+FIT_COLUMNS = ("image_id", *recipe.MASK_COLUMNS)
 
 
 @dataclass(frozen=True)
 class Atlas:
-    """Per mask column: the frequency map (float, atlas size), the chosen threshold, the mean
-    train Dice at that threshold (None when no train pair could be scored) and how many train
-    masks went into the map."""
+    """One fitted atlas. Per mask column: the frequency map (float, atlas size), the chosen
+    threshold, the mean Dice on the fitting masks at that threshold (None when no pair could be
+    scored) and how many masks went into the map."""
 
     frequency: dict[str, np.ndarray]
     threshold: dict[str, float]
-    train_dice: dict[str, float | None]
-    train_masks: dict[str, int]
+    fit_dice: dict[str, float | None]
+    fit_masks: dict[str, int]
 
     def shape(self, *, column: str) -> np.ndarray:
         """The binary shape of a class at atlas size."""
@@ -64,50 +88,52 @@ class Atlas:
         return predicted
 
     def summary(self) -> dict:
-        """What the JSON result says about the predictor."""
+        """Per class: threshold, Dice on the fitting masks, masks averaged."""
         return {
-            "name": NAME,
-            "fit_split": FIT_SPLIT,
-            "size": list(ATLAS_SIZE),
-            "classes": {
-                name: {
-                    "threshold": self.threshold[column],
-                    "train_dice": self.train_dice[column],
-                    "train_masks": self.train_masks[column],
-                }
-                for name, column in zip(recipe.CLASSES, recipe.MASK_COLUMNS)
-            },
+            name: {
+                "threshold": self.threshold[column],
+                "fit_dice": self.fit_dice[column],
+                "fit_masks": self.fit_masks[column],
+            }
+            for name, column in zip(recipe.CLASSES, recipe.MASK_COLUMNS)
         }
 
 
-def _small(cell, *, size: tuple[int, int]) -> np.ndarray:
-    """A stored mask resized to `size` with nearest neighbour, as a flat float32 0/1 vector."""
+def _small(cell, *, size: tuple[int, int]) -> np.ndarray | None:
+    """A stored mask resized to `size` with nearest neighbour, as a flat bool vector; None for a null mask."""
+    if cell is None:
+        return None
     data = cell["bytes"] if isinstance(cell, dict) else cell
     with Image.open(io.BytesIO(data)) as image:
         small = image.resize(size, Image.Resampling.NEAREST)
-    return (np.asarray(small) > 0).ravel().astype(np.float32)
+    return (np.asarray(small) > 0).ravel()
 
 
-def fit_atlas(
-    *, rows: Iterable[dict], size: tuple[int, int] = ATLAS_SIZE, thresholds: Sequence[float] = THRESHOLDS
+def _small_masks(row: Mapping, *, size: tuple[int, int]) -> dict[str, np.ndarray | None]:
+    # A mask the build flags as missing is empty by mistake: left out like a null one.
+    flags = set(row.get(FLAGS_COLUMN) or ())
+    return {
+        column: None if recipe.quality_flag("missing", column) in flags else _small(row[column], size=size)
+        for column in recipe.MASK_COLUMNS
+    }
+
+
+def _fit(
+    images: Sequence[Mapping[str, np.ndarray | None]], *, size: tuple[int, int], thresholds: Sequence[float]
 ) -> Atlas:
-    """The atlas of the train rows (their mask columns, stored or as {"bytes": PNG})."""
-    stacks: dict[str, list[np.ndarray]] = {column: [] for column in recipe.MASK_COLUMNS}
-    for row in rows:
-        for column in recipe.MASK_COLUMNS:
-            if row[column] is not None:
-                stacks[column].append(_small(row[column], size=size))
-    if not any(stacks.values()):
-        raise BaselineError("the atlas needs train rows with masks; the train split has none")
+    """The atlas of masks already resized (`_small_masks`), one mapping per image."""
+    if not any(mask is not None for image in images for mask in image.values()):
+        raise BaselineError("the atlas needs images with masks to learn from; there are none")
     levels = np.asarray(thresholds, dtype=np.float32)
-    frequency, threshold, train_dice, counts = {}, {}, {}, {}
-    for column, stack in stacks.items():
+    frequency, threshold, fit_dice, counts = {}, {}, {}, {}
+    for column in recipe.MASK_COLUMNS:
+        stack = [image[column] for image in images if image[column] is not None]
         counts[column] = len(stack)
         if not stack:
             frequency[column] = np.zeros(size[::-1], dtype=np.float32)
-            threshold[column], train_dice[column] = float(thresholds[-1]), None
+            threshold[column], fit_dice[column] = float(thresholds[-1]), None
             continue
-        masks = np.stack(stack)  # (N, P)
+        masks = np.stack(stack).astype(np.float32)  # (N, P)
         mean = masks.mean(axis=0)
         shapes = (mean[None, :] >= levels[:, None]).astype(np.float32)  # (T, P)
         overlap = masks @ shapes.T  # (N, T)
@@ -119,19 +145,123 @@ def fit_atlas(
         best = int(np.argmax(mean_dice))  # the lowest threshold among equals
         frequency[column] = mean.reshape(size[::-1])
         threshold[column] = float(thresholds[best])
-        train_dice[column] = None if scored_count[best] == 0 else float(mean_dice[best])
-    return Atlas(frequency=frequency, threshold=threshold, train_dice=train_dice, train_masks=counts)
+        fit_dice[column] = None if scored_count[best] == 0 else float(mean_dice[best])
+    return Atlas(frequency=frequency, threshold=threshold, fit_dice=fit_dice, fit_masks=counts)
 
 
-def write_predictions(*, atlas: Atlas, images: Iterable[dict], out: Path, split: str) -> dict[str, int]:
-    """OUT/<split>/<image_id>/<mask column>.png (1-bit, full size) for every class, for images
-    given as rows with image_id, width and height. OUT appears only when all is written."""
+def fit_atlas(
+    *, rows: Iterable[Mapping], size: tuple[int, int] = ATLAS_SIZE, thresholds: Sequence[float] = THRESHOLDS
+) -> Atlas:
+    """The atlas of some rows.
+
+    Args:
+        rows: rows with the mask columns (stored cells, {"bytes": PNG} or None).
+        size: the atlas's (width, height).
+        thresholds: the levels tried.
+
+    Returns:
+        The atlas.
+
+    Raises:
+        BaselineError: no row has a mask.
+    """
+    return _fit([_small_masks(row, size=size) for row in rows], size=size, thresholds=thresholds)
+
+
+@dataclass(frozen=True)
+class AtlasModels:
+    """The atlases that predict a split (one) or the cross-validation (one per fold).
+
+    Attributes:
+        split: the split predicted, or "cv".
+        rounds: each atlas with what it learnt from and predicts.
+    """
+
+    split: str
+    rounds: tuple[tuple[evaluate.FitRound, Atlas], ...]
+
+    def atlas_for(self, image_id: int) -> Atlas:
+        """The atlas that predicts an image.
+
+        Raises:
+            BaselineError: no atlas predicts it.
+        """
+        for fit_round, atlas in self.rounds:
+            if image_id in fit_round.predict:
+                return atlas
+        raise BaselineError(f"image {image_id} is not predicted by the atlas of {self.split}")
+
+    def __call__(self, image_id: int, width: int, height: int) -> dict[str, np.ndarray]:
+        """The predictions of an image, as `evaluate.score` asks for them."""
+        return self.atlas_for(image_id).masks(width=width, height=height)
+
+    def summary(self) -> dict:
+        """What the JSON result says about the predictor."""
+        return {
+            "name": NAME,
+            "size": list(ATLAS_SIZE),
+            "split": self.split,
+            "models": [
+                {
+                    "fold": fit_round.fold,
+                    "fit_images": len(fit_round.fit),
+                    "predicted_images": len(fit_round.predict),
+                    "classes": atlas.summary(),
+                }
+                for fit_round, atlas in self.rounds
+            ],
+        }
+
+
+def fit_atlases(
+    *,
+    split: str,
+    rows: Mapping[str, Sequence[Mapping]],
+    size: tuple[int, int] = ATLAS_SIZE,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> AtlasModels:
+    """The atlases that predict `split`, each fitted on what `evaluate.fit_rounds` allows it.
+
+    Args:
+        split: the split predicted, or "cv".
+        rows: split -> rows: image_id and the mask columns for the splits learnt from; image_id
+            (and fold, under cross-validation) for the split predicted.
+        size, thresholds: as for `fit_atlas`.
+
+    Returns:
+        The atlases.
+
+    Raises:
+        BaselineError: an atlas has no image with masks to learn from.
+    """
+    rounds = evaluate.fit_rounds(split=split, rows=rows)
+    fitting = {int(row["image_id"]): row for name in evaluate.fit_splits(split) for row in rows.get(name, ())}
+    # Each mask is resized once, however many folds learn from it.
+    small = {image_id: _small_masks(fitting[image_id], size=size) for image_id in sorted(fitting)}
+    models = []
+    for fit_round in rounds:
+        images = [small[image_id] for image_id in sorted(fit_round.fit)]
+        models.append((fit_round, _fit(images, size=size, thresholds=thresholds)))
+    return AtlasModels(split=split, rounds=tuple(models))
+
+
+def write_predictions(*, models: AtlasModels, images: Iterable[Mapping], out: Path) -> dict[str, int]:
+    """OUT/<split>/<image_id>/<mask column>.png (1-bit, full size) for every class.
+
+    Args:
+        models: the atlases.
+        images: rows with image_id, width, height and split.
+        out: the folder to create; it appears only when all is written.
+
+    Returns:
+        What was written, counted.
+    """
     counts = {"images": 0, "masks": 0, "empty masks": 0}
     with staging.staged(Path(out), replace=False) as folder:
         for row in images:
-            target = folder / split / str(row["image_id"])
+            target = folder / row["split"] / str(row["image_id"])
             target.mkdir(parents=True)
-            for column, mask in atlas.masks(width=int(row["width"]), height=int(row["height"])).items():
+            for column, mask in models(int(row["image_id"]), int(row["width"]), int(row["height"])).items():
                 Image.fromarray(mask).save(target / f"{column}.png", optimize=False)
                 counts["masks"] += 1
                 counts["empty masks"] += int(not mask.any())
@@ -139,32 +269,75 @@ def write_predictions(*, atlas: Atlas, images: Iterable[dict], out: Path, split:
     return counts
 
 
-def atlas_predictions(*, source: str, out: Path, split: str = DEFAULT_SPLIT) -> tuple[Atlas, dict[str, int]]:
-    """Fit the atlas on the train split of `source` (a build folder, a Hub repo id) and write its
-    predictions for `split` to `out` in the folder layout `evaluate` reads. Returns the atlas
-    and what was written, counted."""
-    train = load_rows(source=source, split=FIT_SPLIT, columns=recipe.MASK_COLUMNS)
-    atlas = fit_atlas(rows=train)
-    images = load_rows(source=source, split=split, columns=SIZE_COLUMNS)
-    return atlas, write_predictions(atlas=atlas, images=images, out=out, split=split)
+def _predicted_splits(split: str) -> tuple[str, ...]:
+    return evaluate.Selection(split=split).splits
+
+
+def atlas_predictions(*, source: str, out: Path, split: str = DEFAULT_SPLIT) -> tuple[AtlasModels, dict[str, int]]:
+    """Fit the atlases that predict `split` of `source` and write their predictions.
+
+    Args:
+        source: a built folder or a Hub repo id.
+        out: the folder to create, in the layout `evaluate` reads.
+        split: the split to predict, or "cv" (out-of-fold predictions for train + validation).
+
+    Returns:
+        The atlases, and what was written, counted.
+
+    Raises:
+        BaselineError: nothing to learn from.
+        source.SourceError: the source cannot be read or lacks a split.
+    """
+    rows: dict[str, list[dict]] = {}
+    if split == evaluate.CV:
+        for name in _predicted_splits(split):
+            rows[name] = load_rows(
+                source=source, split=name, columns=(*SIZE_COLUMNS, FOLD_COLUMN, *FIT_COLUMNS), optional=(FLAGS_COLUMN,)
+            )
+    else:
+        for name in evaluate.fit_splits(split):
+            rows[name] = load_rows(source=source, split=name, columns=FIT_COLUMNS, optional=(FLAGS_COLUMN,))
+        # The split predicted is read for its image sizes only: its masks are never looked at.
+        rows[split] = load_rows(source=source, split=split, columns=SIZE_COLUMNS)
+    models = fit_atlases(split=split, rows=rows)
+    images = [dict(row, split=name) for name in _predicted_splits(split) for row in rows[name]]
+    return models, write_predictions(models=models, images=images, out=out)
 
 
 def score_atlas(
-    folder: Path, *, split: str = DEFAULT_SPLIT, samples: int = evaluate.BOOTSTRAP_SAMPLES, seed: int = evaluate.SEED
+    folder: Path,
+    *,
+    split: str = DEFAULT_SPLIT,
+    samples: int = evaluate.BOOTSTRAP_SAMPLES,
+    seed: int = evaluate.SEED,
 ) -> dict:
-    """The atlas fitted on the train split of a built folder, scored on `split` (in memory, no
-    files): the `evaluate.score` result, with a "predictor" entry (the thresholds and train
-    Dice). `evaluate.format_markdown` turns it into the card's table."""
-    atlas = fit_atlas(rows=layout.iter_rows(Path(folder), FIT_SPLIT, columns=recipe.MASK_COLUMNS))
-    truth = layout.read_rows(Path(folder), split, columns=evaluate.TRUTH_COLUMNS)
-    if not truth:
+    """The atlas scored on a split or under cross-validation of a built folder, in memory.
+
+    Args:
+        folder: a built folder.
+        split: the split predicted, or "cv".
+        samples, seed: the bootstrap's.
+
+    Returns:
+        The `evaluate.score` result with a "predictor" entry (`AtlasModels.summary`);
+        `evaluate.format_results` turns it into the card's table.
+
+    Raises:
+        BaselineError: the split has no rows, or nothing to learn from.
+    """
+    folder = Path(folder)
+    shards = layout.shard_paths(folder)
+    # Builds of an older builder have no quality flags.
+    flags = (FLAGS_COLUMN,) if shards and FLAGS_COLUMN in pq.read_schema(shards[0]).names else ()
+    columns = (*evaluate.TRUTH_COLUMNS, FOLD_COLUMN, *flags)
+    truth = {name: layout.read_rows(folder, name, columns=columns) for name in _predicted_splits(split)}
+    rows = dict(truth)
+    for name in evaluate.fit_splits(split):
+        rows.setdefault(name, layout.read_rows(folder, name, columns=(*FIT_COLUMNS, *flags)))
+    scored = [dict(row, split=name) for name, part in truth.items() for row in part]
+    if not scored:
         raise BaselineError(f"{folder}: split {split} has no rows")
-    result = evaluate.score(
-        truth=truth,
-        predictions=lambda image_id, width, height: atlas.masks(width=width, height=height),
-        split=split,
-        samples=samples,
-        seed=seed,
-    )
-    result["predictor"] = atlas.summary()
+    models = fit_atlases(split=split, rows=rows)
+    result = evaluate.score(truth=scored, predictions=models, split=split, samples=samples, seed=seed)
+    result["predictor"] = models.summary()
     return result

@@ -12,6 +12,9 @@ a ratio against a baseline measured in the same run, on the same machine:
   stream  first row / full pass from the local test Hub: bytes and time
   size    built folder                 vs the upstream files it was built from
   scale   build of the data x N        vs the build of the data (time and peak RSS)
+  evaluate `covid-seg evaluate` of the  vs the same scoring reading the truth as a script
+          atlas's predictions, test and    iterating `load_dataset` rows does (every column,
+          cv                               the X-rays too)
 
 This module is the orchestrator. The tasks it measures, the baselines and the local Hub are
 development code that lives in the repository (`benchmarks/`, `tests/hub/`), not in the
@@ -36,6 +39,9 @@ from covid_chestxray_seg_tools.errors import CovidSegError
 __all__ = ["TARGETS", "BenchmarkError", "format_table", "measure", "repository", "run"]
 
 REPEATS = 2
+EVALUATE_TASKS = ("evaluate_ours", "evaluate_all_columns")
+# What `evaluate` is timed on: the test split, and the cross-validation (train + validation).
+EVALUATE_SPLITS = ("test", "cv")
 TARGETS = {
     "build_speedup": 3.0,  # naive time / our time, at least
     "load_speedup": 1.0,  # hand-written loader time / ours, at least
@@ -73,6 +79,9 @@ def measure(task: str, **kwargs) -> dict:
         if task == "stream":
             # The local test Hub, never the real one; huggingface_hub reads these at import.
             env.update({"HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}", "HF_HUB_DISABLE_XET": "1", "HF_HOME": home})
+        if task in EVALUATE_TASKS:
+            # A cache of its own: a previous run's Arrow cache would spare the baseline its reading.
+            env.update({"HF_HOME": home, "HF_DATASETS_CACHE": os.path.join(home, "datasets")})
         completed = subprocess.run(
             [sys.executable, "-m", "benchmarks.tasks", task, json.dumps(kwargs)],
             capture_output=True,
@@ -200,8 +209,32 @@ def run(*, data_dir: Path, severity_file: Path, smoke: bool, scale: int, work: P
             "time_ratio": scaled["seconds"] / ours["seconds"],
             "rss_ratio": scaled["peak_rss_bytes"] / ours["peak_rss_bytes"],
         }
+    results["evaluate"] = {
+        split: measure_evaluate(folder=ours_out, split=split, work=work) for split in EVALUATE_SPLITS
+    }
     results["targets"] = verdicts(results)
     return results
+
+
+def measure_evaluate(*, folder: Path, split: str, work: Path) -> dict:
+    """`covid-seg evaluate` of the atlas's predictions of `split` (or cv), against the same
+    scoring with the truth read whole; both must give the same scores."""
+    predictions = work / f"atlas-{split}"
+    measure("atlas_predictions", folder=str(folder), out=str(predictions), split=split)
+    options = {"folder": str(folder), "predictions": str(predictions), "split": split}
+    # Interleaved and repeated like the builds; the fastest run of each counts.
+    runs = [(measure("evaluate_ours", **options), measure("evaluate_all_columns", **options)) for _ in range(REPEATS)]
+    ours = min((pair[0] for pair in runs), key=lambda run: run["seconds_inner"])
+    whole = min((pair[1] for pair in runs), key=lambda run: run["seconds_inner"])
+    return {
+        "images": ours["counts"]["images"],
+        "ours_seconds": ours["seconds_inner"],
+        "all_columns_seconds": whole["seconds_inner"],
+        "speedup": whole["seconds_inner"] / ours["seconds_inner"],
+        "ours_peak_rss_mb": ours["peak_rss_bytes"] / 2**20,
+        "all_columns_peak_rss_mb": whole["peak_rss_bytes"] / 2**20,
+        "same_scores": ours["classes"] == whole["classes"],
+    }
 
 
 def verdicts(results: dict) -> dict:
@@ -282,6 +315,13 @@ def format_table(results: dict) -> str:
         f"| size of `size-256` (MB) | {z['size_256_bytes'] / 1e6:.1f} | {z['default_bytes'] / 1e6:.1f} (`default`) "
         f"| {z['size_256_fraction']:.1%} | <= 15% |"
     )
+    for split, e in results.get("evaluate", {}).items():
+        lines.append(
+            f"| evaluate `--split {split}`, atlas predictions, {e['images']} images (s) | {e['ours_seconds']:.1f} "
+            f"| {e['all_columns_seconds']:.1f} (every column read) | {e['speedup']:.1f}x faster "
+            f"| same scores: {e['same_scores']}; peak RSS {e['ours_peak_rss_mb']:.0f} vs "
+            f"{e['all_columns_peak_rss_mb']:.0f} MB |"
+        )
     if "scale" in results:
         c = results["scale"]
         lines.append(

@@ -36,13 +36,15 @@ from covid_chestxray_seg_tools.card.render import render_card
 from covid_chestxray_seg_tools.card.severity import lesion_shares, render_severity_plot, severity_correlation
 from covid_chestxray_seg_tools.card.stats import compute_stats
 from covid_chestxray_seg_tools.errors import exception_chain
-from covid_chestxray_seg_tools.evaluate import format_markdown
+from covid_chestxray_seg_tools.evaluate import CV, format_results
 from covid_chestxray_seg_tools.viewer import first_rows_shown
 
 logger = logging.getLogger(__name__)
 
 # Worker processes the command line builds with unless told otherwise: every core.
 DEFAULT_NUM_PROC = os.cpu_count() or 1
+# The card's baseline tables: the test split, and the cross-validation beside it.
+BASELINE_SPLITS = ("test", CV)
 IMAGE_COLUMNS = [name for name, feature in recipe.features().items() if isinstance(feature, datasets.Image)]
 
 
@@ -52,6 +54,7 @@ def build(
     out: Path,
     template: Path = card_render.TEMPLATE,
     repo_id: str = card_render.DEFAULT_REPO_ID,
+    tools_url: str = card_render.DEFAULT_TOOLS_URL,
     data_url: str = recipe.ARCHIVE_URL,
     annotation_file: str = recipe.ANNOTATION_FILE,
     verify_upstream: bool = True,
@@ -76,6 +79,7 @@ def build(
         out: the folder to write (replaced on success).
         template: the card template.
         repo_id: the Hub repo the card's code loads.
+        tools_url: the repository of these tools, which the card says to install `covid-seg` from.
         annotation_file: the COCO file inside the data folder.
         verify_upstream: stop when an image, metadata.csv or the severity file differs from
             its pinned manifest entry; False builds from modified data and lists the files.
@@ -84,7 +88,8 @@ def build(
         shards, max_shard_bytes, rows_per_row_group: how the Parquet files are cut.
         num_proc: worker processes for the builder.
         validate: compare every segmentation with upstream's crops; the summary goes in the card.
-        baseline: score the atlas baseline; its table goes in the card.
+        baseline: score the atlas baseline on the test split and under cross-validation; its
+            tables go in the card.
         unet_results: with `baseline`, the U-Net's results file (`covid-seg baseline unet
             --results`): its table goes in the card.
 
@@ -97,6 +102,7 @@ def build(
         staging.BusyError: another build holds `out`.
     """
     out = Path(out).resolve()
+    card_render.check_tools_url(tools_url)  # before the work, not after it
     # staged holds the lock, removes what a killed build left and binds the workers to this process.
     with staging.staged(out, replace=True) as folder:
         stats, report = _build_into(
@@ -113,6 +119,7 @@ def build(
             num_proc=num_proc,
             template=template,
             repo_id=repo_id,
+            tools_url=tools_url,
             validate=validate,
             baseline=baseline,
             unet_results=unet_results,
@@ -135,6 +142,7 @@ def _build_into(
     num_proc,
     template,
     repo_id,
+    tools_url,
     validate,
     baseline,
     unet_results,
@@ -207,7 +215,16 @@ def _build_into(
         report = builder.report
     parquet.write_infos(infos, folder / layout.INFOS_FILENAME)
     (folder / layout.LICENSE_FILENAME).write_text(render_licence(stats, infos), encoding="utf-8")
-    card = render_card(template, folder=folder, infos=infos, stats=stats, report=report, extras=extras, repo_id=repo_id)
+    card = render_card(
+        template,
+        folder=folder,
+        infos=infos,
+        stats=stats,
+        report=report,
+        extras=extras,
+        repo_id=repo_id,
+        tools_url=tools_url,
+    )
     (folder / layout.CARD_FILENAME).write_text(card, encoding="utf-8")
     return stats, report
 
@@ -227,7 +244,7 @@ def _card_pieces(folder: Path, *, builder, validate, baseline, annotation_file, 
         split: first_rows_shown(layout.iter_rows(folder, split), image_columns=IMAGE_COLUMNS) for split in recipe.SPLITS
     }
     if baseline:
-        extras["baseline"] = format_markdown(score_atlas(folder))
+        extras["baseline"] = format_results([score_atlas(folder, split=split) for split in BASELINE_SPLITS])
         if unet_results is not None:
             extras["unet"] = results.card_table(results.read_results(unet_results))
     if validate:

@@ -1,6 +1,6 @@
 """Export the dataset back to files, for tools that do not read `datasets`.
 
-Two formats, from a built folder, a Hub repo id or anything `load_dataset` accepts:
+Three formats, from a built folder, a Hub repo id or anything `load_dataset` accepts:
 
     coco     OUT/annotations/<split>.json (COCO: images, categories, annotations with
              compressed RLE, per-image licences) and OUT/images/<file_name> (the original
@@ -14,6 +14,9 @@ Two formats, from a built folder, a Hub repo id or anything `load_dataset` accep
     folder   OUT/<split>/<image_id>/image.png and mask_<class>.png (8-bit, 0 or 255, the
              image's size) for every class mask the record has. A class annotated without
              a mask upstream has no file; the export counts and logs them.
+    fiftyone FiftyOne's own export layout (fiftyone.types.FiftyOneDataset) plus fiftyone.yml,
+             the companion repo's card and LICENSE.md: see `fiftyone_export` (FiftyOne is an
+             optional extra, imported only for this format).
 
 OUT appears only when the export has succeeded, and an existing OUT is never
 overwritten (see `staging`).
@@ -31,13 +34,13 @@ import numpy as np
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import staging
+from covid_chestxray_seg_tools import fiftyone_companion, staging
 from covid_chestxray_seg_tools.errors import CovidSegError
 from covid_chestxray_seg_tools.source import load_splits
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("coco", "folder")
+FORMATS = ("coco", "folder", "fiftyone")
 
 
 class ExportError(CovidSegError, ValueError):
@@ -191,6 +194,9 @@ def export(
         raise ExportError("--classes applies to --format folder only (a COCO export writes every class)")
     if upstream_form and format != "coco":
         raise ExportError("--upstream-form applies to --format coco only")
+    if format == "fiftyone":
+        written = fiftyone_companion.exporter().export_fiftyone(source=source, out=out, splits=splits)
+        return written.counts()
     loaded = load_splits(source=source, splits=splits)
     with staging.staged(out, replace=False) as folder:
         if format == "coco":

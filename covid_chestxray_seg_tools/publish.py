@@ -22,7 +22,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, Repository
 from huggingface_hub.utils import validate_repo_id
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools import fiftyone_companion, layout
 from covid_chestxray_seg_tools.card.render import card_for_repo
 from covid_chestxray_seg_tools.errors import CovidSegError, describe
 
@@ -46,7 +46,8 @@ class LocalFile:
     content: bytes | None = None  # what is uploaded instead of the file, when publishing changes it
 
 
-def _local_file(path: Path, data: bytes, *, changed: bool = False) -> LocalFile:
+def local_file(path: Path, data: bytes, *, changed: bool = False) -> LocalFile:
+    """`data`, read from `path` (or what publishing makes of it, `changed`), with its hashes."""
     return LocalFile(
         path, len(data), hashlib.sha256(data).hexdigest(), recipe.git_blob_sha1(data), data if changed else None
     )
@@ -67,6 +68,9 @@ class Plan:
     add: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    # Folders whose whole content the published files own: a remote file there that is not
+    # local any more is deleted.
+    owned: tuple[str, ...] = layout.BUILT_FOLDERS
 
     @property
     def changes(self) -> bool:
@@ -85,18 +89,66 @@ def publish(
     dry_run: bool = False,
     verify: bool = True,
     say: Callable[[str], None] = print,
+    fiftyone_repo_id: str | None = None,
+    tools_url: str | None = None,
 ) -> str | None:
-    """Publish `folder` to `repo_id`; returns the commit id that holds it (None on a dry run)."""
+    """Publish `folder` to `repo_id`; returns the commit id that holds it (None on a dry run).
+    The card's FiftyOne section names `fiftyone_repo_id` (default: `repo_id` + "-fiftyone");
+    `tools_url`, when given, replaces the tools' repository URL the card names (see `local_files`)."""
     check_repo_id(repo_id=repo_id)
     if not commit_message.strip():
         raise PublishError("--commit-message must not be empty")
-    local = local_files(folder=Path(folder), repo_id=repo_id)
+    local = local_files(folder=Path(folder), repo_id=repo_id, fiftyone_repo_id=fiftyone_repo_id, tools_url=tools_url)
     if not token and not dry_run:
         raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token")
     check_card(folder=Path(folder))
+    return push_files(
+        local=local,
+        repo_id=repo_id,
+        token=token,
+        private=private,
+        revision=revision,
+        create_pr=create_pr,
+        commit_message=commit_message,
+        dry_run=dry_run,
+        verify=verify,
+        say=say,
+        load_back=lambda commit: verify_load(repo_id=repo_id, revision=commit, token=token, folder=Path(folder)),
+    )
+
+
+def push_files(
+    *,
+    local: dict[str, LocalFile],
+    repo_id: str,
+    token: str | None,
+    private: bool,
+    revision: str,
+    create_pr: bool,
+    commit_message: str,
+    dry_run: bool,
+    verify: bool,
+    say: Callable[[str], None],
+    owned: tuple[str, ...] = layout.BUILT_FOLDERS,
+    load_back: Callable[[str], str] | None = None,
+) -> str | None:
+    """Make `repo_id`@`revision` hold `local` in one commit (none when it holds them already).
+
+    Args:
+        local: repo path -> file, checked by the caller.
+        repo_id, token, private, revision, create_pr, commit_message, dry_run, say: as `publish`.
+        verify: compare the remote files with `local` afterwards, then call `load_back`.
+        owned: folders whose remote files that are not in `local` are deleted in the commit.
+        load_back: loads the published commit back; returns what it found, for `say`.
+
+    Returns:
+        The commit that holds the files (None on a dry run).
+
+    Raises:
+        PublishError: the Hub refused, answered something unexpected, or differs afterwards.
+    """
     try:
         return _publish_checked(
-            folder=Path(folder),
             local=local,
             repo_id=repo_id,
             token=token,
@@ -107,6 +159,8 @@ def publish(
             dry_run=dry_run,
             verify=verify,
             say=say,
+            owned=owned,
+            load_back=load_back,
         )
     except PublishError:
         raise
@@ -121,7 +175,6 @@ def publish(
 
 def _publish_checked(
     *,
-    folder: Path,
     local: dict,
     repo_id: str,
     token: str | None,
@@ -132,19 +185,21 @@ def _publish_checked(
     dry_run: bool,
     verify: bool,
     say: Callable[[str], None],
+    owned: tuple[str, ...],
+    load_back: Callable[[str], str] | None,
 ) -> str | None:
     api = HfApi(token=token or False)
-    plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local)
+    plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
     say(format_plan(plan=plan, local=local, repo_id=repo_id, revision=revision))
     if dry_run:
         say("dry run: nothing was written")
         return None
     if not plan.repo_exists:
         api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
-        plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local)
+        plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
     if not plan.branch_exists and not create_pr:
         api.create_branch(repo_id, repo_type=REPO_TYPE, branch=revision, exist_ok=True)
-        plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local)
+        plan = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=owned)
     if plan.changes:
         commit = commit_plan(
             api=api,
@@ -160,9 +215,10 @@ def _publish_checked(
         say(f"nothing to commit: {repo_id}@{revision} already holds these files")
         commit = plan.head
     if verify:
-        verify_remote(api=api, repo_id=repo_id, revision=commit, local=local)
+        verify_remote(api=api, repo_id=repo_id, revision=commit, local=local, owned=owned)
         say(f"verified: {len(local)} remote files equal the local ones")
-        say(verify_load(repo_id=repo_id, revision=commit, token=token, folder=folder))
+        if load_back is not None:
+            say(load_back(commit))
     return commit
 
 
@@ -177,9 +233,13 @@ def check_repo_id(*, repo_id: str) -> None:
         )
 
 
-def local_files(*, folder: Path, repo_id: str) -> dict[str, LocalFile]:
+def local_files(
+    *, folder: Path, repo_id: str, fiftyone_repo_id: str | None = None, tools_url: str | None = None
+) -> dict[str, LocalFile]:
     """The built folder's files by repo path, after checking it is a complete build of this builder;
-    the card's code names `repo_id`, whatever repo it was built for."""
+    the card's code names `repo_id`, whatever repo it was built for, its FiftyOne section
+    `fiftyone_repo_id` (default: `repo_id` + "-fiftyone"), and `tools_url` (when given) as the
+    repository to install `covid-seg` from, whatever URL it was built with."""
     if not folder.is_dir():
         raise PublishError(f"{folder} does not exist: build it first with `covid-seg build --out {folder}`")
     files = {}
@@ -193,10 +253,13 @@ def local_files(*, folder: Path, repo_id: str) -> dict[str, LocalFile]:
             )
         data = path.read_bytes()
         if relative == layout.CARD_FILENAME:
-            card = card_for_repo(data.decode("utf-8"), repo_id).encode("utf-8")
-            files[relative] = _local_file(path, card, changed=card != data)
+            card = card_for_repo(data.decode("utf-8"), repo_id, tools_url=tools_url)
+            card = fiftyone_companion.link_companion(
+                card, fiftyone_repo_id or fiftyone_companion.companion_repo_id(repo_id)
+            ).encode("utf-8")
+            files[relative] = local_file(path, card, changed=card != data)
         else:
-            files[relative] = _local_file(path, data)
+            files[relative] = local_file(path, data)
     missing = [name for name in layout.REQUIRED_FILES if name not in files]
     if missing or not any(name.startswith("data/") and name.endswith(".parquet") for name in files):
         raise PublishError(
@@ -233,33 +296,41 @@ def check_card(*, folder: Path) -> None:
         ) from None
 
 
-def make_plan(*, api: HfApi, repo_id: str, revision: str, local: dict[str, LocalFile]) -> Plan:
-    """Compare the local files with the repo's at `revision`."""
+def make_plan(
+    *,
+    api: HfApi,
+    repo_id: str,
+    revision: str,
+    local: dict[str, LocalFile],
+    owned: tuple[str, ...] = layout.BUILT_FOLDERS,
+) -> Plan:
+    """Compare the local files with the repo's at `revision`; remote files in `owned` folders
+    that are not local are to be deleted."""
     try:
         info = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision)
     except RevisionNotFoundError:
-        return Plan(head=None, repo_exists=True, branch_exists=False, add=sorted(local))
+        return Plan(head=None, repo_exists=True, branch_exists=False, add=sorted(local), owned=owned)
     except RepositoryNotFoundError:
         for other in ("model", "space"):
             if api.repo_exists(repo_id, repo_type=other):
                 raise PublishError(
                     f"{repo_id} exists as a {other} repository, not a dataset; choose another --repo-id"
                 ) from None
-        return Plan(head=None, repo_exists=False, branch_exists=False, add=sorted(local))
+        return Plan(head=None, repo_exists=False, branch_exists=False, add=sorted(local), owned=owned)
     remote = remote_files(api=api, repo_id=repo_id, revision=info.sha)
-    plan = Plan(head=info.sha, repo_exists=True, branch_exists=True)
+    plan = Plan(head=info.sha, repo_exists=True, branch_exists=True, owned=owned)
     for name, file in local.items():
         (plan.unchanged if _same(file, remote.get(name)) else plan.add).append(name)
-    plan.delete = stale_files(remote=remote, local=local)
+    plan.delete = stale_files(remote=remote, local=local, owned=owned)
     return plan
 
 
-def stale_files(*, remote: Mapping[str, RemoteFile], local: Mapping[str, LocalFile]) -> list[str]:
-    """Remote files a publish removes: what the build owns (data/, assets/) but no longer has,
-    and any loading script."""
-    return sorted(
-        name for name in remote if name not in local and (name.startswith(layout.BUILT_FOLDERS) or name.endswith(".py"))
-    )
+def stale_files(
+    *, remote: Mapping[str, RemoteFile], local: Mapping[str, LocalFile], owned: tuple[str, ...] = layout.BUILT_FOLDERS
+) -> list[str]:
+    """Remote files a publish removes: what the published files own (for a build: data/, assets/)
+    but no longer has, and any loading script."""
+    return sorted(name for name in remote if name not in local and (name.startswith(owned) or name.endswith(".py")))
 
 
 def remote_files(*, api: HfApi, repo_id: str, revision: str) -> dict[str, RemoteFile]:
@@ -358,18 +429,25 @@ def _landed(*, api: HfApi, repo_id: str, revision: str, plan: Plan, local, creat
     head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision).sha
     if head == plan.head:
         return None
-    again = make_plan(api=api, repo_id=repo_id, revision=revision, local=local)
+    again = make_plan(api=api, repo_id=repo_id, revision=revision, local=local, owned=plan.owned)
     return head if not again.changes else None
 
 
-def verify_remote(*, api: HfApi, repo_id: str, revision: str, local: dict[str, LocalFile]) -> None:
+def verify_remote(
+    *,
+    api: HfApi,
+    repo_id: str,
+    revision: str,
+    local: dict[str, LocalFile],
+    owned: tuple[str, ...] = layout.BUILT_FOLDERS,
+) -> None:
     remote = remote_files(api=api, repo_id=repo_id, revision=revision)
     for name, file in local.items():
         if name not in remote:
             raise PublishError(f"verification failed: {name} is missing from {repo_id}@{revision}")
         if not _same(file, remote[name]):
             raise PublishError(f"verification failed: {name} on {repo_id}@{revision} differs from the local file")
-    extra = stale_files(remote=remote, local=local)
+    extra = stale_files(remote=remote, local=local, owned=owned)
     if extra:
         raise PublishError(f"verification failed: {repo_id}@{revision} still holds {', '.join(extra)}")
 

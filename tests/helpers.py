@@ -4,11 +4,13 @@ built folders and of upstream's crops, the torch switch."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import crops, layout
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +52,40 @@ def parquet_rows(
 ) -> list[dict]:
     """The raw rows of a built folder's config (image and mask bytes undecoded), one split or all."""
     return layout.read_rows(folder, split, columns=columns, config=config)
+
+
+def write_truth_folder(
+    build: Path,
+    out: Path,
+    splits: Sequence[str],
+    *,
+    change: Callable[[int, str, np.ndarray], np.ndarray] | None = None,
+) -> Path:
+    """The ground truth of a built folder as predictions in the folder layout `covid-seg evaluate`
+    reads: OUT/<split>/<image_id>/<mask column>.png, the stored PNG of every mask that is not
+    null. `change(image_id, column, mask)` gives the mask to write instead (decoded, re-encoded)."""
+    for split in splits:
+        for row in layout.iter_rows(build, split, columns=["image_id", *recipe.MASK_COLUMNS]):
+            folder = out / split / str(row["image_id"])
+            folder.mkdir(parents=True)
+            for column in recipe.MASK_COLUMNS:
+                if row[column] is None:
+                    continue
+                data = row[column]["bytes"]
+                if change is not None:
+                    data = recipe.encode_mask_png(change(row["image_id"], column, recipe.decode_mask(data)))
+                (folder / f"{column}.png").write_bytes(data)
+    return out
+
+
+def shifted(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """`mask` moved down by dy and right by dx; what leaves the image is lost, the rest is empty."""
+    out = np.zeros_like(mask)
+    height, width = mask.shape
+    out[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = mask[
+        max(-dy, 0) : height - max(dy, 0), max(-dx, 0) : width - max(dx, 0)
+    ]
+    return out
 
 
 def require_torch():

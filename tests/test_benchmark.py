@@ -44,6 +44,10 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
     assert results["load"]["floor_seconds"] > 0 and results["load"]["floor_ratio"] > 0
     assert 0 < results["size"]["size_256_fraction"] < 1
     assert results["size"]["built_bytes"] + results["size"]["size_256_bytes"] == results["size"]["folder_bytes"]
+    # evaluate, on the fixture's one test image and its two development images (cv): the
+    # scoring that reads every column gives the same scores.
+    assert {split: results["evaluate"][split]["images"] for split in ("test", "cv")} == {"test": 1, "cv": 2}
+    assert all(results["evaluate"][split]["same_scores"] is True for split in ("test", "cv"))
     assert set(results["targets"]) == {
         "build_speedup",
         "load_speedup",
@@ -58,6 +62,7 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
     table = capsys.readouterr().out
     assert "| build (s) |" in table and "targets: " in table and "machine: " in table
     assert "| one epoch, image + 14 masks as tensors at 256 x 256 (s) |" in table
+    assert "| evaluate `--split cv`, atlas predictions, 2 images (s) |" in table
 
 
 @pytest.mark.slow

@@ -206,18 +206,18 @@ def test_template_without_a_generated_block_is_refused(tmp_path, capsys):
 
 def test_ci_runs_the_readme_commands():
     """The README promises two commands for a fresh machine (set up with the download, test),
-    the same set-up offline, then the datasets 3.x check; CI runs the offline set-up, the
-    tests and the check, in that order."""
+    the same set-up offline, then the datasets 3.x and FiftyOne checks; CI runs the offline
+    set-up, the tests and the checks, in that order."""
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Two commands")[1].split("\n## ")[0]
     commands = re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
-    assert len(commands) == 4, commands
-    online, tests, offline, compat = commands
-    assert tests == ".venv/bin/python -m pytest" and "compat/datasets3" in compat
+    assert len(commands) == 5, commands
+    online, tests, offline, compat, fiftyone = commands
+    assert tests == ".venv/bin/python -m pytest" and "compat/datasets3" in compat and "compat/fiftyone" in fiftyone
     # The offline set-up is the online one with local copies of both sources.
     local = re.sub(r" --(data-dir|severity-file) \S+", "", offline)
     assert local == online and "--data-dir ../shared/data/" in offline and "--severity-file ../shared/data/" in offline
     ci = (REPO / ".ci" / "run").read_text().splitlines()
-    ran = [offline, tests, compat]
+    ran = [offline, tests, compat, fiftyone]
     assert all(command in ci for command in ran), [c for c in ran if c not in ci]
     assert [ci.index(command) for command in ran] == sorted(ci.index(command) for command in ran)

@@ -288,7 +288,9 @@ def test_citation_cff_agrees_with_the_builder_and_the_card(fixture_build):
 def test_a_card_published_to_another_repo_names_it_in_the_citation_too(fixture_build):
     card = render.card_for_repo(card_text(fixture_build), "acme/cxr")
     assert "https://huggingface.co/datasets/acme/cxr}" in card
-    assert "huggingface.co/datasets/ORG/" not in card
+    assert not re.search(r"huggingface\.co/datasets/ORG/covid-chestxray-seg(?![\w.-])", card)
+    # Another repo's link (the FiftyOne companion's) is not this dataset's page: publish names it apart.
+    assert "https://huggingface.co/datasets/ORG/covid-chestxray-seg-fiftyone)" in card
 
 
 def test_the_provenance_says_what_the_manifest_check_covers(fixture_build):

@@ -1,5 +1,7 @@
-"""covid-seg evaluate and the atlas baseline: metrics by hand, the ground truth scoring itself,
-a shifted mask, the skip rules, the patient bootstrap, bad predictions, the atlas."""
+"""covid-seg evaluate and the atlas baseline on the test split: metrics by hand, the ground truth
+scoring itself, a shifted mask, the skip rules, the patient bootstrap, bad predictions, the atlas.
+Cross-validation, classes, comparison and the per-image CSV: test_protocol.py; NSD and clDice
+against their references: test_metrics.py."""
 
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from PIL import Image
 from scipy import ndimage
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import baseline, evaluate
+from covid_chestxray_seg_tools import baseline, evaluate, layout
 from covid_chestxray_seg_tools.cli import main as covid_seg
-from tests.helpers import parquet_rows
+from tests.helpers import parquet_rows, shifted
 
 SPLIT = "test"
 
@@ -51,9 +53,24 @@ def test_distances_of_a_pixel_and_a_bar_by_hand():
     prediction[5, 5:8] = True
     # prediction -> truth: 0, 1, 2; truth -> prediction: 0. HD95 (MONAI): the larger of the two
     # directions' 95th percentiles, linear interpolation: 1 + 0.9 * (2 - 1) = 1.9.
-    # ASSD: (0 + 1 + 2 + 0) / 4. Dice 2 * 1 / (3 + 1), IoU 1 / 3.
+    # ASSD: (0 + 1 + 2 + 0) / 4. Dice 2 * 1 / (3 + 1), IoU 1 / 3. The diagonal is sqrt(200):
+    # the default NSD tolerance, 1 % of it, is 0.14 px, so only the two distances of 0 count;
+    # at 15 % (2.1 px) all four do.
     scores = evaluate.pair_scores(prediction=prediction, truth=truth)
-    assert scores == pytest.approx({"dice": 0.5, "iou": 1 / 3, "hd95": 1.9, "assd": 0.75})
+    diagonal = np.sqrt(200)
+    assert scores.as_dict() == pytest.approx(
+        {
+            "dice": 0.5,
+            "iou": 1 / 3,
+            "nsd": 0.5,
+            "cldice": None,
+            "hd95": 1.9,
+            "assd": 0.75,
+            "hd95_pct": 190 / diagonal,
+            "assd_pct": 75 / diagonal,
+        }
+    )
+    assert evaluate.pair_scores(prediction=prediction, truth=truth, tolerance_pct=15).nsd == 1.0
     to_truth, to_prediction = evaluate.surface_distances(prediction=prediction, truth=truth)
     assert sorted(to_truth) == [0, 1, 2] and list(to_prediction) == [0]
 
@@ -63,11 +80,15 @@ def test_distances_are_euclidean_in_pixels_up_to_the_image_border():
     truth[0, 0] = True
     prediction = np.zeros((6, 6), dtype=bool)
     prediction[3, 4] = True
-    assert evaluate.pair_scores(prediction=prediction, truth=truth) == {
+    assert evaluate.pair_scores(prediction=prediction, truth=truth).as_dict() == {
         "dice": 0.0,
         "iou": 0.0,
+        "nsd": 0.0,
+        "cldice": None,
         "hd95": 5.0,
         "assd": 5.0,
+        "hd95_pct": 500 / np.hypot(6, 6),
+        "assd_pct": 500 / np.hypot(6, 6),
     }
 
 
@@ -91,8 +112,19 @@ def test_empty_masks_are_skipped_or_have_no_distance():
     some[2, 2] = True
     assert evaluate.pair_scores(prediction=empty, truth=empty) is None
     assert evaluate.pair_scores(prediction=None, truth=empty) is None
-    assert evaluate.pair_scores(prediction=None, truth=some) == {"dice": 0.0, "iou": 0.0, "hd95": None, "assd": None}
-    assert evaluate.pair_scores(prediction=some, truth=empty) == {"dice": 0.0, "iou": 0.0, "hd95": None, "assd": None}
+    one_side = {
+        "dice": 0.0,
+        "iou": 0.0,
+        "nsd": 0.0,
+        "cldice": None,
+        "hd95": None,
+        "assd": None,
+        "hd95_pct": None,
+        "assd_pct": None,
+    }
+    assert evaluate.pair_scores(prediction=None, truth=some).as_dict() == one_side
+    assert evaluate.pair_scores(prediction=some, truth=empty).as_dict() == one_side
+    assert evaluate.pair_scores(prediction=some, truth=empty, centreline=True).as_dict() == {**one_side, "cldice": 0.0}
     with pytest.raises(ValueError, match=r"prediction \(4, 5\) and truth \(5, 5\) differ in size"):
         evaluate.pair_scores(prediction=np.ones((4, 5), dtype=bool), truth=some)
 
@@ -127,15 +159,21 @@ def truth_folder(real_build, tmp_path_factory) -> Path:
 
 
 def expected_counts(build: Path) -> dict[str, int]:
-    """Skip counts of the ground truth scored against itself, straight from the Parquet rows."""
-    counts = {"null": 0, "empty": 0, "scored": 0}
-    for row in parquet_rows(build, SPLIT, columns=list(recipe.MASK_COLUMNS)):
+    """Skip counts of the ground truth scored against itself, straight from the Parquet rows
+    (a pair the build flags `missing:<mask column>` is skipped as flagged, where it has flags)."""
+    flags = ["quality_flags"] if "quality_flags" in pq.read_schema(layout.shard_paths(build, SPLIT)[0]).names else []
+    counts = {"null": 0, "flagged": 0, "empty": 0, "scored": 0}
+    for row in parquet_rows(build, SPLIT, columns=[*recipe.MASK_COLUMNS, *flags]):
         for column in recipe.MASK_COLUMNS:
             mask = recipe.decode_mask(row[column])
-            counts["null" if mask is None else "scored" if mask.any() else "empty"] += 1
+            if f"missing:{column}" in (row.get("quality_flags") or ()):
+                counts["flagged"] += 1
+            else:
+                counts["null" if mask is None else "scored" if mask.any() else "empty"] += 1
     return counts
 
 
+@pytest.mark.slow
 def test_the_ground_truth_scores_dice_1(real_build, truth_folder, tmp_path, capsys):
     report = tmp_path / "scores.json"
     args = ["--source", str(real_build), "--split", SPLIT, "--predictions", str(truth_folder), "--json", str(report)]
@@ -143,51 +181,48 @@ def test_the_ground_truth_scores_dice_1(real_build, truth_folder, tmp_path, caps
     table = capsys.readouterr().out
     result = json.loads(report.read_text())
     assert table == evaluate.format_markdown(result)
-    assert result["split"] == SPLIT and list(result["classes"]) == list(recipe.CLASSES)
+    assert result["split"] == SPLIT and result["fold"] is None and list(result["classes"]) == list(recipe.CLASSES)
+    assert result["not_predicted"] == []  # the export writes a file for every class
     for name, entry in result["classes"].items():
         if entry["n"]:
-            assert entry["dice"] == {"mean": 1.0, "ci95": [1.0, 1.0], "n": entry["n"]}, name
-            assert entry["iou"]["mean"] == 1.0 and entry["hd95"]["mean"] == 0.0 and entry["assd"]["mean"] == 0.0, name
-            assert entry["hd95"]["n"] == entry["n"]
+            for metric in ("dice", "iou", "nsd"):
+                assert entry[metric] == {"mean": 1.0, "ci95": [1.0, 1.0], "n": entry["n"]}, (name, metric)
+            for metric in evaluate.DISTANCE_METRICS:
+                assert entry[metric] == {"mean": 0.0, "ci95": [0.0, 0.0], "n": entry["n"]}, (name, metric)
+            if name in evaluate.TUBULAR_CLASSES:
+                assert entry["cldice"]["mean"] == 1.0, name
+            else:
+                assert entry["cldice"] == {"mean": None, "ci95": None, "n": 0}, name
         else:
             assert entry["dice"] == {"mean": None, "ci95": None, "n": 0}, name
     expected = expected_counts(real_build)
     counts = result["counts"]
-    assert (counts["skipped_null_truth"], counts["skipped_both_empty"], counts["scored"]) == (
-        expected["null"],
-        expected["empty"],
-        expected["scored"],
-    )
-    # The real test split: 16 images of 10 patients; 4 probe annotations without mask.
     assert (
-        counts["images"],
-        counts["patients"],
         counts["skipped_null_truth"],
+        counts["skipped_flagged_missing"],
         counts["skipped_both_empty"],
         counts["scored"],
-    ) == (16, 10, 4, 123, 97)
+    ) == (expected["null"], expected["flagged"], expected["empty"], expected["scored"])
+    # The real test split: 16 images of 10 patients; 4 probe annotations without mask; 123 pairs
+    # with both masks empty, among them any the build flags as missing.
+    assert (counts["images"], counts["patients"], counts["skipped_null_truth"], counts["scored"]) == (16, 10, 4, 97)
+    assert counts["skipped_flagged_missing"] + counts["skipped_both_empty"] == 123
     assert counts["distance_missing_one_side_empty"] == 0
+    assert "| Left Lung | 16 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | n/a |" in table
+    assert "| Left Lung | 16 | 0.0 [0.0, 0.0] | 0.00 [0.00, 0.00] | 0.0 [0.0, 0.0] | 0.00 [0.00, 0.00] |" in table
     assert (
-        "| Left Lung | 16 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 16 | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] |"
-        in table
+        "| Tubings | 3 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] |"
+        in (table)
     )
-    assert "| Chest Tube | 0 | – | – | 0 | – | – |" in table
+    assert "| Chest Tube | 0 | – | – | – | – |" in table
     assert (
-        "4 pairs whose ground truth is null (annotated without mask), 123 where prediction and truth are both empty"
-        in table
+        f"4 pairs whose ground truth is null (annotated without mask), {counts['skipped_flagged_missing']} whose class "
+        f"the build flags as missing on the image, {counts['skipped_both_empty']} where prediction and truth are both "
+        "empty" in table
     )
 
 
-def shifted(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """`mask` moved down by dy and right by dx; what leaves the image is lost, the rest is empty."""
-    out = np.zeros_like(mask)
-    height, width = mask.shape
-    out[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = mask[
-        max(-dy, 0) : height - max(dy, 0), max(-dx, 0) : width - max(dx, 0)
-    ]
-    return out
-
-
+@pytest.mark.slow
 def test_a_shifted_mask_scores_its_hand_computed_dice(real_build, truth_folder, tmp_path):
     # One image of the test split, scored alone: its folder copied, its left lung moved.
     image_id = min(int(folder.name) for folder in (truth_folder / SPLIT).iterdir())
@@ -207,9 +242,11 @@ def test_a_shifted_mask_scores_its_hand_computed_dice(real_build, truth_folder, 
         for row in parquet_rows(real_build, SPLIT, columns=list(evaluate.TRUTH_COLUMNS))
         if row["image_id"] == image_id
     ]
-    sizes = evaluate.image_sizes(rows)
+    targets = evaluate.Targets(
+        images={SPLIT: {image_id: (rows[0]["width"], rows[0]["height"])}}, known={SPLIT: frozenset([image_id])}
+    )
     result = evaluate.score(
-        truth=rows, predictions=evaluate.load_predictions(path=predictions, split=SPLIT, sizes=sizes), split=SPLIT
+        truth=rows, predictions=evaluate.load_predictions(path=predictions, targets=targets), split=SPLIT
     )
     (scores,) = [image["classes"]["Left Lung"] for image in result["images"]]
     assert 0.5 < dice < 0.99
@@ -220,6 +257,20 @@ def test_a_shifted_mask_scores_its_hand_computed_dice(real_build, truth_folder, 
     to_moved = ndimage.distance_transform_edt(~edge_moved)[edge_truth]
     assert scores["hd95"] == pytest.approx(max(np.percentile(to_truth, 95), np.percentile(to_moved, 95)))
     assert scores["assd"] == pytest.approx(np.concatenate([to_truth, to_moved]).mean())
+    diagonal = np.hypot(*truth.shape)
+    assert scores["hd95_pct"] == pytest.approx(scores["hd95"] / diagonal * 100)
+    assert scores["assd_pct"] == pytest.approx(scores["assd"] / diagonal * 100)
+
+    def nsd(tolerance_pct):
+        tolerance = tolerance_pct / 100 * diagonal
+        within = np.count_nonzero(to_truth <= tolerance) + np.count_nonzero(to_moved <= tolerance)
+        return within / (to_truth.size + to_moved.size)
+
+    # The move, hypot(7, 12) = 13.9 px, is within 1 % of this image's diagonal (the default
+    # tolerance); at 0.5 % part of each surface is out.
+    assert scores["nsd"] == nsd(1.0) == 1.0
+    half = evaluate.pair_scores(prediction=moved, truth=truth, tolerance_pct=0.5).nsd
+    assert half == pytest.approx(nsd(0.5)) and 0.1 < half < 0.9
     assert result["classes"]["Left Lung"]["dice"] == {
         "mean": scores["dice"],
         "ci95": [scores["dice"], scores["dice"]],
@@ -240,16 +291,29 @@ def fixture_truth(fixture_build, tmp_path_factory) -> Path:
     return out
 
 
-def test_a_missing_class_file_is_an_empty_prediction_and_parquet_reads_the_same(fixture_build, fixture_truth, tmp_path):
+def test_a_class_without_files_is_not_predicted_unless_chosen_and_parquet_reads_the_same(
+    fixture_build, fixture_truth, tmp_path
+):
     predictions = tmp_path / "fewer"
     shutil.copytree(fixture_truth, predictions)
     (predictions / SPLIT / "83" / "mask_right_lung.png").unlink()
+    # No Right Lung file in any image folder: not predicted, so not scored (the fixture's test split is one image).
     result = evaluate.evaluate(source=str(fixture_build), split=SPLIT, predictions=predictions)
+    assert "Right Lung" not in result["classes"] and "Right Lung" in result["not_predicted"]
+    assert "Not predicted (no mask file in any image's predictions), so not scored: " in evaluate.format_markdown(
+        result
+    )
+    # Chosen with --classes, a missing file is an empty prediction.
+    result = evaluate.evaluate(
+        source=str(fixture_build), split=SPLIT, predictions=predictions, classes=["Right Lung", "mask_left_lung"]
+    )
+    assert list(result["classes"]) == ["Left Lung", "Right Lung"] and result["not_predicted"] == []
     right = result["classes"]["Right Lung"]
     assert right["n"] == 1 and right["dice"]["mean"] == 0.0 and right["iou"]["mean"] == 0.0
+    assert right["nsd"]["mean"] == 0.0
     assert right["hd95"] == {"mean": None, "ci95": None, "n": 0} and right["assd"]["n"] == 0
-    assert right["skipped"] == {"null_truth": 0, "both_empty": 0, "distance_one_side_empty": 1}
-    assert result["counts"]["distance_missing_one_side_empty"] == 1
+    assert right["skipped"] == {"null_truth": 0, "flagged_missing": 0, "both_empty": 0, "distance_one_side_empty": 1}
+    assert result["counts"]["distance_missing_one_side_empty"] == 1 and result["counts"]["pairs"] == 2
     assert "distances missing for 1 pairs where one of the two is empty" in evaluate.format_markdown(result)
     # The build itself as Parquet predictions, and a save_to_disk copy: the same numbers as its folder export.
     from_folder = evaluate.evaluate(source=str(fixture_build), split=SPLIT, predictions=fixture_truth)
@@ -386,19 +450,22 @@ def test_a_colour_or_palette_png_counts_any_non_zero_as_foreground(tmp_path):
 # --- the atlas ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_atlas_on_the_real_test_split(real_build):
     result = baseline.score_atlas(real_build)
     predictor = result["predictor"]
-    assert predictor["name"] == "atlas" and predictor["size"] == [256, 256]
+    assert predictor["name"] == "atlas" and predictor["size"] == [256, 256] and predictor["split"] == SPLIT
+    # One atlas, fitted on train + validation (69 + 15 images), predicting the 16 test images.
+    (model,) = predictor["models"]
+    assert (model["fold"], model["fit_images"], model["predicted_images"]) == (None, 84, 16)
     for name in ("Left Lung", "Right Lung", "Cardiomediastinum"):
-        assert predictor["classes"][name]["threshold"] in baseline.THRESHOLDS
+        assert model["classes"][name]["threshold"] in baseline.THRESHOLDS
         assert result["classes"][name]["dice"]["mean"] > 0.7, name
-    assert (
-        predictor["classes"]["Monitoring Probes"]["train_masks"] < predictor["classes"]["Left Lung"]["train_masks"]
-    )  # nulls left out
+    assert model["classes"]["Monitoring Probes"]["fit_masks"] < model["classes"]["Left Lung"]["fit_masks"]  # nulls
     table = evaluate.format_markdown(result)
-    assert table.startswith("| Class | n | Dice | IoU | n (distances) | HD95 (px) | ASSD (px) |\n")
-    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 2 + len(recipe.CLASSES)
+    assert table.startswith("| Class | n | Dice | IoU | NSD (1 % diag.) | clDice |\n")
+    assert "| Class | n (distances) | HD95 (px) | HD95 (% diag.) | ASSD (px) | ASSD (% diag.) |" in table
+    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 2 * (2 + len(recipe.CLASSES))
     # Seeded: each interval comes back, twice, from the per-image values resampled by patient.
     for name in recipe.CLASSES:
         for metric in evaluate.METRICS:
@@ -453,26 +520,42 @@ def test_the_atlas_reads_only_the_sizes_of_the_split_it_predicts(fixture_build, 
     calls = []
     load_rows = baseline.load_rows
 
-    def spy(*, source, split, columns):
+    def spy(*, source, split, columns, optional=()):
         calls.append((split, tuple(columns)))
-        return load_rows(source=source, split=split, columns=columns)
+        return load_rows(source=source, split=split, columns=columns, optional=optional)
 
     monkeypatch.setattr(baseline, "load_rows", spy)
     _, counts = baseline.atlas_predictions(source=str(fixture_build), out=tmp_path / "atlas", split=SPLIT)
-    assert calls == [("train", recipe.MASK_COLUMNS), (SPLIT, ("image_id", "width", "height"))]
+    fitting = ("image_id", *recipe.MASK_COLUMNS)
+    assert calls == [("train", fitting), ("validation", fitting), (SPLIT, ("image_id", "width", "height"))]
     assert counts == {"images": 1, "masks": 14, "empty masks": counts["empty masks"]}
     with Image.open(tmp_path / "atlas" / SPLIT / "83" / "mask_left_lung.png") as mask:
         assert mask.size == (790, 631)
 
 
-def test_help_has_both_modes_and_examples(capsys):
+def test_help_has_every_mode_and_examples(capsys):
     assert covid_seg(["evaluate", "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("--source", "--split", "--predictions", "--json", "--quiet", "--seed", "--samples"):
+    for option in (
+        "--source",
+        "--split",
+        "--fold",
+        "--predictions",
+        "--classes",
+        "--compare",
+        "--per-image",
+        "--nsd-tolerance",
+        "--json",
+        "--quiet",
+        "--seed",
+        "--samples",
+    ):
         assert option in text
     assert "covid-seg evaluate --source build --split test --predictions preds --json scores.json" in text
+    assert "covid-seg evaluate --source build --split cv --predictions preds-cv" in text
     assert covid_seg(["baseline", "atlas", "--help"]) == 0
     text = capsys.readouterr().out
     for option in ("--source", "--split", "--out", "--json", "--quiet"):
         assert option in text
     assert "covid-seg baseline atlas --source build --split test --out preds-atlas" in text
+    assert "covid-seg baseline atlas --source build --split cv --out preds-atlas-cv" in text

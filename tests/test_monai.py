@@ -157,3 +157,20 @@ def test_monais_surface_distances_give_evaluates_hd95_and_assd(atlas_pairs):
         assert assd == pytest.approx(scores["assd"], rel=1e-5, abs=1e-4)
         checked += 1
     assert checked > 10
+
+
+@pytest.mark.filterwarnings("ignore:the (prediction|ground truth) of class 0 is all 0:UserWarning")  # one mask empty
+def test_monais_surface_dice_gives_evaluates_nsd(atlas_pairs):
+    from monai.metrics import compute_surface_dice
+
+    partial = 0
+    for prediction, truth, scores in atlas_pairs:
+        tolerance = evaluate.tolerance_pixels(evaluate.DEFAULT_NSD_TOLERANCE_PCT, shape=truth.shape)
+        nsd = float(
+            compute_surface_dice(
+                as_batch(prediction), as_batch(truth), class_thresholds=[tolerance], include_background=True
+            )[0, 0]
+        )
+        assert nsd == pytest.approx(scores["nsd"], abs=1e-6)
+        partial += 0 < nsd < 1
+    assert partial > 10

@@ -11,6 +11,7 @@ import pytest
 from datasets.distributed import split_dataset_by_node
 
 import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import fiftyone_companion
 from covid_chestxray_seg_tools import publish as publishing
 from covid_chestxray_seg_tools.card.render import card_for_repo
 from covid_chestxray_seg_tools.cli import main as covid_seg
@@ -113,8 +114,10 @@ def test_republishing_a_change_is_one_commit_and_removes_stale_shards(hub, token
 
 
 def published_card(folder) -> bytes:
-    """The built card as publishing to REPO_ID makes it: its code names REPO_ID."""
-    return card_for_repo((folder / "README.md").read_text(encoding="utf-8"), REPO_ID).encode("utf-8")
+    """The built card as publishing to REPO_ID makes it: its code names REPO_ID, its FiftyOne
+    section REPO_ID's companion."""
+    card = card_for_repo((folder / "README.md").read_text(encoding="utf-8"), REPO_ID)
+    return fiftyone_companion.link_companion(card, fiftyone_companion.companion_repo_id(REPO_ID)).encode("utf-8")
 
 
 def test_publishing_writes_the_repo_id_into_the_card(hub, token, fixture_build):

@@ -15,7 +15,7 @@ from covid_chestxray_seg_tools.baseline import score_atlas
 from covid_chestxray_seg_tools.card.legend import LEGEND_PATH
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.crops import structure_rows
-from covid_chestxray_seg_tools.evaluate import format_markdown
+from covid_chestxray_seg_tools.evaluate import format_results
 from tests.helpers import REPO, SHARED_ARGS, SHARED_DIR, crop_masks, parquet_rows
 
 
@@ -107,11 +107,17 @@ def test_full_builds_are_byte_identical(real_build, tmp_path):
         assert (real_build / name).read_bytes() == (again / name).read_bytes(), name
 
 
-def test_the_card_shows_the_atlas_baseline_scored_on_test(real_build):
+def test_the_card_shows_the_atlas_baseline_on_test_and_under_cross_validation(real_build):
     card = (real_build / "README.md").read_text()
-    table = format_markdown(score_atlas(real_build))
+    table = format_results([score_atlas(real_build), score_atlas(real_build, split="cv")])
     assert table.strip() in card
-    assert "| Left Lung | 16 |" in table and "Split `test`: 16 images of 10 patients" in table
+    # Each class's test row, then its cross-validation row.
+    lines = table.splitlines()
+    test_row = next(index for index, line in enumerate(lines) if line.startswith("| Left Lung | `test` | 16 |"))
+    assert lines[test_row + 1].startswith("| Left Lung | `cv` | ")
+    assert "| Class | fold 0 (17 images) |" in table
+    assert "Split `test`: 16 images of 10 patients" in table
+    assert "Cross-validation (`cv`, out-of-fold predictions, 5 folds): 84 images of 63 patients" in table
 
 
 def test_licence_file_and_licensed_config_agree_with_the_rows(real_build):

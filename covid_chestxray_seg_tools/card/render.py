@@ -35,6 +35,11 @@ BEGIN, END = "<!-- BEGIN GENERATED: {} -->", "<!-- END GENERATED: {} -->"
 # Where the template's code names the dataset: the repo id it is built (or published) for.
 REPO_ID_TOKEN = "__REPO_ID__"
 DEFAULT_REPO_ID = "ORG/covid-chestxray-seg"
+# Where the template names the repository of these tools (people install `covid-seg` from it).
+# The default is a placeholder like DEFAULT_REPO_ID's ORG; its owner (OWNER, on GitHub) need not
+# be the Hub organisation, and a card published to another repo id names ORG nowhere.
+TOOLS_URL_TOKEN = "__TOOLS_URL__"
+DEFAULT_TOOLS_URL = "https://github.com/OWNER/covid-chestxray-seg"
 LICENSE_NAME = "cc-by-4.0-annotations-per-image-licences"
 TEMPLATE = Path(__file__).with_name("template.md")
 
@@ -221,9 +226,11 @@ def render_card(
     report,
     extras: dict | None = None,
     repo_id: str = DEFAULT_REPO_ID,
+    tools_url: str = DEFAULT_TOOLS_URL,
 ) -> str:
-    """The template with a fresh YAML header, every generated block filled in and `repo_id`
-    wherever the code names the dataset."""
+    """The template with a fresh YAML header, every generated block filled in, `repo_id`
+    wherever the code names the dataset and `tools_url` wherever it names these tools."""
+    check_tools_url(tools_url)
     try:
         text = template.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -231,21 +238,62 @@ def render_card(
     body = DatasetCard(text).text if text.startswith("---") else text
     for name, content in generated_blocks(infos=infos, stats=stats, report=report, extras=extras or {}).items():
         body = fill_block(body, name, content, template=template)
-    body = body.replace(REPO_ID_TOKEN, repo_id)
+    body = body.replace(REPO_ID_TOKEN, repo_id).replace(TOOLS_URL_TOKEN, tools_url)
     card = DatasetCard(f"---\n{card_data(infos, folder).to_yaml()}\n---\n{body.lstrip()}")
     return str(card)
 
 
 _LOAD_CALL = re.compile(r"""(load_dataset\(\s*)(["'])([^"']+)\2""")
-# The citation's link to the dataset: https://huggingface.co/datasets/ORG/NAME
-_DATASET_URL = re.compile(r"(https://huggingface\.co/datasets/)[\w.-]+/[\w.-]+")
+# `covid-seg ... --source ORG/NAME` in the card's commands (a repo id, never a local folder there).
+_SOURCE_OPTION = re.compile(r"(--source\s+)[A-Za-z0-9][\w.-]*/[\w.-]+")
+# The install line names the tools' URL; its other mentions are found from there.
+_INSTALL_LINE = re.compile(r"""covid-chestxray-seg @ git\+([^\s"']+)""")
+_TOOLS_URL = re.compile(r"(https?|ssh|git|file)://[^\s\"'<>()\[\]`]+")
 
 
-def card_for_repo(card: str, repo_id: str) -> str:
-    """The card with every `load_dataset("...")` and every link to the dataset's Hub page naming
-    `repo_id`: a card built for one repo (or none) is published to another."""
+def check_tools_url(url: str) -> str:
+    """`url`, checked to be a URL pip can install from with `git+` (http(s), ssh, git or file).
+
+    Raises:
+        CardError: it is not.
+    """
+    if not _TOOLS_URL.fullmatch(url):
+        raise CardError(
+            f"--tools-url {url!r}: not a repository URL pip installs from with git+ "
+            "(https://, ssh://, git:// or file://, without spaces or quotes)"
+        )
+    return url
+
+
+def card_for_repo(card: str, repo_id: str, *, tools_url: str | None = None) -> str:
+    """The card with every `load_dataset("...")`, `--source` and link to the dataset's Hub page
+    (the citation's) naming `repo_id` (a card built for one repo, or none, is published to
+    another), and, when given, `tools_url` wherever the card names the tools' repository. Links
+    to other repos (the FiftyOne companion's) stay as they are.
+
+    Raises:
+        CardError: `tools_url` is not a URL pip installs from, or the card names no tools URL
+            to replace (a build of an older version).
+    """
+    built_for = _LOAD_CALL.search(card)
     card = _LOAD_CALL.sub(lambda match: f"{match.group(1)}{match.group(2)}{repo_id}{match.group(2)}", card)
-    return _DATASET_URL.sub(lambda match: f"{match.group(1)}{repo_id}", card)
+    card = _SOURCE_OPTION.sub(lambda match: f"{match.group(1)}{repo_id}", card)
+    if built_for is not None:
+        # The repo id the card was built for, whole: "ORG/NAME-fiftyone" is another repo.
+        page = re.compile(rf"(https://huggingface\.co/datasets/){re.escape(built_for.group(3))}(?![\w.-])")
+        card = page.sub(lambda match: f"{match.group(1)}{repo_id}", card)
+    if tools_url is None:
+        return card
+    check_tools_url(tools_url)
+    found = _INSTALL_LINE.search(card)
+    if found is None:
+        raise CardError(
+            '--tools-url: the card names no tools URL to replace (no `pip install "covid-chestxray-seg @ git+URL"`); '
+            "rebuild it with `covid-seg build --tools-url URL`"
+        )
+    # The old URL where it stands alone: not where it is the start of a longer URL.
+    mentions = re.compile(re.escape(found.group(1)) + r"(?![\w./-])")
+    return mentions.sub(lambda _: tools_url, card)
 
 
 def fill_block(body: str, name: str, content: str, *, template: Path) -> str:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from covid_chestxray_seg_tools import baseline
+import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import baseline, evaluate
 from covid_chestxray_seg_tools.cli import baseline_unet, options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 
 __all__ = ["register", "run_atlas"]
 
 EXAMPLES = """\
-  # the mean-shape atlas: fit on the train split, write its test predictions, then score them
+  # the mean-shape atlas: fit on train + validation, write its test predictions, then score them
   covid-seg baseline atlas --source build --split test --out preds-atlas
   covid-seg evaluate --source build --split test --predictions preds-atlas
+
+  # cross-validation: one atlas per fold, fitted on the other four folds, out-of-fold predictions
+  covid-seg baseline atlas --source build --split cv --out preds-atlas-cv
+  covid-seg evaluate --source build --split cv --predictions preds-atlas-cv
 """
 
 
@@ -30,25 +35,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     atlas = options.subcommand(
         kinds,
         "atlas",
-        summary="the per-class mean-shape atlas, fitted on the train split",
-        description="The per-class mean-shape atlas: the train masks resized to one size and averaged, thresholded "
-        "at the level with the best mean train Dice, resized to each predicted image. It never sees the labels of "
-        "the split it predicts.",
+        summary="the per-class mean-shape atlas, fitted on development images",
+        description="The per-class mean-shape atlas: masks resized to one size and averaged, thresholded at the level "
+        "with the best mean Dice on them, resized to each predicted image. For a split it learns from the development "
+        "images outside it (test: train + validation); under cv one atlas per fold learns from the other four folds "
+        "and predicts its own. It never sees the labels of the images it predicts.",
         examples=EXAMPLES,
     )
     options.add_source(atlas)
-    options.add_split(atlas, help="split to predict", default=baseline.DEFAULT_SPLIT)
+    options.add_split(
+        atlas,
+        help=f"split to predict, or {evaluate.CV} (out-of-fold predictions for every train and validation image)",
+        default=baseline.DEFAULT_SPLIT,
+    )
     options.add_out(atlas, help="folder to create for the predictions; must not exist yet")
     atlas.set_defaults(handler=run_atlas)
     baseline_unet.register(kinds)
 
 
 def run_atlas(args: argparse.Namespace) -> Outcome:
-    atlas, counts = baseline.atlas_predictions(source=args.source, out=args.out, split=args.split)
+    models, counts = baseline.atlas_predictions(source=args.source, out=args.out, split=args.split)
     lines = [f"wrote {args.out}: " + ", ".join(f"{key} {value}" for key, value in counts.items())]
-    summary = atlas.summary()
-    for name, entry in summary["classes"].items():
-        dice = "–" if entry["train_dice"] is None else f"{entry['train_dice']:.3f}"
-        lines.append(f"  {name}: threshold {entry['threshold']:.2f}, train Dice {dice}")
+    summary = models.summary()
+    for model in summary["models"]:
+        scope = "" if model["fold"] is None else f"fold {model['fold']}: "
+        lines.append(f"  {scope}fitted on {model['fit_images']} images, predicts {model['predicted_images']}")
+    for name in recipe.CLASSES:
+        entries = [model["classes"][name] for model in summary["models"]]
+        thresholds = " / ".join(f"{entry['threshold']:.2f}" for entry in entries)
+        dice = " / ".join("–" if entry["fit_dice"] is None else f"{entry['fit_dice']:.3f}" for entry in entries)
+        lines.append(f"  {name}: threshold {thresholds}, Dice on its fitting masks {dice}")
     lines.append(f"score them: covid-seg evaluate --source {args.source} --split {args.split} --predictions {args.out}")
     return Outcome(text="\n".join(lines), data={"out": str(args.out), "counts": counts, "atlas": summary})

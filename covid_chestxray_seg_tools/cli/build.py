@@ -90,6 +90,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"Hub dataset repo the card's code loads (default: {card_render.DEFAULT_REPO_ID}; `covid-seg publish` "
         "writes the id it publishes to)",
     )
+    options.add_tools_url(
+        parser,
+        help="repository of these tools, which the card tells people to install covid-seg from "
+        "(`covid-seg publish --tools-url` can change it)",
+        default=card_render.DEFAULT_TOOLS_URL,
+    )
     parser.add_argument(
         "--template", type=Path, default=card_render.TEMPLATE, help="card template (default: the package's own)"
     )
@@ -102,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--baseline",
         action="store_true",
-        help="score the mean-shape atlas and put its table in the card (what `covid-seg baseline atlas` predicts)",
+        help="score the mean-shape atlas on the test split and under cross-validation and put its tables in the "
+        "card (what `covid-seg baseline atlas` predicts)",
     )
     parser.add_argument(
         "--unet-results",
@@ -136,6 +143,7 @@ def run(args: argparse.Namespace) -> Outcome:
         num_proc=args.num_proc,
         template=args.template,
         repo_id=args.repo_id,
+        tools_url=args.tools_url,
         validate=args.validate,
         baseline=args.baseline,
         unet_results=args.unet_results or results.committed_results(),

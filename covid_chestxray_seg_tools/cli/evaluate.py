@@ -1,38 +1,52 @@
-"""`covid-seg evaluate`: predicted masks scored against a split, per image and class."""
+"""`covid-seg evaluate`: predicted masks scored against a split, under cross-validation or on
+one fold, per image and class; optionally compared with a second set of predictions."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import evaluate
 from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 
 __all__ = ["register", "run"]
 
-DEFAULT_SPLIT = "test"
-
 EXAMPLES = """\
   # score predictions (DIR/test/<image_id>/mask_<class>.png, 0 = background) on the test split
   covid-seg evaluate --source build --split test --predictions preds --json scores.json
+
+  # against the Hub's copy: nothing but `pip install` needed, no clone
+  covid-seg evaluate --source ORG/covid-chestxray-seg --split test --predictions preds
+
+  # cross-validation: out-of-fold predictions of every train and validation image, found under
+  # preds-cv/train/<image_id>/ and preds-cv/validation/<image_id>/; or one fold of them
+  covid-seg evaluate --source build --split cv --predictions preds-cv
+  covid-seg evaluate --source build --fold 2 --predictions preds-cv
+
+  # only some classes, one CSV row per image and class
+  covid-seg evaluate --source build --predictions preds --classes "Left Lung" "Right Lung" \\
+      --per-image lungs.csv
+
+  # is model A better than model B on the same images? paired differences A - B
+  covid-seg evaluate --source build --predictions preds-a --compare preds-b
 
   # the ground truth scores itself: Dice 1.0 everywhere
   covid-seg export --source build --format folder --out exports/files --split test
   covid-seg evaluate --source build --split test --predictions exports/files
 
-  # the atlas baseline: fit on train, write its test predictions, then score them
-  covid-seg baseline atlas --source build --split test --out preds-atlas
-  covid-seg evaluate --source build --split test --predictions preds-atlas
+  # the atlas baseline: fit, write its predictions, score them
+  covid-seg baseline atlas --source build --split cv --out preds-atlas
+  covid-seg evaluate --source build --split cv --predictions preds-atlas
 
-  # against the Hub's copy, predictions in Parquet (image_id + mask columns)
-  covid-seg evaluate --source ORG/covid-chestxray-seg --split test --predictions preds-parquet
-
-Dice and IoU per image and class; HD95 and ASSD in pixels between the masks' surfaces (pixels
-with a 4-connected background neighbour), as MONAI computes them. Pairs whose ground truth is
-null (annotated without mask) and pairs with both masks empty are skipped and counted; with one
-mask empty Dice and IoU are 0 and the distances are missing (counted). Per class: mean and a
-95 % bootstrap interval over patients (seeded).
+Dice, IoU, NSD (tolerance in % of the image diagonal), clDice (tubes and lines), HD95 and ASSD
+in pixels and in % of the image diagonal, as MONAI and the clDice reference compute them.
+Skipped and counted: pairs whose ground truth is null (annotated without mask) or flagged
+missing by the build, and pairs with both masks empty; with one mask empty the overlap metrics
+are 0 and the distances missing (counted). Without --classes, a class with no mask in any
+image's predictions is reported as not predicted instead of scored as empty. Per class: mean
+and a 95 % bootstrap interval over patients (seeded); under --split cv also each fold's mean.
 """
 
 
@@ -40,13 +54,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = options.subcommand(
         subparsers,
         "evaluate",
-        summary="score predicted masks against a split",
-        description="Score predicted masks against a split: Dice, IoU, HD95 and ASSD per image and class, and per "
-        "class a mean with a patient-bootstrap 95 % interval.",
+        summary="score predicted masks against a split, cross-validation or a fold",
+        description="Score predicted masks against a split (or under cross-validation): Dice, IoU, NSD, clDice, "
+        "HD95 and ASSD per image and class, and per class a mean with a patient-bootstrap 95 % interval.",
         examples=EXAMPLES,
     )
     options.add_source(parser, what="the ground truth")
-    options.add_split(parser, help="split to score", default=DEFAULT_SPLIT)
+    options.add_split(
+        parser,
+        help=f"split to score, or {evaluate.CV} for the cross-validation (every train and validation image, "
+        "out-of-fold predictions) (default: test; with --fold, cv)",
+    )
+    parser.add_argument(
+        "--fold",
+        type=int,
+        choices=range(recipe.FOLDS),
+        default=None,
+        metavar="K",
+        help=f"score fold K (0-{recipe.FOLDS - 1}) of the cross-validation only",
+    )
     parser.add_argument(
         "--predictions",
         type=Path,
@@ -54,6 +80,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="DIR/<split>/<image_id>/<mask column>.png (a missing class file is an empty prediction), or Parquet "
         "files / a save_to_disk folder with image_id and the mask columns",
+    )
+    options.add_classes(
+        parser,
+        help="classes to score, as names or mask columns (default: every class with a mask in the predictions; "
+        "the others are listed as not predicted)",
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="DIR_B",
+        help="a second set of predictions B: per class and metric the paired difference A - B over the same "
+        "image-class pairs, with a patient-bootstrap 95 %% interval",
+    )
+    parser.add_argument(
+        "--per-image",
+        type=Path,
+        default=None,
+        metavar="FILE.csv",
+        help="write one row per image and class of --predictions: the metrics, or why the pair was skipped",
+    )
+    parser.add_argument(
+        "--nsd-tolerance",
+        type=options.positive_float,
+        default=evaluate.DEFAULT_NSD_TOLERANCE_PCT,
+        metavar="PCT",
+        help=f"NSD's tolerance in percent of the image diagonal (default: {evaluate.DEFAULT_NSD_TOLERANCE_PCT:g})",
     )
     parser.add_argument("--seed", type=int, default=evaluate.SEED, help=f"bootstrap seed (default: {evaluate.SEED})")
     parser.add_argument(
@@ -67,6 +120,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> Outcome:
     result = evaluate.evaluate(
-        source=args.source, split=args.split, predictions=args.predictions, samples=args.samples, seed=args.seed
+        source=args.source,
+        predictions=args.predictions,
+        split=args.split,
+        fold=args.fold,
+        classes=args.classes,
+        compare_with=args.compare,
+        tolerance_pct=args.nsd_tolerance,
+        samples=args.samples,
+        seed=args.seed,
     )
-    return Outcome(text=evaluate.format_markdown(result), data=result)
+    text = evaluate.format_markdown(result)
+    if args.per_image is not None:
+        written = evaluate.write_per_image_csv(result, path=args.per_image)
+        text += f"\nwrote {args.per_image}: {written} rows, one per image and class\n"
+    return Outcome(text=text, data=result)

@@ -24,6 +24,10 @@ EXAMPLES = """\
 
   # from the Hub
   covid-seg export --source ORG/covid-chestxray-seg --format coco --out exports/coco
+
+  # a FiftyOne dataset in FiftyOne's export layout, what `covid-seg publish --fiftyone` pushes
+  # (needs the extra: pip install 'covid-chestxray-seg[fiftyone]')
+  covid-seg export --source build --format fiftyone --out exports/fiftyone
 """
 
 
@@ -31,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = options.subcommand(
         subparsers,
         "export",
-        summary="export to COCO JSON + images, or to image / mask PNG files",
-        description="Export the dataset to COCO JSON + images, or to a folder of image.png / mask_<class>.png files. "
+        summary="export to COCO JSON + images, image / mask PNG files, or a FiftyOne dataset",
+        description="Export the dataset to COCO JSON + images, to a folder of image.png / mask_<class>.png files, "
+        "or to a FiftyOne dataset in FiftyOne's export layout. "
         "--out appears only when the export succeeded, and is never overwritten.",
         examples=EXAMPLES,
     )
@@ -41,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format",
         required=True,
         choices=FORMATS,
-        help="coco: annotations/<split>.json + images/; folder: <split>/<image_id>/image.png + mask_<class>.png",
+        help="coco: annotations/<split>.json + images/; folder: <split>/<image_id>/image.png + mask_<class>.png; "
+        "fiftyone: FiftyOne's FiftyOneDataset layout + fiftyone.yml, README.md, LICENSE.md (the companion repo)",
     )
     options.add_out(parser, help="folder to create; must not exist yet")
     options.add_split(parser, help="split to export; repeat for several (default: all)", repeat=True)

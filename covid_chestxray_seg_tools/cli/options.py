@@ -6,6 +6,11 @@
     --json     also write the result as JSON to FILE (`-`: JSON on stdout instead of the text)
     --quiet    warnings and errors only: no progress bars, no INFO lines
 
+and, where a subcommand has them:
+
+    --classes    which classes: class names ("Left Lung") or mask columns ("mask_left_lung")
+    --tools-url  the repository of these tools, named in the card (`build`, `publish`)
+
 `build`, `validate` and `benchmark` read upstream's files instead of a build: they share the
 upstream-source options (`--data-dir`, `--severity-file`, ...).
 """
@@ -18,11 +23,14 @@ from pathlib import Path
 import covid_chestxray_seg as recipe
 
 __all__ = [
+    "add_classes",
     "add_data_dir",
     "add_out",
     "add_source",
     "add_split",
+    "add_tools_url",
     "add_upstream_source",
+    "positive_float",
     "positive_int",
     "subcommand",
 ]
@@ -96,6 +104,19 @@ def add_split(
     )
 
 
+def add_classes(parser: argparse.ArgumentParser, *, help: str) -> None:
+    """`--classes`: class names ("Left Lung") or mask columns ("mask_left_lung"); default all."""
+    parser.add_argument("--classes", nargs="+", default=None, metavar="CLASS", help=help)
+
+
+def add_tools_url(parser: argparse.ArgumentParser, *, help: str, default: str | None) -> None:
+    """`--tools-url`: the repository of these tools, which the card tells people to install
+    `covid-seg` from."""
+    parser.add_argument(
+        "--tools-url", default=default, metavar="URL", help=help + (f" (default: {default})" if default else "")
+    )
+
+
 def add_data_dir(parser: argparse.ArgumentParser, *, required: bool) -> None:
     """`--data-dir` and `--annotation-file`: upstream's files on disk."""
     parser.add_argument(
@@ -141,6 +162,17 @@ def add_upstream_source(parser: argparse.ArgumentParser) -> None:
         help="accept images, metadata.csv and a severity file that differ from their pinned manifests (the card "
         "lists them)",
     )
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:

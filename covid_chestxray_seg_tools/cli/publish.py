@@ -7,6 +7,7 @@ from pathlib import Path
 
 from huggingface_hub import get_token
 
+from covid_chestxray_seg_tools import fiftyone_companion
 from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.build import DEFAULT_OUT
 from covid_chestxray_seg_tools.cli.outcome import Outcome
@@ -24,8 +25,16 @@ EXAMPLES = """\
   # open a pull request instead of committing to main
   covid-seg publish --repo-id ORG/covid-chestxray-seg --create-pr --commit-message "Rebuild with builder 1.2.0"
 
+  # the card tells people to install covid-seg from your fork of the tools
+  covid-seg publish --repo-id ORG/covid-chestxray-seg --tools-url https://github.com/OWNER/covid-chestxray-seg
+
   # a private repo, another folder, no load-back check
   covid-seg publish --repo-id ORG/covid-chestxray-seg --private --source /tmp/out --no-verify
+
+  # also the FiftyOne-format companion, ORG/covid-chestxray-seg-fiftyone (the cards link each other;
+  # needs the extra: pip install 'covid-chestxray-seg[fiftyone]')
+  covid-seg publish --repo-id ORG/covid-chestxray-seg --fiftyone
+  covid-seg publish --repo-id ORG/covid-chestxray-seg --fiftyone ORG/cxr-seg-for-fiftyone
 """
 
 
@@ -60,24 +69,66 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-verify", action="store_true", help="skip comparing the remote files and loading the dataset back"
     )
+    options.add_tools_url(
+        parser,
+        help="repository of these tools, which the card tells people to install covid-seg from "
+        "(default: the URL the folder was built with, `covid-seg build --tools-url`)",
+        default=None,
+    )
+    parser.add_argument(
+        "--fiftyone",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="REPO_ID",
+        help="also publish the build in FiftyOne's format to this dataset repo (default with no value: "
+        "--repo-id + '-fiftyone'), after the Parquet repo and with the same options; the main card's FiftyOne "
+        "section names this repo (without --fiftyone: --repo-id + '-fiftyone')",
+    )
     parser.set_defaults(handler=run, secrets=lambda args: [args.token])
 
 
 def run(args: argparse.Namespace) -> Outcome:
     lines: list[str] = []
+    say = print if args.json is None or str(args.json) != "-" else lines.append
+    token = args.token or get_token()
+    companion = None
+    if args.fiftyone is not None:
+        companion = args.fiftyone or fiftyone_companion.companion_repo_id(args.repo_id)
+        # Before anything is published: a wrong id or a missing optional extra stops both publishes,
+        # not the second.
+        fiftyone_companion.check_companion_id(repo_id=args.repo_id, companion_id=companion)
+        fiftyone_companion.exporter()
     commit = publish(
         folder=Path(args.source),
         repo_id=args.repo_id,
-        token=args.token or get_token(),
+        token=token,
         private=args.private,
         revision=args.revision,
         create_pr=args.create_pr,
         commit_message=args.commit_message,
         dry_run=args.dry_run,
         verify=not args.no_verify,
-        say=print if args.json is None or str(args.json) != "-" else lines.append,
+        say=say,
+        fiftyone_repo_id=companion,
+        tools_url=args.tools_url,
     )
-    return Outcome(
-        text="",
-        data={"repo_id": args.repo_id, "revision": args.revision, "commit": commit, "dry_run": args.dry_run},
-    )
+    data = {"repo_id": args.repo_id, "revision": args.revision, "commit": commit, "dry_run": args.dry_run}
+    if companion is not None:
+        data["fiftyone"] = {
+            "repo_id": companion,
+            "commit": fiftyone_companion.publish_companion(
+                folder=Path(args.source),
+                repo_id=args.repo_id,
+                companion_id=companion,
+                token=token,
+                private=args.private,
+                revision=args.revision,
+                create_pr=args.create_pr,
+                commit_message=None if args.commit_message == DEFAULT_COMMIT_MESSAGE else args.commit_message,
+                dry_run=args.dry_run,
+                verify=not args.no_verify,
+                say=say,
+            ),
+        }
+    return Outcome(text="", data=data)

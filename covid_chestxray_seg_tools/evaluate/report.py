@@ -1,0 +1,263 @@
+"""The scores as people read them: Markdown tables (the terminal and the card) and a CSV file
+with one row per image and class."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools.evaluate.errors import ReportError
+from covid_chestxray_seg_tools.evaluate.metrics import METRICS, TUBULAR_CLASSES
+from covid_chestxray_seg_tools.evaluate.protocol import CV
+
+__all__ = [
+    "CSV_COLUMNS",
+    "format_comparison",
+    "format_markdown",
+    "format_results",
+    "per_image_rows",
+    "write_per_image_csv",
+]
+
+# metric -> (table header, decimals)
+HEADERS = {
+    "dice": ("Dice", 3),
+    "iou": ("IoU", 3),
+    "nsd": ("NSD", 3),
+    "cldice": ("clDice", 3),
+    "hd95": ("HD95 (px)", 1),
+    "hd95_pct": ("HD95 (% diag.)", 2),
+    "assd": ("ASSD (px)", 1),
+    "assd_pct": ("ASSD (% diag.)", 2),
+}
+OVERLAP_COLUMNS = ("dice", "iou", "nsd", "cldice")
+DISTANCE_COLUMNS = ("hd95", "hd95_pct", "assd", "assd_pct")
+FOLD_METRICS = ("dice", "nsd")
+CSV_COLUMNS = ("split", "fold", "image_id", "patient_id", "class", "mask_column", "skipped", *METRICS)
+
+
+def _applies(name: str, metric: str) -> bool:
+    return metric != "cldice" or name in TUBULAR_CLASSES
+
+
+def _cell(name: str, metric: str, summary: Mapping, *, signed: bool = False) -> str:
+    if not _applies(name, metric):
+        return "n/a"
+    if summary["mean"] is None:
+        return "–"
+    digits = HEADERS[metric][1]
+    sign = "+" if signed else ""
+    low, high = summary["ci95"]
+    return f"{summary['mean']:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
+
+
+def _title(result: Mapping) -> str:
+    """What a result scored: "test", "cv" (all folds) or "cv fold 2"."""
+    return result["split"] if result.get("fold") is None else f"{result['split']} fold {result['fold']}"
+
+
+def _tables(results: Sequence[Mapping]) -> list[str]:
+    """The overlap and distance tables; with several results a "scored on" column and the
+    results' rows of each class side by side."""
+    several = len(results) > 1
+    names = [name for name in recipe.CLASSES if any(name in result["classes"] for result in results)]
+    lines = []
+    for columns, count in ((OVERLAP_COLUMNS, "n"), (DISTANCE_COLUMNS, "n (distances)")):
+        head = ["Class", *(["scored on"] if several else []), count, *(_header(metric, results) for metric in columns)]
+        lines += ["| " + " | ".join(head) + " |", "| " + " | ".join(_alignments(head, several)) + " |"]
+        for name in names:
+            for result in results:
+                if name not in result["classes"]:
+                    continue
+                entry = result["classes"][name]
+                n = entry["n"] if columns is OVERLAP_COLUMNS else entry["hd95"]["n"]
+                cells = [name, *([f"`{_title(result)}`"] if several else []), str(n)]
+                cells += [_cell(name, metric, entry[metric]) for metric in columns]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _header(metric: str, results: Sequence[Mapping]) -> str:
+    tolerances = {result["nsd_tolerance_pct"] for result in results}
+    if metric == "nsd" and len(tolerances) == 1:
+        return f"NSD ({tolerances.pop():g} % diag.)"
+    return HEADERS[metric][0]
+
+
+def _alignments(head: Sequence[str], several: bool) -> list[str]:
+    numeric = 2 if several else 1  # the n column
+    return ["---:" if index == numeric else "---" for index in range(len(head))]
+
+
+def _fold_table(result: Mapping) -> list[str]:
+    """Each fold's mean Dice and NSD (cross-validation over all folds)."""
+    counts = result["counts"]["fold_images"]
+    head = ["Class", *(f"fold {k} ({counts[k]} images)" for k in range(recipe.FOLDS))]
+    lines = [
+        f"Mean of each fold, {' / '.join(HEADERS[metric][0] for metric in FOLD_METRICS)}:",
+        "",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join("---" for _ in head) + " |",
+    ]
+    for name, entry in result["classes"].items():
+        cells = [name]
+        for k in range(recipe.FOLDS):
+            means = [entry[metric]["folds"][k] for metric in FOLD_METRICS]
+            cells.append("–" if means[0] is None else " / ".join(f"{mean:.3f}" for mean in means))
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _what(result: Mapping) -> str:
+    counts = result["counts"]
+    if result["split"] == CV and result.get("fold") is None:
+        scope = f"Cross-validation (`{CV}`, out-of-fold predictions, {recipe.FOLDS} folds)"
+    elif result["split"] == CV:
+        scope = f"Cross-validation fold {result['fold']} (`{CV}`)"
+    else:
+        scope = f"Split `{result['split']}`"
+    return (
+        f"{scope}: {counts['images']} images of {counts['patients']} patients, "
+        f"{counts['scored']} of {counts['pairs']} image-class pairs scored."
+    )
+
+
+def _notes(result: Mapping) -> str:
+    counts, bootstrap = result["counts"], result["bootstrap"]
+    text = (
+        f"Mean [{bootstrap['confidence']:.0%} interval: bootstrap over patients, {bootstrap['samples']} resamples, "
+        f"seed {bootstrap['seed']}]; NSD within {result['nsd_tolerance_pct']:g} % of the image diagonal; "
+        "clDice for the tubes and lines only. "
+        f"Skipped: {counts['skipped_null_truth']} pairs whose ground truth is null (annotated without mask), "
+        f"{counts['skipped_flagged_missing']} whose class the build flags as missing on the image, "
+        f"{counts['skipped_both_empty']} where prediction and truth are both empty; "
+        f"distances missing for {counts['distance_missing_one_side_empty']} pairs where one of the two is empty."
+    )
+    if result.get("not_predicted"):
+        text += (
+            f" Not predicted (no mask file in any image's predictions), so not scored: "
+            f"{', '.join(result['not_predicted'])}."
+        )
+    return text
+
+
+def format_results(results: Sequence[Mapping]) -> str:
+    """Several `score` results of one predictor (e.g. test and cross-validation) in one pair of
+    tables, each class's rows side by side; each fold's means under cross-validation; a line
+    on what each scored and skipped.
+
+    Args:
+        results: `score` results.
+
+    Returns:
+        Markdown.
+    """
+    lines = _tables(results)
+    for result in results:
+        if result["split"] == CV and result.get("fold") is None:
+            lines += _fold_table(result)
+    for result in results:
+        lines += [f"{_what(result)} {_notes(result)}", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def format_markdown(result: Mapping) -> str:
+    """A `score` result (with its comparison, if any) as Markdown: what `covid-seg evaluate` prints.
+
+    Args:
+        result: a `score` result, optionally with "comparison" (`compare`'s result plus
+            "predictions" and "against", the two folders).
+
+    Returns:
+        Markdown.
+    """
+    text = format_results([result])
+    if result.get("comparison"):
+        text += "\n" + format_comparison(result["comparison"])
+    return text
+
+
+def format_comparison(comparison: Mapping) -> str:
+    """A `compare` result as a Markdown table: per class and metric the mean of A - B and its interval.
+
+    Args:
+        comparison: `compare`'s result with "predictions" and "against" (A's and B's names).
+
+    Returns:
+        Markdown.
+    """
+    columns = (*OVERLAP_COLUMNS, *DISTANCE_COLUMNS)
+    head = ["Class", "n", *(HEADERS[metric][0] for metric in columns)]
+    lines = [
+        f"Paired difference A - B (A: `{comparison['predictions']}`, B: `{comparison['against']}`), over the "
+        "image-class pairs both score: mean [95 % interval: bootstrap over patients]; `*` where the interval "
+        "excludes 0. Higher is better for Dice, IoU, NSD and clDice, lower for the distances.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "| --- | ---: |" + " --- |" * len(columns),
+    ]
+    for name, entry in comparison["classes"].items():
+        cells = [name, str(entry["dice"]["n"])]
+        for metric in columns:
+            summary = {"mean": entry[metric]["difference"], "ci95": entry[metric]["ci95"]}
+            cell = _cell(name, metric, summary, signed=True)
+            cells.append(cell + (" *" if entry[metric]["excludes_zero"] else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    if comparison["not_compared"]:
+        lines += ["", f"Not compared (scored for only one of the two): {', '.join(comparison['not_compared'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def per_image_rows(result: Mapping) -> list[dict]:
+    """One row per image and scored class: its metrics, or why the pair was skipped."""
+    columns = dict(zip(recipe.CLASSES, recipe.MASK_COLUMNS))
+    rows = []
+    for image in result["images"]:
+        for name, scores in image["classes"].items():
+            rows.append(
+                {
+                    "split": image["split"],
+                    "fold": image["fold"],
+                    "image_id": image["image_id"],
+                    "patient_id": image["patient_id"],
+                    "class": name,
+                    "mask_column": columns[name],
+                    "skipped": scores.get("skipped"),
+                    **{metric: scores.get(metric) for metric in METRICS},
+                }
+            )
+    return rows
+
+
+def write_per_image_csv(result: Mapping, *, path: Path) -> int:
+    """`--per-image FILE.csv`: `CSV_COLUMNS`, one row per image and scored class; an empty cell
+    is a value that does not exist (a skipped pair, a distance with one mask empty, clDice of a
+    class that is not a tube). Written whole or not at all.
+
+    Args:
+        result: a `score` result.
+        path: the CSV file.
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        ReportError: the file cannot be written.
+    """
+    path = Path(path)
+    rows = per_image_rows(result)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise ReportError(f"--per-image {path}: cannot write the file ({error.strerror or error})") from None
+    return len(rows)
