@@ -3,24 +3,22 @@
 `covid-seg baseline unet --results FILE` scores the U-Net's predictions (the out-of-fold
 ones for cross-validation, pooled and per fold, and the test ones) and the atlas under the
 same protocol (for cross-validation: an atlas per fold, fitted on the other four), with the
-paired U-Net minus atlas difference of Dice per class (the mean of the per-image differences
-with a patient-bootstrap interval), and writes them with the training record (the exact
-command, versions, seed, CPU time). The card's baseline table is `card_table` of that file:
-never typed by hand.
+paired U-Net minus atlas difference per class (`evaluate.compare`: the mean of the per-image
+differences with a patient-bootstrap interval), all by `covid-seg evaluate`'s functions, and
+writes them with the training record (the exact command, versions, seed, CPU time). The
+card's baseline table is `card_table` of that file: never typed by hand.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-
-import numpy as np
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import baseline, evaluate
 from covid_chestxray_seg_tools.errors import CovidSegError
-from covid_chestxray_seg_tools.source import load_rows
 
 __all__ = [
     "COMMITTED_RESULTS",
@@ -36,109 +34,54 @@ __all__ = [
 DEFAULT_RESULTS = Path("baselines") / "unet.json"
 # The committed results file, in a clone of the repository (an installed package has none).
 COMMITTED_RESULTS = Path(recipe.__file__).resolve().parent / DEFAULT_RESULTS
-DEVELOPMENT_SPLITS = tuple(recipe.FOLD_SPLITS)
 TEST_SPLIT = "test"
-CV = "cv"
+CV = evaluate.CV
 
 
 class ResultsError(CovidSegError, ValueError):
     """A results file that cannot be written or read."""
 
 
-def _predicted(root: Path, split: str, rows: Iterable[dict]) -> list[dict]:
-    """The rows that have a prediction folder (a run with --limit predicts some images only)."""
-    folder = Path(root) / split
-    return [row for row in rows if (folder / str(row["image_id"])).is_dir()]
-
-
-def _score(rows: list[dict], predictions, *, label: str) -> dict:
-    return evaluate.score(truth=rows, predictions=predictions, split=label)
-
-
-def _difference(unet_result: dict, atlas_result: dict) -> dict:
-    """Per class: U-Net minus atlas Dice over the images both scored, mean and patient-bootstrap interval."""
-    atlas_by_image = {image["image_id"]: image for image in atlas_result["images"]}
-    classes = {}
-    for name in recipe.CLASSES:
-        values, groups = [], []
-        for image in unet_result["images"]:
-            ours, theirs = image["classes"][name], atlas_by_image[image["image_id"]]["classes"][name]
-            # A pair skipped for either (null truth, or both empty) is left out of the difference.
-            if "dice" in ours and "dice" in theirs:
-                values.append(ours["dice"] - theirs["dice"])
-                patient = image["patient_id"]
-                groups.append(("image", image["image_id"]) if patient is None else ("patient", patient))
-        if values:
-            low, high = evaluate.bootstrap_interval(values=values, groups=groups)
-            classes[name] = {"mean": float(np.mean(values)), "ci95": [low, high], "n": len(values)}
-        else:
-            classes[name] = {"mean": None, "ci95": None, "n": 0}
-    return classes
-
-
-def _summary(result: dict) -> dict:
-    """What the results file keeps of a `score` result: per class, Dice and HD95 with intervals."""
-    return {
-        "counts": result["counts"],
-        "classes": {
-            name: {"n": entry["n"], "dice": entry["dice"], "iou": entry["iou"], "hd95": entry["hd95"]}
-            for name, entry in result["classes"].items()
-        },
-    }
-
-
-def _atlas_predictions(atlas: baseline.Atlas):
-    return lambda image_id, width, height: atlas.masks(width=width, height=height)
+def _summary(result: Mapping) -> dict:
+    """What the results file keeps of an `evaluate.score` result: everything but the per-image scores."""
+    return {key: value for key, value in result.items() if key != "images"}
 
 
 def score_all(*, source: str, predictions: Path) -> dict:
-    """U-Net and atlas scores for cross-validation (pooled and per fold) and test, and their
-    paired differences, for the images `predictions` holds."""
-    columns = (*evaluate.TRUTH_COLUMNS, "fold")
-    development = []
-    for split in DEVELOPMENT_SPLITS:
-        read = load_rows(source=source, split=split, columns=columns)
-        development += [dict(row, split=split) for row in _predicted(predictions, split, read)]
-    test = _predicted(predictions, TEST_SPLIT, load_rows(source=source, split=TEST_SPLIT, columns=columns))
-    if not development or not test:
-        raise ResultsError(f"{predictions}: needs out-of-fold predictions for train/validation and test predictions")
-    folders = {
-        split: evaluate.FolderPredictions(
-            root=predictions,
-            split=split,
-            sizes=evaluate.image_sizes(row for row in (development + test) if row.get("split", TEST_SPLIT) == split),
-        )
-        for split in (*DEVELOPMENT_SPLITS, TEST_SPLIT)
-        if any(row.get("split", TEST_SPLIT) == split for row in development + test)
-    }
-    split_of = {int(row["image_id"]): row.get("split", TEST_SPLIT) for row in development + test}
+    """The U-Net's predictions and the atlas's, scored under cross-validation (pooled, with each
+    fold's mean) and on test by `covid-seg evaluate`'s protocol, with the paired U-Net minus
+    atlas difference (`evaluate.compare`).
 
-    def unet(image_id, width, height):
-        return folders[split_of[image_id]](image_id, width, height)
+    Args:
+        source: the ground truth: a built folder or a Hub repo id.
+        predictions: the U-Net's OUT/<split>/<image_id>/<mask column>.png for every train,
+            validation and test image.
 
-    # Atlases: per fold fitted on the other folds' masks, and on train + validation for test.
-    masks = {}
-    for split in DEVELOPMENT_SPLITS:
-        for row in load_rows(source=source, split=split, columns=("image_id", "fold", *recipe.MASK_COLUMNS)):
-            masks[int(row["image_id"])] = row
-    folds = sorted({row["fold"] for row in development})
-    atlases = {fold: baseline.fit_atlas(rows=[row for row in masks.values() if row["fold"] != fold]) for fold in folds}
-    atlas_test = baseline.fit_atlas(rows=list(masks.values()))
-    fold_of = {int(row["image_id"]): row["fold"] for row in development}
+    Returns:
+        ``{"cv": {"unet", "atlas", "difference"}, "test": {...}}``.
 
-    def atlas_cv(image_id, width, height):
-        return atlases[fold_of[image_id]].masks(width=width, height=height)
-
-    out: dict = {}
-    for label, rows, atlas in ((CV, development, atlas_cv), (TEST_SPLIT, test, _atlas_predictions(atlas_test))):
-        ours, theirs = _score(rows, unet, label=label), _score(rows, atlas, label=label)
-        out[label] = {"unet": _summary(ours), "atlas": _summary(theirs), "difference_dice": _difference(ours, theirs)}
-        if label == CV:
-            out[label]["folds"] = {
-                str(fold): _summary(_score([row for row in rows if row["fold"] == fold], unet, label=f"cv fold {fold}"))
-                for fold in folds
+    Raises:
+        evaluate.EvaluateError: an image without predictions, a prediction that cannot be scored.
+    """
+    scores = {}
+    with tempfile.TemporaryDirectory(prefix="covid-seg-results-") as work:
+        for label in (CV, TEST_SPLIT):
+            selection = evaluate.Selection.parse(split=label, fold=None)
+            truth, targets = evaluate.read_truth(source=source, selection=selection)
+            atlas_folder = Path(work) / f"atlas-{label}"
+            baseline.atlas_predictions(source=source, out=atlas_folder, split=label)
+            results = {}
+            for name, folder in (("unet", Path(predictions)), ("atlas", atlas_folder)):
+                predicted = evaluate.load_predictions(path=folder, targets=targets)
+                results[name] = evaluate.score(
+                    truth=truth, predictions=predicted, split=label, predicted=predicted.predicted_columns
+                )
+            scores[label] = {
+                "unet": _summary(results["unet"]),
+                "atlas": _summary(results["atlas"]),
+                "difference": evaluate.compare(a=results["unet"], b=results["atlas"]),
             }
-    return out
+    return scores
 
 
 def write_results(*, source: str, predictions: Path, training: Mapping, path: Path) -> dict:
@@ -155,8 +98,8 @@ def write_results(*, source: str, predictions: Path, training: Mapping, path: Pa
         "training": dict(training),
         "protocol": {
             "bootstrap": {"unit": "patient", "samples": evaluate.BOOTSTRAP_SAMPLES, "seed": evaluate.SEED},
-            "atlas": "per-class mean shape (covid-seg baseline atlas), fitted on the same images as each U-Net",
-            "difference": "U-Net minus atlas Dice per image, over the pairs both scored",
+            "atlas": "covid-seg baseline atlas: fitted on the same images as each U-Net (per fold for cv)",
+            "difference": "U-Net minus atlas per image, over the pairs both score (evaluate --compare)",
         },
         "scores": score_all(source=source, predictions=Path(predictions)),
     }
@@ -188,12 +131,23 @@ def read_results(path: Path) -> dict:
     return results
 
 
-def _cell(metric: Mapping | None, digits: int = 3, *, signed: bool = False) -> str:
-    if not metric or metric.get("mean") is None:
+def _cell(mean: float | None, interval: list | None, *, signed: bool = False) -> str:
+    if mean is None:
         return "–"
-    low, high = metric["ci95"]
-    form = f"+.{digits}f" if signed else f".{digits}f"
-    return f"{metric['mean']:{form}} [{low:{form}}, {high:{form}}]"
+    form = "+.3f" if signed else ".3f"
+    return f"{mean:{form}} [{interval[0]:{form}}, {interval[1]:{form}}]"
+
+
+def _dice(result: Mapping, name: str) -> str:
+    entry = result["classes"].get(name)
+    return "–" if entry is None else _cell(entry["dice"]["mean"], entry["dice"]["ci95"])
+
+
+def _difference(comparison: Mapping, name: str) -> str:
+    entry = comparison["classes"].get(name)
+    if entry is None:
+        return "–"
+    return _cell(entry["dice"]["difference"], entry["dice"]["ci95"], signed=True)
 
 
 def card_table(results: Mapping) -> str:
@@ -208,47 +162,38 @@ def card_table(results: Mapping) -> str:
         row = [name]
         for label in (CV, TEST_SPLIT):
             entry = scores[label]
-            row += [
-                _cell(entry["atlas"]["classes"][name]["dice"]),
-                _cell(entry["unet"]["classes"][name]["dice"]),
-                _cell(entry["difference_dice"][name], signed=True),
-            ]
+            row += [_dice(entry["atlas"], name), _dice(entry["unet"], name), _difference(entry["difference"], name)]
         lines.append("| " + " | ".join(row) + " |")
-    folds = scores[CV].get("folds", {})
-    per_fold = ", ".join(
-        f"fold {fold} {entry['classes']['Left Lung']['dice']['mean']:.3f}"
-        for fold, entry in folds.items()
-        if entry["classes"]["Left Lung"]["dice"]["mean"] is not None
-    )
+    cv = scores[CV]["unet"]
+    folds = cv["classes"]["Left Lung"]["dice"].get("folds") or []
+    per_fold = ", ".join(f"{value:.3f}" for value in folds if value is not None)
     settings, versions = training["settings"], training["versions"]
     lines += [
         "",
-        f"Dice, mean [95 % patient-bootstrap interval]. cv: the out-of-fold predictions of {len(folds)} models "
-        f"({scores[CV]['unet']['counts']['images']} images), each trained on the other folds; test: one model "
-        f"trained on train + validation ({scores[TEST_SPLIT]['unet']['counts']['images']} images). "
-        f"Left Lung per fold: {per_fold}.",
+        f"Dice, mean [95 % patient-bootstrap interval]. cv: out-of-fold predictions for "
+        f"{cv['counts']['images']} images, each fold's by a model trained on the other four folds; test: "
+        f"{scores[TEST_SPLIT]['unet']['counts']['images']} images, by a model trained on train + validation. "
+        f"Left Lung per fold: {per_fold}. U-Net - atlas: the mean per-image difference over the pairs both "
+        "score, with its own interval.",
         f"U-Net: MONAI `UNet`, channels {tuple(settings['channels'])}, random initialisation, "
-        f"{settings['epochs']} epochs at {settings['size']} px per model, seed {settings['seed']}, "
-        f"CPU time {training['cpu_seconds'] / 60:.0f} min (wall {training['wall_seconds'] / 60:.0f} min, "
-        f"{versions['cpus']} cores); torch {versions['torch']}, monai {versions['monai']}. "
-        f"Command: `{training['command']}`.",
+        f"{settings['epochs']} epochs at {settings['size']} px per model, seed {settings['seed']}; "
+        f"{len(training['rounds'])} models in {training['cpu_seconds'] / 60:.0f} CPU minutes "
+        f"({training['wall_seconds'] / 60:.0f} minutes on {versions['cpus']} cores), torch {versions['torch']}, "
+        f"monai {versions['monai']}. Command: `{training['command']}`.",
     ]
     return "\n".join(lines)
 
 
 def format_summary(results: Mapping) -> str:
     """A few lines for the terminal: Dice per class, U-Net against the atlas."""
-    lines = ["Dice (cv / test): U-Net vs atlas"]
+    lines = ["Dice, U-Net vs atlas (cv / test):"]
     for name in recipe.CLASSES:
         parts = []
         for label in (CV, TEST_SPLIT):
             entry = results["scores"][label]
             ours, theirs = (
-                entry["unet"]["classes"][name]["dice"]["mean"],
-                entry["atlas"]["classes"][name]["dice"]["mean"],
+                entry[kind]["classes"].get(name, {}).get("dice", {}).get("mean") for kind in ("unet", "atlas")
             )
-            parts.append(
-                "–" if ours is None else f"{ours:.3f} vs {theirs:.3f}" if theirs is not None else f"{ours:.3f}"
-            )
+            parts.append(f"{'–' if ours is None else f'{ours:.3f}'} vs {'–' if theirs is None else f'{theirs:.3f}'}")
         lines.append(f"  {name}: " + " / ".join(parts))
     return "\n".join(lines)
