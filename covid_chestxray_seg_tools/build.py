@@ -11,11 +11,13 @@ The folder appears only when the build has succeeded (see `staging`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import multiprocessing
 import os
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -149,9 +151,12 @@ def _build_into(
 ):
     # The Arrow cache sits beside the staged folder, under a name the next build removes if
     # this one is killed (in /tmp it would stay for good), and on the output's own disk.
-    with tempfile.TemporaryDirectory(
-        prefix=f"{folder.name}-cache-", dir=folder.parent, ignore_cleanup_errors=True
-    ) as cache_dir:
+    with (
+        tempfile.TemporaryDirectory(
+            prefix=f"{folder.name}-cache-", dir=folder.parent, ignore_cleanup_errors=True
+        ) as cache_dir,
+        _workers(num_proc) as pool,
+    ):
         builder = recipe.CovidChestXraySeg(
             cache_dir=cache_dir,
             data_dir=str(data_dir) if data_dir else None,
@@ -183,21 +188,16 @@ def _build_into(
             for part, keep in parts[split].items():
                 parquet.write_split(rows, folder, split, part=part, keep=keep, **cut)
         # The 256-px rows are made in worker processes while this one writes the card's pieces.
-        pool = ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("fork")) if num_proc > 1 else None
-        try:
-            shrinking = _shrink(splits, pool=pool)
-            extras, stats = _card_pieces(
-                folder,
-                builder=builder,
-                validate=validate,
-                baseline=baseline,
-                annotation_file=annotation_file,
-                unet_results=unet_results,
-            )
-            _write_size_256(shrinking, splits, parts, folder, cache_dir=Path(cache_dir), cut=cut)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+        shrinking = _shrink(splits, pool=pool, cache_dir=Path(cache_dir))
+        extras, stats = _card_pieces(
+            folder,
+            builder=builder,
+            validate=validate,
+            baseline=baseline,
+            annotation_file=annotation_file,
+            unet_results=unet_results,
+        )
+        _write_size_256(shrinking, splits, parts, folder, cache_dir=Path(cache_dir), cut=cut)
         descriptions = {
             **{config.name: config.description for config in recipe.CovidChestXraySeg.BUILDER_CONFIGS},
             **resize.CONFIG_DESCRIPTIONS,
@@ -229,6 +229,22 @@ def _build_into(
     return stats, report
 
 
+@contextlib.contextmanager
+def _workers(num_proc: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes for the 256-px rows (None for one process), forked now, before the builder
+    fills this process's memory: a child forked later would count all of it in its peak RSS."""
+    if num_proc <= 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("fork"))
+    try:
+        # With fork, the first task starts every worker at once.
+        pool.submit(os.getpid).result()
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _card_pieces(folder: Path, *, builder, validate, baseline, annotation_file, unet_results) -> tuple[dict, dict]:
     """The card's statistics, pictures, baselines and quality report, from the written default parts."""
     stats = compute_stats(folder)
@@ -255,22 +271,29 @@ def _card_pieces(folder: Path, *, builder, validate, baseline, annotation_file, 
     return extras, stats
 
 
-def _shrink_slice(files: list[str], start: int, stop: int) -> pa.Table:
-    """Rows start..stop of the builder's cache files (memory-mapped) as size-256 rows (a worker's task)."""
+def _shrink_slice(files: list[str], start: int, stop: int, target: str) -> str:
+    """Rows start..stop of the builder's cache files (memory-mapped) as size-256 rows, written to
+    the Arrow file `target` (a worker's task: the rows wait on disk, not in the main process)."""
     table = pa.concat_tables([pa.ipc.open_stream(pa.memory_map(name)).read_all() for name in files])
-    return resize.small_rows(table.slice(start, stop - start))
+    small = resize.small_rows(table.slice(start, stop - start))
+    with pa.OSFile(target, "wb") as sink, pa.ipc.new_stream(sink, small.schema) as writer:
+        writer.write_table(small)
+    return target
 
 
-def _shrink(splits: dict[str, datasets.Dataset], *, pool: ProcessPoolExecutor | None) -> list:
-    """Every split's rows, batch by batch, as size-256 rows: futures of `pool`, or (no pool) the
-    work itself, done when collected."""
+def _shrink(splits: dict[str, datasets.Dataset], *, pool: ProcessPoolExecutor | None, cache_dir: Path) -> list:
+    """Every split's rows, batch by batch, as size-256 rows in Arrow files: for each batch, a
+    function that waits for its file (a task of `pool`) or (no pool) writes it, and returns its path."""
     files = [entry["filename"] for split in splits.values() for entry in split.cache_files]
     total = sum(len(split) for split in splits.values())
     step = recipe.CovidChestXraySeg.DEFAULT_WRITER_BATCH_SIZE
-    ranges = [(start, min(start + step, total)) for start in range(0, total, step)]
+    tasks = [
+        (files, start, min(start + step, total), str(cache_dir / f"size-{resize.SIZE}-{start:08d}.arrow"))
+        for start in range(0, total, step)
+    ]
     if pool is None:
-        return [functools.partial(_shrink_slice, files, start, stop) for start, stop in ranges]
-    return [pool.submit(_shrink_slice, files, start, stop).result for start, stop in ranges]
+        return [functools.partial(_shrink_slice, *task) for task in tasks]
+    return [pool.submit(_shrink_slice, *task).result for task in tasks]
 
 
 def _write_size_256(
@@ -288,7 +311,11 @@ def _write_size_256(
     schema = resize.features().arrow_schema
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for collect in shrinking:
-            writer.write_table(collect())
+            part = Path(collect())
+            with pa.memory_map(str(part)) as source:
+                for batch in pa.ipc.open_stream(source):
+                    writer.write_batch(batch)
+            part.unlink()
     small = datasets.Dataset.from_file(str(path))
     before, total = 0, len(small)
     for split, rows in splits.items():
