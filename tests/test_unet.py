@@ -113,3 +113,13 @@ def test_a_results_file_is_checked_when_read(tmp_path):
         results.read_results(path)
     with pytest.raises(results.ResultsError, match=r"nothing\.json: not a readable results file"):
         results.read_results(tmp_path / "nothing.json")
+
+
+@pytest.mark.slow
+def test_the_real_card_shows_the_committed_results(real_build):
+    # real_build runs `covid-seg build --baseline`, which renders the repository's baselines/unet.json.
+    committed = results.read_results(results.COMMITTED_RESULTS)
+    assert committed["training"]["command"].startswith("covid-seg baseline unet ")
+    assert committed["scores"]["cv"]["unet"]["counts"]["images"] == 84
+    assert committed["scores"]["test"]["unet"]["counts"]["images"] == 16
+    assert results.card_table(committed) in (real_build / "README.md").read_text()
