@@ -1290,13 +1290,14 @@ def stack_masks(
     (`with_format("numpy")`), torch tensors (`with_format("torch")`, then the result is a torch
     bool tensor too) or undecoded `{"bytes": ...}`. A null mask (the class is annotated on the
     image but upstream has no mask) becomes `fill_missing` everywhere; pass True to mark those
-    pixels as "maybe" and mask them out of a loss yourself.
+    pixels as "maybe" and mask them out of a loss yourself. (H, W) is the masks' size: a
+    size-256 row's masks are 256 x 256 whatever its `width` and `height`.
     """
     names = class_names(classes)
-    height, width = int(example["height"]), int(example["width"])
-    stacked = np.empty((len(names), height, width), dtype=bool)
-    for index, name in enumerate(names):
-        mask = decode_mask(example[mask_column(name)])
+    masks = [decode_mask(example[mask_column(name)]) for name in names]
+    size = next((mask.shape for mask in masks if mask is not None), (int(example["height"]), int(example["width"])))
+    stacked = np.empty((len(names), *size), dtype=bool)
+    for index, mask in enumerate(masks):
         stacked[index] = fill_missing if mask is None else mask
     if any(type(example[mask_column(name)]).__module__ == "torch" for name in names):
         # torch is not a dependency: it is imported only when the rows already hold its tensors.

@@ -101,6 +101,77 @@ def task_load_ours(folder: str, variant: str) -> dict:
     return {"rows": rows, "seconds_inner": time.perf_counter() - start}
 
 
+def task_load_floor(folder: str) -> dict:
+    """The decode floor of `load_ours` "all": the same image and mask bytes read from the Parquet
+    files with pyarrow and decoded with Pillow into the same arrays, without `datasets`."""
+    import pyarrow.parquet as pq
+
+    paths = layout.shard_paths(Path(folder))
+    for path in paths:  # the page cache warm, as for the Arrow cache of `load_ours`
+        path.read_bytes()
+    start = time.perf_counter()
+    rows = 0
+    for path in paths:
+        table = pq.read_table(path, columns=["image", *recipe.MASK_COLUMNS])
+        for column in ("image", *recipe.MASK_COLUMNS):
+            for cell in table.column(column).to_pylist():
+                if cell is not None:
+                    with Image.open(io.BytesIO(cell["bytes"])) as image:
+                        np.asarray(image)
+        rows += table.num_rows
+    return {"rows": rows, "seconds_inner": time.perf_counter() - start}
+
+
+def task_epoch(folder: str, variant: str) -> dict:
+    """One epoch over every row: the image and the 14 masks as torch tensors at 256 x 256.
+
+    "size_256" reads config size-256 (stored at 256 px); "default_resize" reads `default` and
+    resizes as training code did before that config existed (torch: antialiased bilinear for the
+    image, nearest for the masks). A null mask is zeros in both."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return {"skipped": "torch is not installed"}
+    import datasets
+
+    config = layout.SIZE_256_CONFIG if variant == "size_256" else layout.CONFIG_NAME
+    splits = datasets.load_dataset(folder, config)  # Arrow cache made before the clock starts
+    columns = ["image", *recipe.MASK_COLUMNS]
+    start = time.perf_counter()
+    rows = 0
+    for split in splits.values():
+        for row in split.select_columns(columns):
+            if variant == "size_256":
+                image = torch.from_numpy(np.asarray(row["image"], dtype=np.float32) / 255)[None]
+                masks = torch.from_numpy(
+                    np.stack(
+                        [
+                            np.zeros((256, 256), bool) if row[column] is None else np.asarray(row[column])
+                            for column in recipe.MASK_COLUMNS
+                        ]
+                    )
+                )
+            elif variant == "default_resize":
+                grey = torch.from_numpy(np.asarray(row["image"].convert("L"), dtype=np.float32) / 255)
+                image = F.interpolate(grey[None, None], size=(256, 256), mode="bilinear", antialias=True)[0]
+                height, width = grey.shape
+                full = torch.from_numpy(
+                    np.stack(
+                        [
+                            np.zeros((height, width), bool) if row[column] is None else np.asarray(row[column])
+                            for column in recipe.MASK_COLUMNS
+                        ]
+                    )
+                )
+                masks = F.interpolate(full[None].float(), size=(256, 256), mode="nearest")[0].bool()
+            else:
+                raise SystemExit(f"unknown variant {variant}")
+            assert tuple(image.shape) == (1, 256, 256) and tuple(masks.shape) == (len(recipe.MASK_COLUMNS), 256, 256)
+            rows += 1
+    return {"rows": rows, "seconds_inner": time.perf_counter() - start}
+
+
 def task_load_naive(data_dir: str) -> dict:
     start = time.perf_counter()
     rows = sum(1 for _ in baselines.upstream_rows(Path(data_dir)))
@@ -193,13 +264,14 @@ def task_evaluate_all_columns(folder: str, predictions: str, split: str) -> dict
 
 
 def raw_rows(folder: Path, columns: list[str]) -> dict[int, dict]:
-    """image_id -> the stored (still encoded) columns, from every Parquet file under folder
-    (ours in the Hub layout, the naive build's single file)."""
+    """image_id -> the stored (still encoded) columns: ours from config default's files, the
+    naive build from its single file."""
     import pyarrow.parquet as pq
 
+    paths = layout.shard_paths(folder) or sorted(folder.rglob("*.parquet"))  # the naive build: one file
     return {
         row["image_id"]: row
-        for path in sorted(folder.rglob("*.parquet"))
+        for path in paths
         for row in pq.read_table(path, columns=["image_id", *columns]).to_pylist()
     }
 
@@ -252,6 +324,8 @@ TASKS = {
     "build_naive": task_build_naive,
     "load_ours": task_load_ours,
     "load_naive": task_load_naive,
+    "load_floor": task_load_floor,
+    "epoch": task_epoch,
     "stream": task_stream,
     "compare_masks": task_compare_masks,
     "compare_upstream": task_compare_upstream,

@@ -4,24 +4,30 @@
     OUT/LICENSE.md                                  the licence of each part of a record
     OUT/dataset_infos.json                          features and split sizes of each config
     OUT/assets/preview.png, legend.png, severity.png  the card's pictures
-    OUT/data/<part>/<split>-NNNNN-of-NNNNN.parquet  the rows (see `layout`)
+    OUT/data/<part>/<split>-NNNNN-of-NNNNN.parquet  the rows, full size and 256 px (see `layout`, `resize`)
 
 The folder appears only when the build has succeeded (see `staging`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import multiprocessing
 import os
 import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 from datasets.exceptions import DatasetGenerationError
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, parquet, staging
+from covid_chestxray_seg_tools import layout, parquet, resize, results, staging
 from covid_chestxray_seg_tools import validate as quality
 from covid_chestxray_seg_tools.baseline import score_atlas
 from covid_chestxray_seg_tools.card import render as card_render
@@ -62,6 +68,7 @@ def build(
     num_proc: int = 1,
     validate: bool = False,
     baseline: bool = False,
+    unet_results: Path | None = None,
 ) -> BuildResult:
     """Build the Hub-ready folder from upstream's files.
 
@@ -85,6 +92,8 @@ def build(
         validate: compare every segmentation with upstream's crops; the summary goes in the card.
         baseline: score the atlas baseline on the test split and under cross-validation; its
             tables go in the card.
+        unet_results: with `baseline`, the U-Net's results file (`covid-seg baseline unet
+            --results`): its table goes in the card.
 
     Returns:
         What was written, counted.
@@ -115,6 +124,7 @@ def build(
             tools_url=tools_url,
             validate=validate,
             baseline=baseline,
+            unet_results=unet_results,
         )
     return BuildResult(out=out, stats=stats, report=report, bytes=staging.folder_bytes(out))
 
@@ -137,12 +147,16 @@ def _build_into(
     tools_url,
     validate,
     baseline,
+    unet_results,
 ):
     # The Arrow cache sits beside the staged folder, under a name the next build removes if
     # this one is killed (in /tmp it would stay for good), and on the output's own disk.
-    with tempfile.TemporaryDirectory(
-        prefix=f"{folder.name}-cache-", dir=folder.parent, ignore_cleanup_errors=True
-    ) as cache_dir:
+    with (
+        tempfile.TemporaryDirectory(
+            prefix=f"{folder.name}-cache-", dir=folder.parent, ignore_cleanup_errors=True
+        ) as cache_dir,
+        _workers(num_proc) as pool,
+    ):
         builder = recipe.CovidChestXraySeg(
             cache_dir=cache_dir,
             data_dir=str(data_dir) if data_dir else None,
@@ -164,47 +178,41 @@ def _build_into(
                 # As it is, with what it wraps: staging finds a full disk behind it.
                 raise
             raise cause from None
-        for split in recipe.SPLITS:
-            rows = builder.as_dataset(split=split)
+        cut = {"shards": shards, "max_shard_bytes": max_shard_bytes, "rows_per_row_group": rows_per_row_group}
+        splits = {split: builder.as_dataset(split=split) for split in recipe.SPLITS}
+        parts = {}
+        for split, rows in splits.items():
             known = [recipe.has_known_licence({"license": licence}) for licence in rows["license"]]
+            parts[split] = {layout.LICENSED_PART: known, layout.UNKNOWN_LICENCE_PART: [not k for k in known]}
             # One pass per part over the same cache, each keeping its rows: no copy of the split.
-            for part, keep in ((layout.LICENSED_PART, known), (layout.UNKNOWN_LICENCE_PART, [not k for k in known])):
-                parquet.write_split(
-                    rows,
-                    folder,
-                    split,
-                    part=part,
-                    keep=keep,
-                    shards=shards,
-                    max_shard_bytes=max_shard_bytes,
-                    rows_per_row_group=rows_per_row_group,
-                )
-        descriptions = {config.name: config.description for config in recipe.CovidChestXraySeg.BUILDER_CONFIGS}
+            for part, keep in parts[split].items():
+                parquet.write_split(rows, folder, split, part=part, keep=keep, **cut)
+        # The 256-px rows are made in worker processes while this one writes the card's pieces.
+        shrinking = _shrink(splits, pool=pool, cache_dir=Path(cache_dir))
+        extras, stats = _card_pieces(
+            folder,
+            builder=builder,
+            validate=validate,
+            baseline=baseline,
+            annotation_file=annotation_file,
+            unet_results=unet_results,
+        )
+        _write_size_256(shrinking, splits, parts, folder, cache_dir=Path(cache_dir), cut=cut)
+        descriptions = {
+            **{config.name: config.description for config in recipe.CovidChestXraySeg.BUILDER_CONFIGS},
+            **resize.CONFIG_DESCRIPTIONS,
+        }
         infos = {
-            config: parquet.hub_info(builder.info, folder, config=config, description=descriptions[config])
+            config: parquet.hub_info(
+                builder.info,
+                folder,
+                config=config,
+                description=descriptions[config],
+                features=resize.features() if config in layout.SIZE_256_CONFIGS else None,
+            )
             for config in layout.CONFIG_PARTS
         }
-        stats = compute_stats(folder)
         report = builder.report
-        shares = lesion_shares(folder)
-        correlation = severity_correlation(shares)
-        extras = {
-            "preview": render_preview(folder),
-            "legend": render_legend(folder),
-            "severity": {"correlation": correlation, "plot": render_severity_plot(folder, shares, correlation)},
-        }
-        # For maintainers (the build summary), not the card: how much of each split the viewer's first page shows.
-        stats["viewer_first_rows"] = {
-            split: first_rows_shown(layout.iter_rows(folder, split), image_columns=IMAGE_COLUMNS)
-            for split in recipe.SPLITS
-        }
-        if baseline:
-            extras["baseline"] = format_results([score_atlas(folder, split=split) for split in BASELINE_SPLITS])
-        if validate:
-            checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
-            if checked.hard_errors:
-                raise recipe.BuildError(builder.data_root, "--validate", checked.hard_errors[0])
-            extras["validation"] = checked
     parquet.write_infos(infos, folder / layout.INFOS_FILENAME)
     (folder / layout.LICENSE_FILENAME).write_text(render_licence(stats, infos), encoding="utf-8")
     card = render_card(
@@ -219,6 +227,104 @@ def _build_into(
     )
     (folder / layout.CARD_FILENAME).write_text(card, encoding="utf-8")
     return stats, report
+
+
+@contextlib.contextmanager
+def _workers(num_proc: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes for the 256-px rows (None for one process), forked now, before the builder
+    fills this process's memory: a child forked later would count all of it in its peak RSS."""
+    if num_proc <= 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("fork"))
+    try:
+        # With fork, the first task starts every worker at once.
+        pool.submit(os.getpid).result()
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _card_pieces(folder: Path, *, builder, validate, baseline, annotation_file, unet_results) -> tuple[dict, dict]:
+    """The card's statistics, pictures, baselines and quality report, from the written default parts."""
+    stats = compute_stats(folder)
+    shares = lesion_shares(folder)
+    correlation = severity_correlation(shares)
+    extras = {
+        "preview": render_preview(folder),
+        "legend": render_legend(folder),
+        "severity": {"correlation": correlation, "plot": render_severity_plot(folder, shares, correlation)},
+    }
+    # For maintainers (the build summary), not the card: how much of each split the viewer's first page shows.
+    stats["viewer_first_rows"] = {
+        split: first_rows_shown(layout.iter_rows(folder, split), image_columns=IMAGE_COLUMNS) for split in recipe.SPLITS
+    }
+    if baseline:
+        extras["baseline"] = format_results([score_atlas(folder, split=split) for split in BASELINE_SPLITS])
+        if unet_results is not None:
+            extras["unet"] = results.card_table(results.read_results(unet_results))
+    if validate:
+        checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
+        if checked.hard_errors:
+            raise recipe.BuildError(builder.data_root, "--validate", checked.hard_errors[0])
+        extras["validation"] = checked
+    return extras, stats
+
+
+def _shrink_slice(files: list[str], start: int, stop: int, target: str) -> str:
+    """Rows start..stop of the builder's cache files (memory-mapped) as size-256 rows, written to
+    the Arrow file `target` (a worker's task: the rows wait on disk, not in the main process)."""
+    table = pa.concat_tables([pa.ipc.open_stream(pa.memory_map(name)).read_all() for name in files])
+    small = resize.small_rows(table.slice(start, stop - start))
+    with pa.OSFile(target, "wb") as sink, pa.ipc.new_stream(sink, small.schema) as writer:
+        writer.write_table(small)
+    return target
+
+
+def _shrink(splits: dict[str, datasets.Dataset], *, pool: ProcessPoolExecutor | None, cache_dir: Path) -> list:
+    """Every split's rows, batch by batch, as size-256 rows in Arrow files: for each batch, a
+    function that waits for its file (a task of `pool`) or (no pool) writes it, and returns its path."""
+    files = [entry["filename"] for split in splits.values() for entry in split.cache_files]
+    total = sum(len(split) for split in splits.values())
+    step = recipe.CovidChestXraySeg.DEFAULT_WRITER_BATCH_SIZE
+    tasks = [
+        (files, start, min(start + step, total), str(cache_dir / f"size-{resize.SIZE}-{start:08d}.arrow"))
+        for start in range(0, total, step)
+    ]
+    if pool is None:
+        return [functools.partial(_shrink_slice, *task) for task in tasks]
+    return [pool.submit(_shrink_slice, *task).result for task in tasks]
+
+
+def _write_size_256(
+    shrinking: list,
+    splits: dict[str, datasets.Dataset],
+    parts: dict[str, dict[str, list[bool]]],
+    folder: Path,
+    *,
+    cache_dir: Path,
+    cut: dict,
+) -> None:
+    """The 256-px parts: the shrunk rows (in the order of the splits) gathered into one Arrow
+    file beside the builder's cache, then each split's rows of each part written as `default`'s are."""
+    path = cache_dir / f"size-{resize.SIZE}.arrow"
+    schema = resize.features().arrow_schema
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for collect in shrinking:
+            part = Path(collect())
+            with pa.memory_map(str(part)) as source:
+                for batch in pa.ipc.open_stream(source):
+                    writer.write_batch(batch)
+            part.unlink()
+    small = datasets.Dataset.from_file(str(path))
+    before, total = 0, len(small)
+    for split, rows in splits.items():
+        after = total - before - len(rows)
+        for part, keep in parts[split].items():
+            # The split's rows of the part, among all splits' rows.
+            chosen = [False] * before + keep + [False] * after
+            parquet.write_split(small, folder, split, part=layout.SIZE_256_PARTS[part], keep=chosen, **cut)
+        before += len(rows)
 
 
 def _build_error_from(error: BaseException) -> BaseException:

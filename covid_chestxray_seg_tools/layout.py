@@ -8,7 +8,9 @@
 
 The rows are stored once, in two parts: images whose own licence is known
 (`data/licensed/`) and the others (`data/licence-unknown/`). Config `default` reads both,
-config `licensed` reads the first only, so it costs no copy. Every other module (and the
+config `licensed` reads the first only, so it costs no copy. The 256-px rows (see `resize`)
+are stored the same way, in `data/licensed-256/` and `data/licence-unknown-256/`, read by
+configs `size-256` (both) and `size-256-licensed` (the first). Every other module (and the
 tests, in both `datasets` venvs) takes these names from here, so this module depends on
 nothing but pyarrow.
 """
@@ -24,8 +26,20 @@ CONFIG_NAME = "default"
 LICENSED_CONFIG = "licensed"
 LICENSED_PART = "licensed"
 UNKNOWN_LICENCE_PART = "licence-unknown"
+SIZE_256_CONFIG = "size-256"
+SIZE_256_LICENSED_CONFIG = "size-256-licensed"
+LICENSED_256_PART = "licensed-256"
+UNKNOWN_LICENCE_256_PART = "licence-unknown-256"
 # Config -> the parts it reads, in row order.
-CONFIG_PARTS = {CONFIG_NAME: (LICENSED_PART, UNKNOWN_LICENCE_PART), LICENSED_CONFIG: (LICENSED_PART,)}
+CONFIG_PARTS = {
+    CONFIG_NAME: (LICENSED_PART, UNKNOWN_LICENCE_PART),
+    LICENSED_CONFIG: (LICENSED_PART,),
+    SIZE_256_CONFIG: (LICENSED_256_PART, UNKNOWN_LICENCE_256_PART),
+    SIZE_256_LICENSED_CONFIG: (LICENSED_256_PART,),
+}
+# The configs whose rows are `default`'s at 256 x 256 (`resize`), and the full-size part each 256-px part copies.
+SIZE_256_CONFIGS = (SIZE_256_CONFIG, SIZE_256_LICENSED_CONFIG)
+SIZE_256_PARTS = {LICENSED_PART: LICENSED_256_PART, UNKNOWN_LICENCE_PART: UNKNOWN_LICENCE_256_PART}
 DATA_DIR = "data"
 CARD_FILENAME = "README.md"
 LICENSE_FILENAME = "LICENSE.md"

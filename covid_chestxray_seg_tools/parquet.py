@@ -135,12 +135,21 @@ def arrow_bytes(paths: list[Path]) -> int:
     return total
 
 
-def hub_info(info: datasets.DatasetInfo, folder: Path, *, config: str, description: str) -> datasets.DatasetInfo:
+def hub_info(
+    info: datasets.DatasetInfo,
+    folder: Path,
+    *,
+    config: str,
+    description: str,
+    features: datasets.Features | None = None,
+) -> datasets.DatasetInfo:
     """The builder's info as the Hub serves it for `config`: no local paths, rows and sizes of
-    the written shards."""
+    the written shards; `features` when the config's rows differ from the builder's (size-256)."""
     info = info.copy()
     info.config_name = config
     info.description = description
+    if features is not None:
+        info.features = features
     info.download_checksums = None
     for name, split in info.splits.items():
         paths = layout.shard_paths(folder, name, config=config)

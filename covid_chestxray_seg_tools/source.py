@@ -28,7 +28,11 @@ class SourceError(CovidSegError, ValueError):
 
 
 def load_splits(
-    *, source: str, splits: Sequence[str] | None = None, required: Sequence[str] = BUILD_COLUMNS
+    *,
+    source: str,
+    splits: Sequence[str] | None = None,
+    required: Sequence[str] = BUILD_COLUMNS,
+    config: str | None = None,
 ) -> dict[str, datasets.Dataset]:
     """The requested splits of `source`, checked to be this dataset.
 
@@ -36,6 +40,7 @@ def load_splits(
         source: a built folder, a Hub dataset repo id, or anything `load_dataset` reads.
         splits: the splits wanted (default: all, in the source's order).
         required: columns every wanted split must have.
+        config: the config to read (default: the source's default config).
 
     Returns:
         Split name -> `datasets.Dataset`.
@@ -43,7 +48,7 @@ def load_splits(
     Raises:
         SourceError: `source` cannot be loaded, lacks a split, or lacks a required column.
     """
-    loaded = _load(source)
+    loaded = _load(source, name=config)
     wanted = list(loaded) if splits is None else list(dict.fromkeys(splits))
     unknown = [name for name in wanted if name not in loaded]
     if unknown:
@@ -105,6 +110,12 @@ def _load(source: str, **options):
     """`datasets.load_dataset(source, **options)`, a source that does not exist as a SourceError."""
     try:
         return datasets.load_dataset(source, **options)
+    except ValueError as error:
+        if options.get("name") is None or "BuilderConfig" not in str(error):
+            raise
+        raise SourceError(
+            f"--source {source}: has no config {options['name']!r} (built by an older covid-seg?)"
+        ) from None
     except (DatasetNotFoundError, FileNotFoundError) as error:
         raise SourceError(
             f"--source {source}: not a built folder nor a dataset repo on the Hub ({type(error).__name__}: "

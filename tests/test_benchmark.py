@@ -9,7 +9,7 @@ import pytest
 from benchmarks import data, tasks
 from covid_chestxray_seg_tools import benchmark, layout
 from covid_chestxray_seg_tools.cli import main as covid_seg
-from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, REPO
+from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, REPO, require_torch
 
 
 @pytest.mark.slow
@@ -39,6 +39,11 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
     assert results["stream"]["rows"] == 1
     assert results["stream"]["first_row_bytes"] > 0
     assert results["scale"]["copies"] == 2
+    # The 256-px epoch and the decode floor ran over every row of the fixture.
+    assert results["epoch"]["rows"] == 3 and results["epoch"]["size_256_seconds"] > 0
+    assert results["load"]["floor_seconds"] > 0 and results["load"]["floor_ratio"] > 0
+    assert 0 < results["size"]["size_256_fraction"] < 1
+    assert results["size"]["built_bytes"] + results["size"]["size_256_bytes"] == results["size"]["folder_bytes"]
     # evaluate, on the fixture's one test image and its two development images (cv): the
     # scoring that reads every column gives the same scores.
     assert {split: results["evaluate"][split]["images"] for split in ("test", "cv")} == {"test": 1, "cv": 2}
@@ -46,14 +51,28 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
     assert set(results["targets"]) == {
         "build_speedup",
         "load_speedup",
+        "floor_ratio",
+        "epoch_speedup",
         "first_row_fraction",
         "size_ratio",
+        "size_256_fraction",
         "scale_time_ratio",
         "scale_rss_ratio",
     }
     table = capsys.readouterr().out
     assert "| build (s) |" in table and "targets: " in table and "machine: " in table
+    assert "| one epoch, image + 14 masks as tensors at 256 x 256 (s) |" in table
     assert "| evaluate `--split cv`, atlas predictions, 2 images (s) |" in table
+
+
+@pytest.mark.slow
+def test_the_decode_floor_and_the_epoch_tasks_read_every_row(fixture_build):
+    require_torch()
+    assert tasks.task_load_floor(str(fixture_build))["rows"] == 3
+    for variant in ("size_256", "default_resize"):
+        assert tasks.task_epoch(str(fixture_build), variant)["rows"] == 3
+    with pytest.raises(SystemExit, match="unknown variant nope"):
+        tasks.task_epoch(str(fixture_build), "nope")
 
 
 def test_replicate_makes_new_ids_names_and_patients(tmp_path):

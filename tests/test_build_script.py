@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, parquet, viewer
+from covid_chestxray_seg_tools import layout, parquet, resize, viewer
 from covid_chestxray_seg_tools.card.stats import compute_stats
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import FIXTURE_ARGS, REPO
@@ -30,6 +30,9 @@ def test_layout_and_shard_names(fixture_build):
         "README.md",
         "assets/legend.png",
         "assets/preview.png",
+        "data/licensed-256/test-00000-of-00001.parquet",
+        "data/licensed-256/train-00000-of-00001.parquet",
+        "data/licensed-256/validation-00000-of-00001.parquet",
         "data/licensed/test-00000-of-00001.parquet",
         "data/licensed/train-00000-of-00001.parquet",
         "data/licensed/validation-00000-of-00001.parquet",
@@ -63,17 +66,19 @@ def test_card_yaml_agrees_with_the_parquet_files(fixture_build):
     assert data["task_categories"] == ["image-segmentation"]
     assert data["license"] == "other" and "cc-by-4.0" in data["license_name"]
     assert data["license_link"] == "LICENSE.md" and (fixture_build / "LICENSE.md").is_file()
-    assert [c["config_name"] for c in data["configs"]] == ["default", "licensed"]
-    assert data["configs"][0]["default"] is True and "default" not in data["configs"][1]
-    # The fixture's three images all have a licence: the licence-unknown part has no file.
+    assert [c["config_name"] for c in data["configs"]] == ["default", "licensed", "size-256", "size-256-licensed"]
+    assert data["configs"][0]["default"] is True and not any("default" in c for c in data["configs"][1:])
+    # The fixture's three images all have a licence: the licence-unknown parts have no file.
     for config in data["configs"]:
+        part = "licensed-256" if config["config_name"] in layout.SIZE_256_CONFIGS else "licensed"
         assert {f["split"]: f["path"] for f in config["data_files"]} == {
-            split: [f"data/licensed/{split}-*.parquet"] for split in recipe.SPLITS
+            split: [f"data/{part}/{split}-*.parquet"] for split in recipe.SPLITS
         }
     infos = {info["config_name"]: info for info in data["dataset_info"]}
-    assert set(infos) == {"default", "licensed"}
+    assert set(infos) == {"default", "licensed", "size-256", "size-256-licensed"}
     for config, info in infos.items():
-        assert datasets.Features._from_yaml_list(info["features"]) == recipe.features()
+        features = resize.features() if config in layout.SIZE_256_CONFIGS else recipe.features()
+        assert datasets.Features._from_yaml_list(info["features"]) == features
         for split in info["splits"]:
             rows = sum(
                 pq.ParquetFile(path).metadata.num_rows

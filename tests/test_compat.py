@@ -14,7 +14,7 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, viewer
+from covid_chestxray_seg_tools import layout, resize, viewer
 from covid_chestxray_seg_tools.dialect import portable_features
 from tests.helpers import REPO, parquet_rows, require_torch
 
@@ -41,25 +41,34 @@ def _yaml_keys(node) -> set:
 # --- metadata that datasets 3.x reads (it knows no "List") -------------------------------
 
 
+def _config_features(config: str) -> datasets.Features:
+    return resize.features() if config in layout.SIZE_256_CONFIGS else recipe.features()
+
+
 def test_every_served_schema_avoids_the_list_type_datasets_3_cannot_read(fixture_build):
-    infos = json.loads((fixture_build / "dataset_infos.json").read_text())["default"]["features"]
-    assert "List" not in _types(infos) and "Sequence" in _types(infos)
-    for path in sorted(fixture_build.rglob("*.parquet")):
-        metadata = json.loads(pq.read_schema(path).metadata[b"huggingface"])
-        assert metadata["info"]["features"] == infos, path.name
-    yaml_features = DatasetCard.load(fixture_build / "README.md").data.to_dict()["dataset_info"][0]["features"]
-    keys = _yaml_keys(yaml_features)
-    assert "sequence" in keys and "list+length" not in keys
+    infos = json.loads((fixture_build / "dataset_infos.json").read_text())
+    assert "List" not in _types(infos) and "Sequence" in _types(infos["default"]["features"])
+    for config in (layout.CONFIG_NAME, layout.SIZE_256_CONFIG):
+        paths = layout.shard_paths(fixture_build, config=config)
+        assert paths
+        for path in paths:
+            metadata = json.loads(pq.read_schema(path).metadata[b"huggingface"])
+            assert metadata["info"]["features"] == infos[config]["features"], path.name
+    for entry in DatasetCard.load(fixture_build / "README.md").data.to_dict()["dataset_info"]:
+        keys = _yaml_keys(entry["features"])
+        assert "sequence" in keys and "list+length" not in keys, entry["config_name"]
 
 
 def test_served_schemas_read_back_as_the_builder_features(fixture_build):
     # datasets >= 4 reads the portable dialect as the same features (List, length kept).
-    infos = json.loads((fixture_build / "dataset_infos.json").read_text())["default"]["features"]
-    assert datasets.Features.from_dict(infos) == recipe.features()
-    for path in sorted(fixture_build.rglob("*.parquet")):
-        assert datasets.Features.from_arrow_schema(pq.read_schema(path)) == recipe.features()
+    infos = json.loads((fixture_build / "dataset_infos.json").read_text())
+    assert set(infos) == set(layout.CONFIG_PARTS)
+    for config, info in infos.items():
+        assert datasets.Features.from_dict(info["features"]) == _config_features(config), config
+        for path in layout.shard_paths(fixture_build, config=config):
+            assert datasets.Features.from_arrow_schema(pq.read_schema(path)) == _config_features(config)
     for entry in DatasetCard.load(fixture_build / "README.md").data.to_dict()["dataset_info"]:
-        assert datasets.Features._from_yaml_list(entry["features"]) == recipe.features(), entry["config_name"]
+        assert datasets.Features._from_yaml_list(entry["features"]) == _config_features(entry["config_name"])
 
 
 def test_portable_features_maps_each_list_form():

@@ -73,7 +73,8 @@ def test_publish_commits_once_and_loads_back_identical(hub, token, fixture_build
     assert VALID_TOKEN not in out
 
     loaded = datasets.load_dataset(REPO_ID)
-    assert datasets.get_dataset_config_names(REPO_ID) == ["default", "licensed"]  # the viewer lists both
+    # the viewer lists them all
+    assert datasets.get_dataset_config_names(REPO_ID) == ["default", "licensed", "size-256", "size-256-licensed"]
     assert datasets.get_dataset_split_names(REPO_ID) == ["train", "validation", "test"]
     for split, dataset in loaded.items():
         assert dataset.features == recipe.features()
@@ -141,7 +142,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(hub, token, fixture_build, c
     assert run("--source", str(fixture_build), "--dry-run") == 0
     out = capsys.readouterr().out
     assert "+ data/licensed/train-00000-of-00001.parquet" in out
-    assert "8 to upload" in out and "dry run: nothing was written" in out
+    assert "11 to upload" in out and "dry run: nothing was written" in out
     assert not posts(hub) and not hub.state.requests("PUT")
     assert hub.state.repos == {}
     # Nothing was published, so the card's companion link is not checked either.

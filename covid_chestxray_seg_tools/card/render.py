@@ -205,6 +205,9 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         "legend": legend_table(),
         "severity": severity_text,
         "baseline": extras.get("baseline") or "Not computed for this build (`covid-seg build --baseline` computes it).",
+        "unet": extras.get("unet")
+        or "Not in this build (`covid-seg build --baseline` renders it from the results file that "
+        "`covid-seg baseline unet --results` writes).",
         "provenance": "\n".join(provenance),
         "quirks": "\n".join(quirks),
         "validation": validation.summary()

@@ -6,7 +6,7 @@ import argparse
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import baseline, evaluate
-from covid_chestxray_seg_tools.cli import options
+from covid_chestxray_seg_tools.cli import baseline_unet, options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 
 __all__ = ["register", "run_atlas"]
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = options.subcommand(
         subparsers,
         "baseline",
-        summary="write a baseline's predictions (atlas)",
+        summary="write a baseline's predictions (atlas, unet)",
         description="Write a baseline's predictions for a split, as DIR/<split>/<image_id>/<mask column>.png: the "
         "layout `covid-seg evaluate --predictions` reads.",
         examples=EXAMPLES,
@@ -50,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     options.add_out(atlas, help="folder to create for the predictions; must not exist yet")
     atlas.set_defaults(handler=run_atlas)
+    baseline_unet.register(kinds)
 
 
 def run_atlas(args: argparse.Namespace) -> Outcome:

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "benchmark",
         summary="measure build, load, stream and size against baselines (from a clone)",
         description="Benchmark the build, loading, streaming and size, each against a baseline run in the same "
-        "process tree on the same machine (about 5 minutes on the full data).",
+        "process tree on the same machine (about 9 minutes on the full data).",
         examples=_EXAMPLES,
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="the upstream data (or the fixture, --smoke)")

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, parquet
+from covid_chestxray_seg_tools import layout, parquet, results
 from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, build
 from covid_chestxray_seg_tools.card import render as card_render
 from covid_chestxray_seg_tools.card.legend import LEGEND_PATH
@@ -112,6 +112,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "card (what `covid-seg baseline atlas` predicts)",
     )
     parser.add_argument(
+        "--unet-results",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --baseline: the U-Net's results file to render in the card (default: the repository's "
+        "baselines/unet.json, where there is one)",
+    )
+    parser.add_argument(
         "--sync-repo",
         action="store_true",
         help="also copy dataset_infos.json, assets/preview.png and assets/legend.png into this repository's clone "
@@ -138,6 +146,7 @@ def run(args: argparse.Namespace) -> Outcome:
         tools_url=args.tools_url,
         validate=args.validate,
         baseline=args.baseline,
+        unet_results=args.unet_results or results.committed_results(),
     )
     text = result.summary()
     if args.sync_repo:

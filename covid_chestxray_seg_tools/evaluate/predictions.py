@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError
 
 __all__ = [
@@ -272,7 +273,11 @@ def _cell_bytes(cell: bytes | dict[str, Any] | None) -> bytes | None:
 
 
 def _parquet_files(root: Path, split: str) -> list[Path]:
-    """Parquet files of `split` under `root`: `<split>.parquet`, `<split>-*.parquet` or in a `<split>/` folder."""
+    """Parquet files of `split` under `root`: `<split>.parquet`, `<split>-*.parquet` or in a `<split>/` folder;
+    in a built folder, its `default` config's files (the size-256 parts hold the same images at 256 px)."""
+    built = layout.shard_paths(root, split)
+    if built:
+        return built
     return sorted(
         path
         for path in root.rglob("*.parquet")

@@ -1,0 +1,199 @@
+"""The learned baseline's committed results file, and the card's table rendered from it.
+
+`covid-seg baseline unet --results FILE` scores the U-Net's predictions (the out-of-fold
+ones for cross-validation, pooled and per fold, and the test ones) and the atlas under the
+same protocol (for cross-validation: an atlas per fold, fitted on the other four), with the
+paired U-Net minus atlas difference per class (`evaluate.compare`: the mean of the per-image
+differences with a patient-bootstrap interval), all by `covid-seg evaluate`'s functions, and
+writes them with the training record (the exact command, versions, seed, CPU time). The
+card's baseline table is `card_table` of that file: never typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import baseline, evaluate
+from covid_chestxray_seg_tools.errors import CovidSegError
+
+__all__ = [
+    "COMMITTED_RESULTS",
+    "DEFAULT_RESULTS",
+    "ResultsError",
+    "card_table",
+    "committed_results",
+    "format_summary",
+    "read_results",
+    "write_results",
+]
+
+DEFAULT_RESULTS = Path("baselines") / "unet.json"
+# The committed results file, in a clone of the repository (an installed package has none).
+COMMITTED_RESULTS = Path(recipe.__file__).resolve().parent / DEFAULT_RESULTS
+TEST_SPLIT = "test"
+CV = evaluate.CV
+
+
+class ResultsError(CovidSegError, ValueError):
+    """A results file that cannot be written or read."""
+
+
+def _summary(result: Mapping) -> dict:
+    """What the results file keeps of an `evaluate.score` result: everything but the per-image scores."""
+    return {key: value for key, value in result.items() if key != "images"}
+
+
+def score_all(*, source: str, predictions: Path) -> dict:
+    """The U-Net's predictions and the atlas's, scored under cross-validation (pooled, with each
+    fold's mean) and on test by `covid-seg evaluate`'s protocol, with the paired U-Net minus
+    atlas difference (`evaluate.compare`).
+
+    Args:
+        source: the ground truth: a built folder or a Hub repo id.
+        predictions: the U-Net's OUT/<split>/<image_id>/<mask column>.png for every train,
+            validation and test image.
+
+    Returns:
+        ``{"cv": {"unet", "atlas", "difference"}, "test": {...}}``.
+
+    Raises:
+        evaluate.EvaluateError: an image without predictions, a prediction that cannot be scored.
+    """
+    scores = {}
+    with tempfile.TemporaryDirectory(prefix="covid-seg-results-") as work:
+        for label in (CV, TEST_SPLIT):
+            selection = evaluate.Selection.parse(split=label, fold=None)
+            truth, targets = evaluate.read_truth(source=source, selection=selection)
+            atlas_folder = Path(work) / f"atlas-{label}"
+            baseline.atlas_predictions(source=source, out=atlas_folder, split=label)
+            results = {}
+            for name, folder in (("unet", Path(predictions)), ("atlas", atlas_folder)):
+                predicted = evaluate.load_predictions(path=folder, targets=targets)
+                results[name] = evaluate.score(
+                    truth=truth, predictions=predicted, split=label, predicted=predicted.predicted_columns
+                )
+            scores[label] = {
+                "unet": _summary(results["unet"]),
+                "atlas": _summary(results["atlas"]),
+                "difference": evaluate.compare(a=results["unet"], b=results["atlas"]),
+            }
+    return scores
+
+
+def write_results(*, source: str, predictions: Path, training: Mapping, path: Path) -> dict:
+    """Score `predictions` (see `score_all`) and write them with the `training` record to `path`.
+
+    Returns:
+        The results written.
+
+    Raises:
+        ResultsError: predictions missing for a split, or `path` cannot be written.
+    """
+    results = {
+        "baseline": "unet",
+        "training": dict(training),
+        "protocol": {
+            "bootstrap": {"unit": "patient", "samples": evaluate.BOOTSTRAP_SAMPLES, "seed": evaluate.SEED},
+            "atlas": "covid-seg baseline atlas: fitted on the same images as each U-Net (per fold for cv)",
+            "difference": "U-Net minus atlas per image, over the pairs both score (evaluate --compare)",
+        },
+        "scores": score_all(source=source, predictions=Path(predictions)),
+    }
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(results, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise ResultsError(f"{path}: cannot write the results file ({error.strerror or error})") from None
+    return results
+
+
+def committed_results() -> Path | None:
+    """The repository's committed results file, or None outside a clone."""
+    return COMMITTED_RESULTS if COMMITTED_RESULTS.is_file() else None
+
+
+def read_results(path: Path) -> dict:
+    """A results file `write_results` wrote.
+
+    Raises:
+        ResultsError: missing or not a results file.
+    """
+    try:
+        results = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ResultsError(f"{path}: not a readable results file ({error})") from None
+    if not isinstance(results, dict) or "scores" not in results or "training" not in results:
+        raise ResultsError(f"{path}: not a results file of covid-seg baseline unet (no scores or training)")
+    return results
+
+
+def _cell(mean: float | None, interval: list | None, *, signed: bool = False) -> str:
+    if mean is None:
+        return "–"
+    form = "+.3f" if signed else ".3f"
+    return f"{mean:{form}} [{interval[0]:{form}}, {interval[1]:{form}}]"
+
+
+def _dice(result: Mapping, name: str) -> str:
+    entry = result["classes"].get(name)
+    return "–" if entry is None else _cell(entry["dice"]["mean"], entry["dice"]["ci95"])
+
+
+def _difference(comparison: Mapping, name: str) -> str:
+    entry = comparison["classes"].get(name)
+    if entry is None:
+        return "–"
+    return _cell(entry["dice"]["difference"], entry["dice"]["ci95"], signed=True)
+
+
+def card_table(results: Mapping) -> str:
+    """The card's table: per class, Dice of the atlas and the U-Net for cross-validation and
+    test with intervals, and the paired U-Net minus atlas difference; then how it was trained."""
+    scores, training = results["scores"], results["training"]
+    lines = [
+        "| Class | atlas, cv | U-Net, cv | U-Net - atlas, cv | atlas, test | U-Net, test | U-Net - atlas, test |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in recipe.CLASSES:
+        row = [name]
+        for label in (CV, TEST_SPLIT):
+            entry = scores[label]
+            row += [_dice(entry["atlas"], name), _dice(entry["unet"], name), _difference(entry["difference"], name)]
+        lines.append("| " + " | ".join(row) + " |")
+    cv = scores[CV]["unet"]
+    folds = cv["classes"]["Left Lung"]["dice"].get("folds") or []
+    per_fold = ", ".join(f"{value:.3f}" for value in folds if value is not None)
+    settings, versions = training["settings"], training["versions"]
+    lines += [
+        "",
+        f"Dice, mean [95 % patient-bootstrap interval]. cv: out-of-fold predictions for "
+        f"{cv['counts']['images']} images, each fold's by a model trained on the other four folds; test: "
+        f"{scores[TEST_SPLIT]['unet']['counts']['images']} images, by a model trained on train + validation. "
+        f"Left Lung per fold: {per_fold}. U-Net - atlas: the mean per-image difference over the pairs both "
+        "score, with its own interval.",
+        f"U-Net: MONAI `UNet`, channels {tuple(settings['channels'])}, random initialisation, "
+        f"{settings['epochs']} epochs at {settings['size']} px per model, seed {settings['seed']}; "
+        f"{len(training['rounds'])} models in {training['cpu_seconds'] / 60:.0f} CPU minutes "
+        f"({training['wall_seconds'] / 60:.0f} minutes on {versions['cpus']} cores), torch {versions['torch']}, "
+        f"monai {versions['monai']}. Command: `{training['command']}`.",
+    ]
+    return "\n".join(lines)
+
+
+def format_summary(results: Mapping) -> str:
+    """A few lines for the terminal: Dice per class, U-Net against the atlas."""
+    lines = ["Dice, U-Net vs atlas (cv / test):"]
+    for name in recipe.CLASSES:
+        parts = []
+        for label in (CV, TEST_SPLIT):
+            entry = results["scores"][label]
+            ours, theirs = (
+                entry[kind]["classes"].get(name, {}).get("dice", {}).get("mean") for kind in ("unet", "atlas")
+            )
+            parts.append(f"{'–' if ours is None else f'{ours:.3f}'} vs {'–' if theirs is None else f'{theirs:.3f}'}")
+        lines.append(f"  {name}: " + " / ".join(parts))
+    return "\n".join(lines)
