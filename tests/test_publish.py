@@ -232,7 +232,7 @@ def test_without_fiftyone_an_existing_companion_is_no_warning(hub, token, fixtur
         "revision": "main",
         "commit": hub.state.repos[("dataset", REPO_ID)].refs["main"],
         "committed": True,
-        "uploaded": 8,
+        "uploaded": len([path for path in fixture_build.rglob("*") if path.is_file()]),
         "deleted": 0,
         "unchanged": 0,
         "dry_run": False,
