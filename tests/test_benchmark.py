@@ -88,6 +88,7 @@ def test_replicate_makes_new_ids_names_and_patients(tmp_path):
     assert len({row.split(",")[0] for row in rows}) == 9  # patients differ between copies
 
 
+@pytest.mark.slow
 def test_the_naive_build_detects_a_different_mask(tmp_path):
     ours, naive = tmp_path / "ours", tmp_path / "naive"
     tasks.task_build_ours(str(FIXTURE_DIR), str(ours), str(FIXTURE_SEVERITY), True)

@@ -44,7 +44,8 @@ def archive_server(tmp_path, monkeypatch):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll so that shutdown() at teardown returns at once instead of after 0.5 s.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", tmp_path / "downloads")
     try:
@@ -118,6 +119,7 @@ def build_from(url: str, out, *extra: str) -> int:
     )
 
 
+@pytest.mark.slow
 def test_a_truncated_archive_is_a_clear_error_and_the_next_good_run_works(archive_server, tmp_path, capsys):
     url, _, _, served = archive_server
     good = (served / "archive.zip").read_bytes()
@@ -133,6 +135,7 @@ def test_a_truncated_archive_is_a_clear_error_and_the_next_good_run_works(archiv
     assert (tmp_path / "out" / "README.md").is_file()
 
 
+@pytest.mark.slow
 def test_a_wrong_archive_fails_the_manifest_check_and_is_not_kept(archive_server, tmp_path, capsys):
     url, requests, _, _ = archive_server
     # The fixture's metadata.csv is cut down: without --allow-modified the manifest refuses it.
@@ -143,6 +146,7 @@ def test_a_wrong_archive_fails_the_manifest_check_and_is_not_kept(archive_server
     assert len([p for p in requests if p.endswith(".zip")]) == 2  # downloaded again, not reused
 
 
+@pytest.mark.slow
 def test_a_server_error_during_download_is_clear_and_the_retry_works(archive_server, tmp_path, capsys):
     url, _, faults, _ = archive_server
     faults.extend([500] * 10)  # more than any client retries

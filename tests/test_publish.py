@@ -281,6 +281,7 @@ def test_a_transient_error_on_the_commit_is_retried_into_one_commit(hub, token, 
     assert len(new_commits(hub)) == 1
 
 
+@pytest.mark.slow
 def test_transient_errors_during_upload_are_retried(hub, token, fixture_build):
     hub.state.fail("POST", r"/info/lfs/objects/batch$", 429, headers={"Retry-After": "0"})
     hub.state.fail("PUT", r"^/lfs-upload/", 500)
@@ -315,6 +316,7 @@ def test_a_stale_parent_commits_nothing(hub, token, fixture_build, capsys):
     assert [r.status for r in posts(hub, r"/commit/")] == [412]
 
 
+@pytest.mark.slow
 def test_a_dropped_connection_during_the_lfs_upload_is_retried(hub, token, fixture_build):
     hub.state.fail("PUT", r"^/lfs-upload/", 0)
     assert run("--source", str(fixture_build), "--no-verify") == 0
