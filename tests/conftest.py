@@ -9,6 +9,8 @@ imported, and pytest loads it only after this module has run.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,18 +53,19 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def real_build(tmp_path_factory) -> Path:
-    """The Hub-ready folder built from the full upstream data (present in CI)."""
-    from covid_chestxray_seg_tools.cli import main as covid_seg
+    """The Hub-ready folder built from the full upstream data (present in CI), by the installed
+    command in a process of its own: built in this one, it left half a GB that every forked
+    DataLoader worker of a later test counted again."""
     from tests.helpers import SHARED_ARGS, SHARED_DIR
 
     if not SHARED_DIR.is_dir():
         pytest.skip(f"the full data is not at {SHARED_DIR}")
 
     out = tmp_path_factory.mktemp("real-build") / "out"
-    assert (
-        covid_seg(["build", *SHARED_ARGS, "--out", str(out), "--quiet", "--num-proc", "2", "--validate", "--baseline"])
-        == 0
-    )
+    command = [sys.executable, "-m", "covid_chestxray_seg_tools", "build", *SHARED_ARGS, "--out", str(out)]
+    options = ["--quiet", "--num-proc", "2", "--validate", "--baseline"]
+    built = subprocess.run([*command, *options], capture_output=True, text=True, check=False)
+    assert built.returncode == 0, built.stderr
     return out
 
 
