@@ -33,7 +33,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,6 +41,89 @@ import datasets
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
+
+__all__ = [
+    "ANNOTATIONS_LICENSE",
+    "ANNOTATION_FILE",
+    "ARCHIVE_URL",
+    "BUILDER_CHANGES",
+    "BUILDER_VERSION",
+    "CITATION",
+    "CLASSES",
+    "CLASS_COLOURS",
+    "CLASS_STYLES",
+    "EXPECTED_CLASSES",
+    "EXPECTED_SIDE",
+    "FOLDS",
+    "FOLD_SPLITS",
+    "HOMEPAGE",
+    "IMAGES_DIR",
+    "IMAGE_LICENSE_TERMS",
+    "LICENSE",
+    "MANIFEST_NAME",
+    "MANIFEST_PATH",
+    "MASK_COLUMNS",
+    "METADATA_COLUMNS",
+    "METADATA_FILE",
+    "METADATA_JOIN_COLUMN",
+    "OVERLAY_ALPHA",
+    "OVERLAY_MAX_SIDE",
+    "OVERLAY_OUTLINE_WIDTH",
+    "OVERLAY_STYLE_ORDER",
+    "QUALITY_FLAG_KINDS",
+    "SEVERITY_COLUMNS",
+    "SEVERITY_COMMIT",
+    "SEVERITY_HOMEPAGE",
+    "SEVERITY_LICENSE",
+    "SEVERITY_MANIFEST",
+    "SEVERITY_PATH",
+    "SEVERITY_URL",
+    "SINGLE_INSTANCE_CLASSES",
+    "SPLITS",
+    "SUPERCATEGORIES",
+    "UPSTREAM_ANNOTATORS",
+    "UPSTREAM_CLASS_ALIASES",
+    "UPSTREAM_COMMIT",
+    "BuildError",
+    "BuildReport",
+    "CocoAnnotations",
+    "CovidChestXraySeg",
+    "CovidChestXraySegConfig",
+    "LicenseTerms",
+    "assign_splits",
+    "bit_png",
+    "check_upstream",
+    "class_names",
+    "compressed_rle_runs",
+    "decode_class_mask",
+    "decode_mask",
+    "download_failure",
+    "draw_overlay",
+    "empty_mask_png",
+    "encode_mask_png",
+    "features",
+    "git_blob_sha1",
+    "has_known_license",
+    "mask_column",
+    "mask_outline",
+    "overlay_jpeg",
+    "overlay_size",
+    "pack_mask_rows",
+    "parse_quality_flag",
+    "quality_flag",
+    "quality_flags",
+    "read_manifest",
+    "read_metadata",
+    "read_severity",
+    "rle_centroid_x",
+    "rle_for_pycocotools",
+    "segmentation_to_rle",
+    "stack_masks",
+    "thick_outline",
+    "thumbnail_mask",
+    "thumbnail_mask_any",
+    "union_rle",
+]
 
 if TYPE_CHECKING:
     import torch
@@ -78,7 +161,7 @@ CITATION = """\
 }
 """
 
-DESCRIPTION = """\
+_DESCRIPTION = """\
 100 chest X-rays from the ieee8023 COVID-19 image data collection with radiologist
 segmentations in 14 classes (anatomy, pathology, devices), one full-size mask per
 class, a coloured overlay, the COCO annotations as RLE, each image's metadata and own
@@ -100,7 +183,7 @@ ANNOTATIONS_LICENSE = "CC BY 4.0"
 
 
 @dataclass(frozen=True)
-class LicenceTerms:
+class LicenseTerms:
     """What an image licence allows, as its Creative Commons (or other) deed says."""
 
     commercial: bool  # commercial use allowed
@@ -109,15 +192,15 @@ class LicenceTerms:
 
 
 # The image licences metadata.csv names (its spelling, no version given), and what each allows.
-IMAGE_LICENCE_TERMS = {
-    "CC0": LicenceTerms(commercial=True, derivatives=True, share_alike=False),
-    "CC BY": LicenceTerms(commercial=True, derivatives=True, share_alike=False),
-    "CC BY-SA": LicenceTerms(commercial=True, derivatives=True, share_alike=True),
-    "CC BY-ND": LicenceTerms(commercial=True, derivatives=False, share_alike=False),
-    "CC BY-NC": LicenceTerms(commercial=False, derivatives=True, share_alike=False),
-    "CC BY-NC-SA": LicenceTerms(commercial=False, derivatives=True, share_alike=True),
-    "CC BY-NC-ND": LicenceTerms(commercial=False, derivatives=False, share_alike=False),
-    "Apache 2.0": LicenceTerms(commercial=True, derivatives=True, share_alike=False),
+IMAGE_LICENSE_TERMS = {
+    "CC0": LicenseTerms(commercial=True, derivatives=True, share_alike=False),
+    "CC BY": LicenseTerms(commercial=True, derivatives=True, share_alike=False),
+    "CC BY-SA": LicenseTerms(commercial=True, derivatives=True, share_alike=True),
+    "CC BY-ND": LicenseTerms(commercial=True, derivatives=False, share_alike=False),
+    "CC BY-NC": LicenseTerms(commercial=False, derivatives=True, share_alike=False),
+    "CC BY-NC-SA": LicenseTerms(commercial=False, derivatives=True, share_alike=True),
+    "CC BY-NC-ND": LicenseTerms(commercial=False, derivatives=False, share_alike=False),
+    "Apache 2.0": LicenseTerms(commercial=True, derivatives=True, share_alike=False),
 }
 
 UPSTREAM_COMMIT = "377a49490e910a66a7f7aee1b92cdc3d5ac4bddf"
@@ -138,7 +221,7 @@ SEVERITY_COLUMNS = {
     "geographic_mean": ("severity_geographic_extent", 8.0),
     "opacity_mean": ("severity_opacity", 6.0),
 }
-SEVERITY_JOIN_COLUMN = "filename"
+_SEVERITY_JOIN_COLUMN = "filename"
 
 BUILDER_VERSION = "1.2.0"
 # What each version changed in the records; the card's provenance names the current one.
@@ -226,19 +309,19 @@ METADATA_JOIN_COLUMN = "filename"
 
 # Fractions of the images per split; whole patients are assigned (see assign_splits).
 SPLITS = {"train": 0.70, "validation": 0.15, "test": 0.15}
-# Cross-validation folds over train + validation, whole patients (see assign_folds); test stays out.
+# Cross-validation folds over train + validation, whole patients (see _assign_folds); test stays out.
 FOLDS = 5
 FOLD_SPLITS = ("train", "validation")
 
 # The overlay column: the X-ray with every class mask drawn, small enough for the viewer.
 OVERLAY_MAX_SIDE = 512
 OVERLAY_ALPHA = 0.45
-OVERLAY_JPEG_QUALITY = 80
+_OVERLAY_JPEG_QUALITY = 80
 # How each kind of class is drawn, so that two classes that meet stay apart: anatomy as an
 # outline (the lungs, heart and airways overlap each other and hold the opacities), opacities
 # as a translucent fill (the X-ray stays visible under them), devices as an opaque line.
-STYLE_OF_SUPERCATEGORY = {"Anatomical": "outline", "Pathology": "fill", "Objects": "line"}
-CLASS_STYLES = tuple(STYLE_OF_SUPERCATEGORY[SUPERCATEGORIES[name]] for name in CLASSES)
+_STYLE_OF_SUPERCATEGORY = {"Anatomical": "outline", "Pathology": "fill", "Objects": "line"}
+CLASS_STYLES = tuple(_STYLE_OF_SUPERCATEGORY[SUPERCATEGORIES[name]] for name in CLASSES)
 # Drawn in this order, class order within a style: fills first, outlines over them, devices on top.
 OVERLAY_STYLE_ORDER = ("fill", "outline", "line")
 # Outline width in overlay pixels (fills get a one-pixel edge in their colour).
@@ -293,7 +376,7 @@ class BuildError(ValueError):
         self.file, self.record, self.problem = str(file), record, problem
         super().__init__(f"{file}: {record}: {problem}")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[BuildError], tuple[str, str, str]]:
         # Rebuilt from its parts when it crosses from a worker process.
         return type(self), (self.file, self.record, self.problem)
 
@@ -321,7 +404,7 @@ class CovidChestXraySegConfig(datasets.BuilderConfig):
     severity_url: str = SEVERITY_URL
     licensed_only: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         self.validate()
 
@@ -357,7 +440,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
     # several MB, and a fixed small batch keeps memory flat however large the data.
     DEFAULT_WRITER_BATCH_SIZE = 8
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Filled by _split_generators: where the data was read from, and what was flagged.
         self.data_root: Path | None = None
@@ -368,14 +451,14 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
-            description=DESCRIPTION,
+            description=_DESCRIPTION,
             features=features(),
             homepage=HOMEPAGE,
             license=LICENSE,
             citation=CITATION,
         )
 
-    def _split_generators(self, dl_manager):
+    def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         try:
             return self._read_source(dl_manager)
         except BuildError as error:
@@ -391,7 +474,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
                 ) from None
             raise
 
-    def _read_source(self, dl_manager):
+    def _read_source(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         root = self._data_root(dl_manager)
         self.data_root = root
         manifest = read_manifest(self._manifest_path())
@@ -402,7 +485,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         report.annotation_sha256 = coco.sha256
         report.annotation_upstream = expected is not None and coco.git_blob_sha1 == expected[1]
         paths = [
-            safe_join(root, IMAGES_DIR, image["file_name"], coco.path, f"image id {image['id']}")
+            _safe_join(root, IMAGES_DIR, image["file_name"], coco.path, f"image id {image['id']}")
             for image in coco.images
         ]
         metadata_path = root / METADATA_FILE
@@ -419,7 +502,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         # stop the build before anything is written; errors raised in datasets' worker
         # processes would reach the user without their message.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            list(pool.map(check_image, paths, coco.images, [coco.path] * len(paths)))
+            list(pool.map(_check_image, paths, coco.images, [coco.path] * len(paths)))
         for image, path in zip(coco.images, paths):
             check_upstream(path, f"{IMAGES_DIR}/{image['file_name']}", manifest, self.config.verify_upstream, report)
             meta = metadata[image["file_name"]]
@@ -454,13 +537,13 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
                 f"{patients} patient(s) cannot fill {len(SPLITS)} patient-disjoint splits "
                 f"({', '.join(empty)} would be empty); the data needs at least {len(SPLITS)} patients",
             )
-        folds = assign_folds([item for split in FOLD_SPLITS for item in by_split[split]])
+        folds = _assign_folds([item for split in FOLD_SPLITS for item in by_split[split]])
         for item in items:
             item["fold"] = folds.get(item["image"]["id"])
         if self.config.licensed_only:
             # Filtered after the splits and folds are drawn, so every image keeps its split and fold.
             by_split = {
-                split: [item for item in chosen if has_known_licence(item["metadata"])]
+                split: [item for item in chosen if has_known_license(item["metadata"])]
                 for split, chosen in by_split.items()
             }
         report.log()
@@ -469,7 +552,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, items: list[dict]) -> Iterator[tuple[int, dict]]:
         for item in items:
-            yield item["image"]["id"], make_record(item)
+            yield item["image"]["id"], _make_record(item)
 
     def _manifest_path(self) -> Path:
         # datasets 3.x runs a copy of this script from its modules cache and passes the
@@ -488,7 +571,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
             "not found; keep it beside covid_chestxray_seg.py, it lists the upstream files the build checks",
         )
 
-    def _severity_path(self, dl_manager) -> Path:
+    def _severity_path(self, dl_manager: datasets.DownloadManager) -> Path:
         if self.config.severity_file:
             path = Path(self.config.severity_file)
             if not path.is_file():
@@ -502,7 +585,7 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         self._downloaded.append(path)
         return path
 
-    def _data_root(self, dl_manager) -> Path:
+    def _data_root(self, dl_manager: datasets.DownloadManager) -> Path:
         if self.config.data_dir:
             root = Path(self.config.data_dir)
             if not root.is_dir():
@@ -578,19 +661,15 @@ class BuildReport:
     images: int = 0
     annotations: int = 0
     annotations_without_segmentation: int = 0
-    renamed_categories: dict | None = None
+    renamed_categories: dict[str, str] = field(default_factory=dict)  # upstream name -> ours
     images_without_license: int = 0
-    modified_files: list | None = None
+    modified_files: list[str] = field(default_factory=list)
     annotation_file: str = ANNOTATION_FILE
     annotation_sha256: str = ""
     annotation_upstream: bool = False
     images_with_severity: int = 0
-    quality_flags: dict | None = None  # file name -> the image's flags, flagged images only
-
-    def __post_init__(self):
-        self.renamed_categories = dict(self.renamed_categories or {})
-        self.modified_files = list(self.modified_files or [])
-        self.quality_flags = dict(self.quality_flags or {})
+    # File name -> the image's flags, flagged images only.
+    quality_flags: dict[str, list[str]] = field(default_factory=dict)
 
     def flag_counts(self) -> dict[str, int]:
         """Images per flag code, in code order."""
@@ -691,14 +770,14 @@ class CocoAnnotations:
                 {
                     "id": annotation["id"],
                     "category": category,
-                    "bbox": check_bbox(annotation.get("bbox"), image, path, record),
+                    "bbox": _check_bbox(annotation.get("bbox"), image, path, record),
                     "area": float(annotation.get("area", 0.0)),
                     "iscrowd": bool(annotation.get("iscrowd", 0)),
                     "segmentation": rle,
                 }
             )
 
-    def annotations_for(self, image_id) -> list[dict]:
+    def annotations_for(self, image_id: Any) -> list[dict]:
         """The image's annotations sorted by id; [] for an image without any."""
         return list(self._by_image.get(image_id, []))
 
@@ -722,7 +801,7 @@ class CocoAnnotations:
         return index
 
 
-def segmentation_to_rle(segmentation, image: dict, path: Path, record: str) -> dict | None:
+def segmentation_to_rle(segmentation: Any, image: dict, path: Path, record: str) -> dict | None:
     """Any COCO segmentation as one compressed RLE {"size": [h, w], "counts": str}; None when empty."""
     height, width = image["height"], image["width"]
     if segmentation is None or (isinstance(segmentation, list) and not segmentation):
@@ -767,7 +846,7 @@ def segmentation_to_rle(segmentation, image: dict, path: Path, record: str) -> d
     return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
-def check_bbox(bbox, image: dict, path: Path, record: str) -> list[float]:
+def _check_bbox(bbox: Any, image: dict, path: Path, record: str) -> list[float]:
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
         raise BuildError(path, record, f"bbox {bbox!r} is not [x, y, width, height]")
     x, y, w, h = bbox
@@ -827,7 +906,7 @@ def assign_splits(items: list[dict]) -> dict[str, list[dict]]:
         by_patient[item["metadata"]["patient_id"]].append(item)
     total = len(items)
     counts = dict.fromkeys(SPLITS, 0)
-    assigned = {split: [] for split in SPLITS}
+    assigned: dict[str, list[dict]] = {split: [] for split in SPLITS}
     for patient in sorted(by_patient, key=lambda p: hashlib.sha256(str(p).encode()).hexdigest()):
         split = max(SPLITS, key=lambda s: (SPLITS[s] * total - counts[s]) / (SPLITS[s] * total))
         counts[split] += len(by_patient[patient])
@@ -852,7 +931,7 @@ def read_severity(data: bytes, path: Path) -> dict[str, dict[str, float]]:
         raise BuildError(path, f"byte {error.start}", "is not UTF-8") from None
     lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if not line.startswith("##")]
     rows = list(zip((number for number, _ in lines), csv.reader(line for _, line in lines)))
-    expected = [SEVERITY_JOIN_COLUMN, *SEVERITY_COLUMNS]
+    expected = [_SEVERITY_JOIN_COLUMN, *SEVERITY_COLUMNS]
     if not rows or rows[0][1] != expected:
         where = f"line {rows[0][0]}" if rows else "header"
         raise BuildError(
@@ -883,7 +962,7 @@ def read_severity(data: bytes, path: Path) -> dict[str, dict[str, float]]:
     return scores
 
 
-def assign_folds(items: list[dict], *, folds: int = FOLDS) -> dict[Any, int]:
+def _assign_folds(items: list[dict], *, folds: int = FOLDS) -> dict[Any, int]:
     """image id -> fold (0 .. folds-1), whole patients, deterministic from patient ids.
 
     Patients are taken finding by finding (the commonest first; a patient's finding is
@@ -910,7 +989,7 @@ def assign_folds(items: list[dict], *, folds: int = FOLDS) -> dict[Any, int]:
     )
     images = [0] * folds
     per_finding: dict[str, list[int]] = defaultdict(lambda: [0] * folds)
-    assigned = {}
+    assigned: dict[Any, int] = {}
     for patient in order:
         counts = per_finding[finding_of[patient]]
         fold = min(range(folds), key=lambda f: (counts[f], images[f], f))
@@ -921,7 +1000,7 @@ def assign_folds(items: list[dict], *, folds: int = FOLDS) -> dict[Any, int]:
     return assigned
 
 
-def has_known_licence(metadata: dict) -> bool:
+def has_known_license(metadata: dict) -> bool:
     """Whether upstream names the image's own licence (the `licensed` config keeps only these)."""
     return metadata.get("license") is not None
 
@@ -929,7 +1008,7 @@ def has_known_licence(metadata: dict) -> bool:
 # === Record encoding: masks, overlay =======================================================
 
 
-def make_record(item: dict) -> dict:
+def _make_record(item: dict) -> dict:
     """One dataset record from an image item of _split_generators."""
     image, annotations = item["image"], item["annotations"]
     data = Path(item["path"]).read_bytes()
@@ -937,7 +1016,8 @@ def make_record(item: dict) -> dict:
     by_class: dict[int, list[dict]] = defaultdict(list)
     for annotation in annotations:
         by_class[annotation["category"]].append(annotation)
-    masks, decoded = {}, {}
+    masks: dict[str, dict | None] = {}
+    decoded: dict[int, np.ndarray] = {}
     for index, column in enumerate(MASK_COLUMNS):
         anns = by_class.get(index, [])
         if any(a["segmentation"] is None for a in anns):
@@ -1058,14 +1138,13 @@ def thumbnail_mask_any(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = mask.shape
     # Separable, one gather per offset within a block: numpy's reduceat is ten times slower
     # here, and pycocotools' masks are column-major, so whole columns are gathered first.
-    columns = None
-    for sources in _block_offsets(width, size[0]):
-        part = mask[:, sources]
-        columns = part if columns is None else np.maximum(columns, part)
-    rows = None
-    for sources in _block_offsets(height, size[1]):
-        part = columns[sources]
-        rows = part if rows is None else np.maximum(rows, part)
+    column_offsets, row_offsets = _block_offsets(width, size[0]), _block_offsets(height, size[1])
+    columns = mask[:, column_offsets[0]]
+    for sources in column_offsets[1:]:
+        columns = np.maximum(columns, mask[:, sources])
+    rows = columns[row_offsets[0]]
+    for sources in row_offsets[1:]:
+        rows = np.maximum(rows, columns[sources])
     return rows > 0
 
 
@@ -1125,7 +1204,7 @@ def draw_overlay(image_bytes: bytes, masks: dict[int, np.ndarray], *, max_side: 
 def overlay_jpeg(image_bytes: bytes, masks: dict[int, np.ndarray]) -> bytes:
     """draw_overlay as the JPEG the `overlay` column stores."""
     buffer = io.BytesIO()
-    draw_overlay(image_bytes, masks).save(buffer, format="JPEG", quality=OVERLAY_JPEG_QUALITY, optimize=True)
+    draw_overlay(image_bytes, masks).save(buffer, format="JPEG", quality=_OVERLAY_JPEG_QUALITY, optimize=True)
     return buffer.getvalue()
 
 
@@ -1251,7 +1330,7 @@ def rle_centroid_x(segmentation: dict) -> float | None:
 # === Public record helpers =================================================================
 
 
-def decode_mask(value) -> np.ndarray | None:
+def decode_mask(value: Any) -> np.ndarray | None:
     """A stored mask (PIL image, array, tensor, bytes or {"bytes": ...}) as a bool (H, W) array;
     None stays None."""
     if value is None:
@@ -1350,7 +1429,7 @@ def check_upstream(
     return data
 
 
-def check_image(path: Path, image: dict, coco_path: Path) -> None:
+def _check_image(path: Path, image: dict, coco_path: Path) -> None:
     """The image file decodes completely and has the size the COCO file gives."""
     try:
         with Image.open(path) as opened:
@@ -1381,7 +1460,7 @@ def download_failure(error: BaseException) -> str:
     )
 
 
-def safe_join(root: Path, folder: str, file_name, source: Path, record: str) -> Path:
+def _safe_join(root: Path, folder: str, file_name: Any, source: Path, record: str) -> Path:
     """root/folder/file_name, refusing names that leave the folder."""
     if (
         not isinstance(file_name, str)
@@ -1429,7 +1508,7 @@ def _parse_json(raw: bytes, path: Path) -> dict:
     return data
 
 
-def _parse_value(text: str, kind: str, path: Path, record: str):
+def _parse_value(text: str, kind: str, path: Path, record: str) -> str | int | float | bool | None:
     text = text.strip()
     if text == "":
         return None
@@ -1445,11 +1524,11 @@ def _parse_value(text: str, kind: str, path: Path, record: str):
     return text
 
 
-def _is_number(value) -> bool:
+def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

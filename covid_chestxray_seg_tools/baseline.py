@@ -24,6 +24,7 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -37,10 +38,13 @@ from covid_chestxray_seg_tools.source import load_rows
 __all__ = [
     "ATLAS_SIZE",
     "DEFAULT_SPLIT",
+    "FLAGS_COLUMN",
+    "FOLD_COLUMN",
     "NAME",
     "THRESHOLDS",
     "Atlas",
     "AtlasModels",
+    "AtlasScore",
     "BaselineError",
     "atlas_predictions",
     "fit_atlas",
@@ -58,10 +62,10 @@ NAME = "atlas"
 ATLAS_SIZE = (256, 256)  # (width, height)
 THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(1, 20))  # 0.05 .. 0.95
 DEFAULT_SPLIT = "test"
-SIZE_COLUMNS = ("image_id", "width", "height")
+_SIZE_COLUMNS = ("image_id", "width", "height")
 FOLD_COLUMN = "fold"
 FLAGS_COLUMN = "quality_flags"
-FIT_COLUMNS = ("image_id", *recipe.MASK_COLUMNS)
+_FIT_COLUMNS = ("image_id", *recipe.MASK_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class Atlas:
         }
 
 
-def _small(cell, *, size: tuple[int, int]) -> np.ndarray | None:
+def _small(cell: Any, *, size: tuple[int, int]) -> np.ndarray | None:
     """A stored mask resized to `size` with nearest neighbour, as a flat bool vector; None for a null mask."""
     if cell is None:
         return None
@@ -125,9 +129,12 @@ def _fit(
     if not any(mask is not None for image in images for mask in image.values()):
         raise BaselineError("the atlas needs images with masks to learn from; there are none")
     levels = np.asarray(thresholds, dtype=np.float32)
-    frequency, threshold, fit_dice, counts = {}, {}, {}, {}
+    frequency: dict[str, np.ndarray] = {}
+    threshold: dict[str, float] = {}
+    fit_dice: dict[str, float | None] = {}
+    counts: dict[str, int] = {}
     for column in recipe.MASK_COLUMNS:
-        stack = [image[column] for image in images if image[column] is not None]
+        stack = [mask for image in images if (mask := image[column]) is not None]
         counts[column] = len(stack)
         if not stack:
             frequency[column] = np.zeros(size[::-1], dtype=np.float32)
@@ -292,16 +299,25 @@ def atlas_predictions(*, source: str, out: Path, split: str = DEFAULT_SPLIT) -> 
     if split == evaluate.CV:
         for name in _predicted_splits(split):
             rows[name] = load_rows(
-                source=source, split=name, columns=(*SIZE_COLUMNS, FOLD_COLUMN, *FIT_COLUMNS), optional=(FLAGS_COLUMN,)
+                source=source,
+                split=name,
+                columns=(*_SIZE_COLUMNS, FOLD_COLUMN, *_FIT_COLUMNS),
+                optional=(FLAGS_COLUMN,),
             )
     else:
         for name in evaluate.fit_splits(split):
-            rows[name] = load_rows(source=source, split=name, columns=FIT_COLUMNS, optional=(FLAGS_COLUMN,))
+            rows[name] = load_rows(source=source, split=name, columns=_FIT_COLUMNS, optional=(FLAGS_COLUMN,))
         # The split predicted is read for its image sizes only: its masks are never looked at.
-        rows[split] = load_rows(source=source, split=split, columns=SIZE_COLUMNS)
+        rows[split] = load_rows(source=source, split=split, columns=_SIZE_COLUMNS)
     models = fit_atlases(split=split, rows=rows)
     images = [dict(row, split=name) for name in _predicted_splits(split) for row in rows[name]]
     return models, write_predictions(models=models, images=images, out=out)
+
+
+class AtlasScore(evaluate.ScoreResult, total=False):
+    """`evaluate.score`'s result with the atlas that was scored: its thresholds and fit Dice."""
+
+    predictor: dict
 
 
 def score_atlas(
@@ -310,7 +326,7 @@ def score_atlas(
     split: str = DEFAULT_SPLIT,
     samples: int = evaluate.BOOTSTRAP_SAMPLES,
     seed: int = evaluate.SEED,
-) -> dict:
+) -> AtlasScore:
     """The atlas scored on a split or under cross-validation of a built folder, in memory.
 
     Args:
@@ -333,11 +349,10 @@ def score_atlas(
     truth = {name: layout.read_rows(folder, name, columns=columns) for name in _predicted_splits(split)}
     rows = dict(truth)
     for name in evaluate.fit_splits(split):
-        rows.setdefault(name, layout.read_rows(folder, name, columns=(*FIT_COLUMNS, *flags)))
+        rows.setdefault(name, layout.read_rows(folder, name, columns=(*_FIT_COLUMNS, *flags)))
     scored = [dict(row, split=name) for name, part in truth.items() for row in part]
     if not scored:
         raise BaselineError(f"{folder}: split {split} has no rows")
     models = fit_atlases(split=split, rows=rows)
     result = evaluate.score(truth=scored, predictions=models, split=split, samples=samples, seed=seed)
-    result["predictor"] = models.summary()
-    return result
+    return AtlasScore(**result, predictor=models.summary())

@@ -31,17 +31,26 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout, staging
 from covid_chestxray_seg_tools.errors import CovidSegError
 
-__all__ = ["TARGETS", "BenchmarkError", "format_table", "measure", "repository", "run"]
+__all__ = [
+    "TARGETS",
+    "BenchmarkError",
+    "format_table",
+    "machine",
+    "measure",
+    "repository",
+    "run",
+]
 
-REPEATS = 2
-EVALUATE_TASKS = ("evaluate_ours", "evaluate_all_columns")
+_REPEATS = 2
+_EVALUATE_TASKS = ("evaluate_ours", "evaluate_all_columns")
 # What `evaluate` is timed on: the test split, and the cross-validation (train + validation).
-EVALUATE_SPLITS = ("test", "cv")
+_EVALUATE_SPLITS = ("test", "cv")
 TARGETS = {
     "build_speedup": 3.0,  # naive time / our time, at least
     "load_speedup": 1.0,  # hand-written loader time / ours, at least
@@ -70,7 +79,7 @@ def repository() -> Path:
     return root
 
 
-def measure(task: str, **kwargs) -> dict:
+def measure(task: str, **kwargs: Any) -> dict:
     """Run one task in a fresh interpreter; its wall time (in-process) and peak RSS."""
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="benchmark-hf-") as home:
@@ -79,7 +88,7 @@ def measure(task: str, **kwargs) -> dict:
         if task == "stream":
             # The local test Hub, never the real one; huggingface_hub reads these at import.
             env.update({"HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}", "HF_HUB_DISABLE_XET": "1", "HF_HOME": home})
-        if task in EVALUATE_TASKS:
+        if task in _EVALUATE_TASKS:
             # A cache of its own: a previous run's Arrow cache would spare the baseline its reading.
             env.update({"HF_HOME": home, "HF_DATASETS_CACHE": os.path.join(home, "datasets")})
         completed = subprocess.run(
@@ -115,7 +124,7 @@ def run(*, data_dir: Path, severity_file: Path, smoke: bool, scale: int, work: P
     # This machine's timings vary by +-20 % from run to run: each build runs REPEATS times,
     # ours and the baseline interleaved, and the fastest run of each counts.
     runs = []
-    for _ in range(REPEATS):
+    for _ in range(_REPEATS):
         runs.append(
             (
                 measure(
@@ -154,7 +163,7 @@ def run(*, data_dir: Path, severity_file: Path, smoke: bool, scale: int, work: P
     load["speedup"] = load["naive_seconds"] / load["ours_all_seconds"]
     # The floor and ours alternate, fastest of each: this machine's timings swing from run to run.
     floors, alls = [], [load["ours_all_seconds"]]
-    for _ in range(REPEATS):
+    for _ in range(_REPEATS):
         floors.append(measure("load_floor", folder=str(ours_out))["seconds_inner"])
         alls.append(measure("load_ours", folder=str(ours_out), variant="all")["seconds_inner"])
     load["ours_all_seconds"], load["floor_seconds"] = min(alls), min(floors)
@@ -210,20 +219,20 @@ def run(*, data_dir: Path, severity_file: Path, smoke: bool, scale: int, work: P
             "rss_ratio": scaled["peak_rss_bytes"] / ours["peak_rss_bytes"],
         }
     results["evaluate"] = {
-        split: measure_evaluate(folder=ours_out, split=split, work=work) for split in EVALUATE_SPLITS
+        split: _measure_evaluate(folder=ours_out, split=split, work=work) for split in _EVALUATE_SPLITS
     }
-    results["targets"] = verdicts(results)
+    results["targets"] = _verdicts(results)
     return results
 
 
-def measure_evaluate(*, folder: Path, split: str, work: Path) -> dict:
+def _measure_evaluate(*, folder: Path, split: str, work: Path) -> dict:
     """`covid-seg evaluate` of the atlas's predictions of `split` (or cv), against the same
     scoring with the truth read whole; both must give the same scores."""
     predictions = work / f"atlas-{split}"
     measure("atlas_predictions", folder=str(folder), out=str(predictions), split=split)
     options = {"folder": str(folder), "predictions": str(predictions), "split": split}
     # Interleaved and repeated like the builds; the fastest run of each counts.
-    runs = [(measure("evaluate_ours", **options), measure("evaluate_all_columns", **options)) for _ in range(REPEATS)]
+    runs = [(measure("evaluate_ours", **options), measure("evaluate_all_columns", **options)) for _ in range(_REPEATS)]
     ours = min((pair[0] for pair in runs), key=lambda run: run["seconds_inner"])
     whole = min((pair[1] for pair in runs), key=lambda run: run["seconds_inner"])
     return {
@@ -237,7 +246,7 @@ def measure_evaluate(*, folder: Path, split: str, work: Path) -> dict:
     }
 
 
-def verdicts(results: dict) -> dict:
+def _verdicts(results: dict) -> dict:
     checks = {
         "build_speedup": (results["build"]["speedup"], ">="),
         "load_speedup": (results["load"]["speedup"], ">="),

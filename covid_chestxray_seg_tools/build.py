@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pyarrow as pa
@@ -32,22 +33,28 @@ from covid_chestxray_seg_tools import validate as quality
 from covid_chestxray_seg_tools.baseline import score_atlas
 from covid_chestxray_seg_tools.card import render as card_render
 from covid_chestxray_seg_tools.card.legend import render_legend
-from covid_chestxray_seg_tools.card.licence import render_licence
+from covid_chestxray_seg_tools.card.license import render_license
 from covid_chestxray_seg_tools.card.preview import render_preview
 from covid_chestxray_seg_tools.card.render import render_card
 from covid_chestxray_seg_tools.card.severity import lesion_shares, render_severity_plot, severity_correlation
-from covid_chestxray_seg_tools.card.stats import compute_stats
+from covid_chestxray_seg_tools.card.stats import CardStats, compute_stats
 from covid_chestxray_seg_tools.errors import exception_chain
 from covid_chestxray_seg_tools.evaluate import CV, format_results
 from covid_chestxray_seg_tools.viewer import first_rows_shown
+
+__all__ = [
+    "DEFAULT_NUM_PROC",
+    "BuildResult",
+    "build",
+]
 
 logger = logging.getLogger(__name__)
 
 # Worker processes the command line builds with unless told otherwise: every core.
 DEFAULT_NUM_PROC = os.cpu_count() or 1
 # The card's baseline tables: the test split, and the cross-validation beside it.
-BASELINE_SPLITS = ("test", CV)
-IMAGE_COLUMNS = [name for name, feature in recipe.features().items() if isinstance(feature, datasets.Image)]
+_BASELINE_SPLITS = ("test", CV)
+_IMAGE_COLUMNS = [name for name, feature in recipe.features().items() if isinstance(feature, datasets.Image)]
 
 
 def build(
@@ -132,23 +139,23 @@ def build(
 def _build_into(
     folder: Path,
     *,
-    data_dir,
-    data_url,
-    annotation_file,
-    verify_upstream,
-    severity_file,
-    severity_url,
-    shards,
-    max_shard_bytes,
-    rows_per_row_group,
-    num_proc,
-    template,
-    repo_id,
-    tools_url,
-    validate,
-    baseline,
-    unet_results,
-):
+    data_dir: Path | None,
+    data_url: str,
+    annotation_file: str,
+    verify_upstream: bool,
+    severity_file: Path | None,
+    severity_url: str,
+    shards: int,
+    max_shard_bytes: int,
+    rows_per_row_group: int,
+    num_proc: int,
+    template: Path,
+    repo_id: str,
+    tools_url: str,
+    validate: bool,
+    baseline: bool,
+    unet_results: Path | None,
+) -> tuple[CardStats, recipe.BuildReport]:
     # The Arrow cache sits beside the staged folder, under a name the next build removes if
     # this one is killed (in /tmp it would stay for good), and on the output's own disk.
     with (
@@ -182,8 +189,8 @@ def _build_into(
         splits = {split: builder.as_dataset(split=split) for split in recipe.SPLITS}
         parts = {}
         for split, rows in splits.items():
-            known = [recipe.has_known_licence({"license": licence}) for licence in rows["license"]]
-            parts[split] = {layout.LICENSED_PART: known, layout.UNKNOWN_LICENCE_PART: [not k for k in known]}
+            known = [recipe.has_known_license({"license": license}) for license in rows["license"]]
+            parts[split] = {layout.LICENSED_PART: known, layout.UNKNOWN_LICENSE_PART: [not k for k in known]}
             # One pass per part over the same cache, each keeping its rows: no copy of the split.
             for part, keep in parts[split].items():
                 parquet.write_split(rows, folder, split, part=part, keep=keep, **cut)
@@ -213,8 +220,10 @@ def _build_into(
             for config in layout.CONFIG_PARTS
         }
         report = builder.report
+        if report is None:
+            raise AssertionError("the builder reports what it read once it has prepared the splits")
     parquet.write_infos(infos, folder / layout.INFOS_FILENAME)
-    (folder / layout.LICENSE_FILENAME).write_text(render_licence(stats, infos), encoding="utf-8")
+    (folder / layout.LICENSE_FILENAME).write_text(render_license(stats, infos), encoding="utf-8")
     card = render_card(
         template,
         folder=folder,
@@ -245,25 +254,36 @@ def _workers(num_proc: int) -> Iterator[ProcessPoolExecutor | None]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _card_pieces(folder: Path, *, builder, validate, baseline, annotation_file, unet_results) -> tuple[dict, dict]:
+def _card_pieces(
+    folder: Path,
+    *,
+    builder: recipe.CovidChestXraySeg,
+    validate: bool,
+    baseline: bool,
+    annotation_file: str,
+    unet_results: Path | None,
+) -> tuple[dict[str, Any], CardStats]:
     """The card's statistics, pictures, baselines and quality report, from the written default parts."""
     stats = compute_stats(folder)
     shares = lesion_shares(folder)
     correlation = severity_correlation(shares)
-    extras = {
+    extras: dict[str, Any] = {
         "preview": render_preview(folder),
         "legend": render_legend(folder),
         "severity": {"correlation": correlation, "plot": render_severity_plot(folder, shares, correlation)},
     }
     # For maintainers (the build summary), not the card: how much of each split the viewer's first page shows.
     stats["viewer_first_rows"] = {
-        split: first_rows_shown(layout.iter_rows(folder, split), image_columns=IMAGE_COLUMNS) for split in recipe.SPLITS
+        split: first_rows_shown(layout.iter_rows(folder, split), image_columns=_IMAGE_COLUMNS)
+        for split in recipe.SPLITS
     }
     if baseline:
-        extras["baseline"] = format_results([score_atlas(folder, split=split) for split in BASELINE_SPLITS])
+        extras["baseline"] = format_results([score_atlas(folder, split=split) for split in _BASELINE_SPLITS])
         if unet_results is not None:
             extras["unet"] = results.card_table(results.read_results(unet_results))
     if validate:
+        if builder.data_root is None:
+            raise AssertionError("the builder records where it read the data once it has prepared the splits")
         checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
         if checked.hard_errors:
             raise recipe.BuildError(builder.data_root, "--validate", checked.hard_errors[0])
@@ -320,10 +340,10 @@ def _write_size_256(
     before, total = 0, len(small)
     for split, rows in splits.items():
         after = total - before - len(rows)
-        for part, keep in parts[split].items():
+        for name, keep in parts[split].items():
             # The split's rows of the part, among all splits' rows.
             chosen = [False] * before + keep + [False] * after
-            parquet.write_split(small, folder, split, part=layout.SIZE_256_PARTS[part], keep=chosen, **cut)
+            parquet.write_split(small, folder, split, part=layout.SIZE_256_PARTS[name], keep=chosen, **cut)
         before += len(rows)
 
 
@@ -344,7 +364,7 @@ class BuildResult:
     """
 
     out: Path
-    stats: dict
+    stats: CardStats
     report: recipe.BuildReport
     bytes: int
 

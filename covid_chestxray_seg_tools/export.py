@@ -89,8 +89,8 @@ def _coco_dict(rows: Iterable[dict], *, description: str, upstream_form: bool = 
     """One COCO document from records (objects as stored: compressed RLE, null when none).
     An object without a mask is left out, or with `upstream_form` written as upstream has it."""
     rows = list(rows)
-    licences = sorted({row["license"] for row in rows if row["license"]})
-    licence_ids = {name: index + 1 for index, name in enumerate(licences)}
+    licenses = sorted({row["license"] for row in rows if row["license"]})
+    license_ids = {name: index + 1 for index, name in enumerate(licenses)}
     images, annotations = [], []
     for row in rows:
         images.append(
@@ -100,7 +100,7 @@ def _coco_dict(rows: Iterable[dict], *, description: str, upstream_form: bool = 
                 "width": row["width"],
                 "height": row["height"],
                 # The image's own licence; 0 where upstream's metadata.csv gives none.
-                "license": licence_ids.get(row["license"], 0),
+                "license": license_ids.get(row["license"], 0),
                 "url": row["url"],
             }
         )
@@ -125,7 +125,7 @@ def _coco_dict(rows: Iterable[dict], *, description: str, upstream_form: bool = 
     return {
         "info": {"description": description, "url": recipe.HOMEPAGE, "version": recipe.BUILDER_VERSION},
         "licenses": [{"id": 0, "name": "none given upstream", "url": ""}]
-        + [{"id": licence_ids[name], "name": name, "url": ""} for name in licences],
+        + [{"id": license_ids[name], "name": name, "url": ""} for name in licenses],
         "categories": _categories(),
         "images": sorted(images, key=lambda image: image["id"]),
         "annotations": sorted(annotations, key=lambda annotation: annotation["id"]),

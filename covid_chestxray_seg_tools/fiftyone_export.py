@@ -149,7 +149,7 @@ def export_fiftyone(
         staging.ExistsError, staging.OutputError: `out` exists, or cannot be written.
     """
     loaded = load_splits(source=source, splits=splits)
-    licence = _source_licence(source)
+    license_text = _source_license(source)
     repo_id = repo_id or (source if fiftyone_companion.is_repo_id(source) else fiftyone_companion.DEFAULT_REPO_ID)
     companion_id = companion_id or fiftyone_companion.companion_repo_id(repo_id)
     with staging.staged(out, replace=False) as folder, _fiftyone_quiet():
@@ -172,7 +172,7 @@ def export_fiftyone(
             folder, fields=[column for column in next(iter(loaded.values())).features if column != _IMAGE_COLUMN]
         )
         (folder / CONFIG_FILENAME).write_text(_config_yaml(), encoding="utf-8")
-        (folder / layout.LICENSE_FILENAME).write_bytes(licence)
+        (folder / layout.LICENSE_FILENAME).write_bytes(license_text)
         card = fiftyone_companion.companion_card(
             repo_id=repo_id, companion_id=companion_id, samples=result.samples, fiftyone_version=FIFTYONE_VERSION
         )
@@ -193,7 +193,7 @@ def _fiftyone_quiet() -> Iterator[None]:
         fiftyone_logger.setLevel(level)
 
 
-def _source_licence(source: str) -> bytes:
+def _source_license(source: str) -> bytes:
     """The source's LICENSE.md: the companion repo carries the same licence file."""
     folder = Path(source)
     if folder.is_dir():
@@ -245,7 +245,7 @@ def build_dataset(splits: Mapping[str, datasets.Dataset], *, work: Path) -> tupl
         dataset.info = {
             "homepage": recipe.HOMEPAGE,
             "builder_version": recipe.BUILDER_VERSION,
-            "licence": "annotations CC BY 4.0; each image its own licence (`license` field); "
+            "license": "annotations CC BY 4.0; each image its own licence (`license` field); "
             "severity scores CC BY-SA 4.0; see LICENSE.md",
         }
         dataset.save()

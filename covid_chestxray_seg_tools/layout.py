@@ -7,9 +7,9 @@
     data/<part>/<split>-NNNNN-of-NNNNN.parquet       the rows
 
 The rows are stored once, in two parts: images whose own licence is known
-(`data/licensed/`) and the others (`data/licence-unknown/`). Config `default` reads both,
+(`data/licensed/`) and the others (`data/license-unknown/`). Config `default` reads both,
 config `licensed` reads the first only, so it costs no copy. The 256-px rows (see `resize`)
-are stored the same way, in `data/licensed-256/` and `data/licence-unknown-256/`, read by
+are stored the same way, in `data/licensed-256/` and `data/license-unknown-256/`, read by
 configs `size-256` (both) and `size-256-licensed` (the first). Every other module (and the
 tests, in both `datasets` venvs) takes these names from here, so this module depends on
 nothing but pyarrow.
@@ -22,25 +22,50 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+__all__ = [
+    "BUILT_FOLDERS",
+    "CARD_FILENAME",
+    "CONFIG_NAME",
+    "CONFIG_PARTS",
+    "INFOS_FILENAME",
+    "LICENSED_256_PART",
+    "LICENSED_CONFIG",
+    "LICENSED_PART",
+    "LICENSE_FILENAME",
+    "PREVIEW_PATH",
+    "REQUIRED_FILES",
+    "SIZE_256_CONFIG",
+    "SIZE_256_CONFIGS",
+    "SIZE_256_LICENSED_CONFIG",
+    "SIZE_256_PARTS",
+    "UNKNOWN_LICENSE_256_PART",
+    "UNKNOWN_LICENSE_PART",
+    "data_files",
+    "iter_rows",
+    "read_rows",
+    "shard_name",
+    "shard_paths",
+]
+
 CONFIG_NAME = "default"
 LICENSED_CONFIG = "licensed"
 LICENSED_PART = "licensed"
-UNKNOWN_LICENCE_PART = "licence-unknown"
+UNKNOWN_LICENSE_PART = "license-unknown"
 SIZE_256_CONFIG = "size-256"
 SIZE_256_LICENSED_CONFIG = "size-256-licensed"
 LICENSED_256_PART = "licensed-256"
-UNKNOWN_LICENCE_256_PART = "licence-unknown-256"
+UNKNOWN_LICENSE_256_PART = "license-unknown-256"
 # Config -> the parts it reads, in row order.
 CONFIG_PARTS = {
-    CONFIG_NAME: (LICENSED_PART, UNKNOWN_LICENCE_PART),
+    CONFIG_NAME: (LICENSED_PART, UNKNOWN_LICENSE_PART),
     LICENSED_CONFIG: (LICENSED_PART,),
-    SIZE_256_CONFIG: (LICENSED_256_PART, UNKNOWN_LICENCE_256_PART),
+    SIZE_256_CONFIG: (LICENSED_256_PART, UNKNOWN_LICENSE_256_PART),
     SIZE_256_LICENSED_CONFIG: (LICENSED_256_PART,),
 }
 # The configs whose rows are `default`'s at 256 x 256 (`resize`), and the full-size part each 256-px part copies.
 SIZE_256_CONFIGS = (SIZE_256_CONFIG, SIZE_256_LICENSED_CONFIG)
-SIZE_256_PARTS = {LICENSED_PART: LICENSED_256_PART, UNKNOWN_LICENCE_PART: UNKNOWN_LICENCE_256_PART}
-DATA_DIR = "data"
+SIZE_256_PARTS = {LICENSED_PART: LICENSED_256_PART, UNKNOWN_LICENSE_PART: UNKNOWN_LICENSE_256_PART}
+_DATA_DIR = "data"
 CARD_FILENAME = "README.md"
 LICENSE_FILENAME = "LICENSE.md"
 INFOS_FILENAME = "dataset_infos.json"
@@ -48,16 +73,16 @@ PREVIEW_PATH = "assets/preview.png"
 # Files a build must hold for publishing (the shards aside).
 REQUIRED_FILES = (CARD_FILENAME, INFOS_FILENAME, LICENSE_FILENAME)
 # Folders whose whole content a build owns: a publish deletes what a new build no longer has there.
-BUILT_FOLDERS = (f"{DATA_DIR}/", "assets/")
+BUILT_FOLDERS = (f"{_DATA_DIR}/", "assets/")
 
 
 def shard_name(split: str, index: int, count: int, *, part: str) -> str:
     """The repo path of shard `index` of `count` of a part, as `datasets` names its own Hub uploads."""
-    return f"{DATA_DIR}/{part}/{split}-{index:05d}-of-{count:05d}.parquet"
+    return f"{_DATA_DIR}/{part}/{split}-{index:05d}-of-{count:05d}.parquet"
 
 
-def shard_pattern(split: str, *, part: str) -> str:
-    return f"{DATA_DIR}/{part}/{split}-*.parquet"
+def _shard_pattern(split: str, *, part: str) -> str:
+    return f"{_DATA_DIR}/{part}/{split}-*.parquet"
 
 
 def data_files(folder: Path, splits: Sequence[str], *, config: str = CONFIG_NAME) -> list[dict]:
@@ -66,9 +91,9 @@ def data_files(folder: Path, splits: Sequence[str], *, config: str = CONFIG_NAME
     entries = []
     for split in splits:
         patterns = [
-            shard_pattern(split, part=part)
+            _shard_pattern(split, part=part)
             for part in CONFIG_PARTS[config]
-            if any(Path(folder).glob(shard_pattern(split, part=part)))
+            if any(Path(folder).glob(_shard_pattern(split, part=part)))
         ]
         if patterns:
             entries.append({"split": split, "path": patterns})
@@ -81,7 +106,7 @@ def shard_paths(folder: Path, split: str | None = None, *, config: str = CONFIG_
     return [
         path
         for part in CONFIG_PARTS[config]
-        for path in sorted(Path(folder).glob(shard_pattern(split or "*", part=part)))
+        for path in sorted(Path(folder).glob(_shard_pattern(split or "*", part=part)))
     ]
 
 

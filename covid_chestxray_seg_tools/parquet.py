@@ -19,6 +19,15 @@ from datasets.utils.py_utils import asdict
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.dialect import portable_features, portable_schema
 
+__all__ = [
+    "DEFAULT_MAX_SHARD_MB",
+    "DEFAULT_ROWS_PER_ROW_GROUP",
+    "DEFAULT_SHARDS",
+    "hub_info",
+    "write_infos",
+    "write_split",
+]
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_SHARDS = 4
@@ -47,7 +56,7 @@ def write_split(
     """
     cache_files = [entry["filename"] for entry in dataset.cache_files]
     rows = sum(keep)
-    kept_bytes = int(picture_bytes(dataset)[np.asarray(keep, dtype=bool)].sum())
+    kept_bytes = int(_picture_bytes(dataset)[np.asarray(keep, dtype=bool)].sum())
     wanted = max(shards, math.ceil(kept_bytes / max_shard_bytes))
     count = min(wanted, max(1, rows))
     bounds = [index * rows // count for index in range(count + 1)]
@@ -55,13 +64,16 @@ def write_split(
     options = get_parquet_column_options(dataset.features, schema)
     paths = [Path(folder) / layout.shard_name(split, index, count, part=part) for index in range(count)]
     paths[0].parent.mkdir(parents=True, exist_ok=True)
-    shard, position, pending, writer = 0, 0, [], None
+    shard, position = 0, 0
+    pending: list[pa.RecordBatch] = []
+    writer: pq.ParquetWriter | None = None
 
     def flush() -> None:
         if pending:
             # One chunk per row group: page boundaries then follow the rows, not how the
             # Arrow cache happened to be batched (which varies with --num-proc).
             rows = pa.Table.from_batches(pending, schema=schema).combine_chunks()
+            assert writer is not None  # a batch is pending only once its file is open
             writer.write_table(rows, row_group_size=rows_per_row_group)
             pending.clear()
 
@@ -112,7 +124,7 @@ def _kept_batches(cache_files: list[str], keep: Sequence[bool]) -> Iterator[pa.R
                     yield batch if len(chosen) == batch.num_rows else batch.take(pa.array(chosen))
 
 
-def picture_bytes(dataset: datasets.Dataset) -> np.ndarray:
+def _picture_bytes(dataset: datasets.Dataset) -> np.ndarray:
     """Each row's bytes of pictures (image, overlay, masks), which make up nearly all of a shard.
     Read from the value offsets of the memory-mapped cache: no picture is loaded."""
     table = dataset.data.table
@@ -124,7 +136,7 @@ def picture_bytes(dataset: datasets.Dataset) -> np.ndarray:
     return total
 
 
-def arrow_bytes(paths: list[Path]) -> int:
+def _arrow_bytes(paths: list[Path]) -> int:
     """In-memory Arrow size of the written rows, one row group at a time. The builder's own
     count depends on how many worker processes wrote the cache, which would make the card
     differ between machines."""
@@ -154,7 +166,7 @@ def hub_info(
     for name, split in info.splits.items():
         paths = layout.shard_paths(folder, name, config=config)
         split.num_examples = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
-        split.num_bytes = arrow_bytes(paths)
+        split.num_bytes = _arrow_bytes(paths)
         split.shard_lengths = None
         split.original_shard_lengths = None
     info.download_size = sum(path.stat().st_size for path in layout.shard_paths(folder, config=config))

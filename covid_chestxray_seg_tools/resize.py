@@ -41,6 +41,7 @@ __all__ = [
     "CONFIG_DESCRIPTIONS",
     "DROPPED_COLUMNS",
     "SIZE",
+    "THRESHOLD",
     "ResizeError",
     "features",
     "resize_image",

@@ -22,7 +22,9 @@ from covid_chestxray_seg_tools.errors import CovidSegError
 
 __all__ = [
     "COMMITTED_RESULTS",
+    "CV",
     "DEFAULT_RESULTS",
+    "TEST_SPLIT",
     "ResultsError",
     "card_table",
     "committed_results",
@@ -47,7 +49,7 @@ def _summary(result: Mapping) -> dict:
     return {key: value for key, value in result.items() if key != "images"}
 
 
-def score_all(*, source: str, predictions: Path) -> dict:
+def _score_all(*, source: str, predictions: Path) -> dict:
     """The U-Net's predictions and the atlas's, scored under cross-validation (pooled, with each
     fold's mean) and on test by `covid-seg evaluate`'s protocol, with the paired U-Net minus
     atlas difference (`evaluate.compare`).
@@ -85,7 +87,7 @@ def score_all(*, source: str, predictions: Path) -> dict:
 
 
 def write_results(*, source: str, predictions: Path, training: Mapping, path: Path) -> dict:
-    """Score `predictions` (see `score_all`) and write them with the `training` record to `path`.
+    """Score `predictions` (see `_score_all`) and write them with the `training` record to `path`.
 
     Returns:
         The results written.
@@ -101,7 +103,7 @@ def write_results(*, source: str, predictions: Path, training: Mapping, path: Pa
             "atlas": "covid-seg baseline atlas: fitted on the same images as each U-Net (per fold for cv)",
             "difference": "U-Net minus atlas per image, over the pairs both score (evaluate --compare)",
         },
-        "scores": score_all(source=source, predictions=Path(predictions)),
+        "scores": _score_all(source=source, predictions=Path(predictions)),
     }
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +134,7 @@ def read_results(path: Path) -> dict:
 
 
 def _cell(mean: float | None, interval: list | None, *, signed: bool = False) -> str:
-    if mean is None:
+    if mean is None or interval is None:
         return "–"
     form = "+.3f" if signed else ".3f"
     return f"{mean:{form}} [{interval[0]:{form}}, {interval[1]:{form}}]"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
@@ -106,7 +107,7 @@ def load_rows(*, source: str, split: str, columns: Sequence[str], optional: Sequ
     return list(_load(source, split=split, streaming=True, columns=wanted).decode(False))
 
 
-def _load(source: str, **options):
+def _load(source: str, **options: Any) -> Any:
     """`datasets.load_dataset(source, **options)`, a source that does not exist as a SourceError."""
     try:
         return datasets.load_dataset(source, **options)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -37,7 +38,10 @@ from covid_chestxray_seg_tools.errors import CovidSegError
 from covid_chestxray_seg_tools.source import load_splits
 
 __all__ = [
+    "COLUMNS",
+    "DEVELOPMENT_SPLITS",
     "NAME",
+    "TEST_SPLIT",
     "Round",
     "Samples",
     "Settings",
@@ -86,7 +90,7 @@ class Settings:
     limit: int | None = None
     threads: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not 8 <= self.size <= resize.SIZE:
             raise UNetError(f"--size {self.size}: must be 8 to {resize.SIZE} (the size-256 config's side)")
         if self.size % 2 ** (len(self.channels) - 1):
@@ -204,7 +208,7 @@ def load_samples(*, source: str, splits: Sequence[str], size: int, limit: int | 
 # --- training ------------------------------------------------------------------------------
 
 
-def _torch():
+def _torch() -> Any:
     try:
         import monai  # noqa: F401 - checked here so that a missing monai is one message
         import torch
@@ -216,8 +220,8 @@ def _torch():
     return torch
 
 
-def _model(settings: Settings):
-    from monai.networks.nets import UNet
+def _model(settings: Settings) -> Any:
+    from monai.networks.nets.unet import UNet
 
     return UNet(
         spatial_dims=2,
@@ -229,7 +233,7 @@ def _model(settings: Settings):
     )
 
 
-def _loss(torch, logits, masks, known):
+def _loss(torch: Any, logits: Any, masks: Any, known: Any) -> Any:
     """Binary cross-entropy plus soft Dice per class, both over the (image, class) pairs whose
     mask is known."""
     weight = known[:, :, None, None].to(logits.dtype)
@@ -284,7 +288,7 @@ def train(samples: Samples, *, settings: Settings, seed: int, say: Callable[[str
     return model, losses
 
 
-def predict(model, samples: Samples, *, batch_size: int) -> np.ndarray:
+def predict(model: Any, samples: Samples, *, batch_size: int) -> np.ndarray:
     """The model's sigmoid probabilities for `samples`, float32 (N, 14, S, S).
 
     Raises:
@@ -413,7 +417,9 @@ def train_and_predict(
         raise UNetError(f"{source}: development image {missing} has no fold; cross-validation needs every fold")
     rounds, files = [], 0
     with staging.staged(Path(out), replace=False) as folder:
-        plans = [(fold, [i for i, f in enumerate(development.folds) if f != fold]) for fold in range(recipe.FOLDS)]
+        plans: list[tuple[int | None, list[int]]] = [
+            (fold, [i for i, f in enumerate(development.folds) if f != fold]) for fold in range(recipe.FOLDS)
+        ]
         plans.append((None, list(range(len(development.image_ids)))))
         for number, (fold, fit) in enumerate(plans):
             if fold is None:

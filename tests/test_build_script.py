@@ -68,7 +68,7 @@ def test_card_yaml_agrees_with_the_parquet_files(fixture_build):
     assert data["license_link"] == "LICENSE.md" and (fixture_build / "LICENSE.md").is_file()
     assert [c["config_name"] for c in data["configs"]] == ["default", "licensed", "size-256", "size-256-licensed"]
     assert data["configs"][0]["default"] is True and not any("default" in c for c in data["configs"][1:])
-    # The fixture's three images all have a licence: the licence-unknown parts have no file.
+    # The fixture's three images all have a licence: the license-unknown parts have no file.
     for config in data["configs"]:
         part = "licensed-256" if config["config_name"] in layout.SIZE_256_CONFIGS else "licensed"
         assert {f["split"]: f["path"] for f in config["data_files"]} == {

@@ -42,8 +42,8 @@ def card_numbers_match_parquet(folder) -> None:
         ]
         assert sum(per_split) == count
         assert f"| {finding} | " + " | ".join(map(str, per_split)) + " |" in text
-    for licence, count in Counter(r["license"] or "none given" for r in rows).items():
-        assert f"| {licence} | {count} |" in text
+    for license, count in Counter(r["license"] or "none given" for r in rows).items():
+        assert f"| {license} | {count} |" in text
     for number, name in enumerate(recipe.CLASSES):
         objects = [(r, o) for r in rows for o in r["objects"] if o["category"] == number]
         images = {r["image_id"] for r, _ in objects}

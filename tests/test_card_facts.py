@@ -124,10 +124,10 @@ def test_the_fixture_side_counts_equal_the_decoded_masks(fixture_build):
         assert f"{expected} of {total} {name} annotations have their centroid in the image's {half} half" in classes
 
 
-def test_every_licence_in_the_data_has_its_terms_and_the_table_says_them(fixture_build):
+def test_every_license_in_the_data_has_its_terms_and_the_table_says_them(fixture_build):
     text = card_text(fixture_build)
-    licences = Counter(row["license"] for row in parquet_rows(fixture_build, columns=["license"]))
-    assert licences == {"CC BY": 2, "CC BY-SA": 1}
+    licenses = Counter(row["license"] for row in parquet_rows(fixture_build, columns=["license"]))
+    assert licenses == {"CC BY": 2, "CC BY-SA": 1}
     assert "| CC BY | 2 | yes | yes |" in text
     assert "| CC BY-SA | 1 | yes | yes, under the same licence |" in text
     assert "`licensed` (2 CC BY, 1 CC BY-SA) allows commercial use of every image it holds." in text
@@ -135,7 +135,7 @@ def test_every_licence_in_the_data_has_its_terms_and_the_table_says_them(fixture
 
 
 @pytest.mark.slow
-def test_the_real_licence_table_counts_and_terms(real_build):
+def test_the_real_license_table_counts_and_terms(real_build):
     rows = parquet_rows(real_build, columns=["license"])
     counts = Counter(row["license"] or "none given" for row in rows)
     assert counts == {"CC BY-NC-SA": 41, "none given": 56, "CC BY": 2, "CC BY-SA": 1}
@@ -152,8 +152,8 @@ def test_the_real_licence_table_counts_and_terms(real_build):
     )
 
 
-def test_licence_terms_follow_the_creative_commons_names():
-    for name, terms in recipe.IMAGE_LICENCE_TERMS.items():
+def test_license_terms_follow_the_creative_commons_names():
+    for name, terms in recipe.IMAGE_LICENSE_TERMS.items():
         assert terms.commercial == ("NC" not in name)
         assert terms.derivatives == ("ND" not in name)
         assert terms.share_alike == ("SA" in name)

@@ -119,10 +119,10 @@ def test_coco_export_reads_in_pycocotools_as_the_stored_masks(fixture_build, tmp
                 for ann in anns:
                     union |= coco.annToMask(ann).astype(bool)
                 assert np.array_equal(union, stored), (row["image_id"], name)
-            licence = next(
+            license = next(
                 lic["name"] for lic in coco.dataset["licenses"] if lic["id"] == coco.imgs[row["image_id"]]["license"]
             )
-            assert licence == (row["license"] or "none given upstream")
+            assert license == (row["license"] or "none given upstream")
 
 
 def test_folder_export_writes_image_and_one_png_per_class_mask(fixture_build, tmp_path, capsys):

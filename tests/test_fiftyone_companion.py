@@ -79,7 +79,7 @@ def test_published_card_names_the_companion_it_was_told(hub, token, fixture_buil
     assert fiftyone_companion.link_companion(plain, "x/y") == plain
 
 
-def test_companion_card_links_back_and_carries_the_licence_facts():
+def test_companion_card_links_back_and_carries_the_license_facts():
     card = fiftyone_companion.companion_card(
         repo_id=REPO_ID, companion_id=f"{REPO_ID}-fiftyone", samples=3, fiftyone_version="1.22.1"
     )

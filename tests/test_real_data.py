@@ -72,7 +72,7 @@ def test_splits_are_patient_disjoint_and_near_70_15_15(real_build):
 def test_train_is_sharded_for_four_streaming_workers(real_build):
     train = layout.shard_paths(real_build, "train")
     assert len(train) >= 4
-    for part in (layout.LICENSED_PART, layout.UNKNOWN_LICENCE_PART):
+    for part in (layout.LICENSED_PART, layout.UNKNOWN_LICENSE_PART):
         names = [p.name for p in train if p.parent.name == part]
         assert names == [f"train-{i:05d}-of-{len(names):05d}.parquet" for i in range(len(names))]
     stream = datasets.load_dataset(str(real_build), split="train", streaming=True)
@@ -124,13 +124,13 @@ def test_the_card_shows_the_atlas_baseline_on_test_and_under_cross_validation(re
     assert "Cross-validation (`cv`, out-of-fold predictions, 5 folds): 84 images of 63 patients" in table
 
 
-def test_licence_file_and_licensed_config_agree_with_the_rows(real_build):
-    licence = (real_build / "LICENSE.md").read_text()
+def test_license_file_and_licensed_config_agree_with_the_rows(real_build):
+    license = (real_build / "LICENSE.md").read_text()
     rows = parquet_rows(real_build, columns=["image_id", "license"])
     known = sorted(row["image_id"] for row in rows if row["license"] is not None)
     licensed = parquet_rows(real_build, columns=["image_id", "license"], config="licensed")
     assert sorted(row["image_id"] for row in licensed) == known and len(known) == 44
-    assert "| none given | 56 |" in licence and "44 images whose licence is known" in " ".join(licence.split())
+    assert "| none given | 56 |" in license and "44 images whose licence is known" in " ".join(license.split())
     # Each licensed image keeps the split it has in default.
     for split in ("train", "validation", "test"):
         default_ids = {row["image_id"] for row in parquet_rows(real_build, split, columns=["image_id"])}

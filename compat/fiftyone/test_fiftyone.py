@@ -150,12 +150,12 @@ def test_export_keeps_quality_flags_as_a_list_field(tmp_path, fixture_build):
         dataset.delete()
 
 
-def test_export_refuses_an_existing_out_and_a_source_without_licence(tmp_path, fixture_build, capsys):
+def test_export_refuses_an_existing_out_and_a_source_without_license(tmp_path, fixture_build, capsys):
     out = tmp_path / "taken"
     out.mkdir()
     assert covid_seg(["export", "--source", str(fixture_build), "--format", "fiftyone", "--out", str(out)]) == 1
     assert re.search(r"taken: already exists; choose a new --out", capsys.readouterr().err)
-    source = tmp_path / "no-licence"
+    source = tmp_path / "no-license"
     source.mkdir()
     for entry in fixture_build.iterdir():
         if entry.name != layout.LICENSE_FILENAME:

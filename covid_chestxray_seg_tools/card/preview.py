@@ -12,10 +12,10 @@ from PIL import Image
 
 from covid_chestxray_seg_tools import layout
 
-__all__ = ["PREVIEW_HEIGHT", "PREVIEW_LICENCES", "render_preview"]
+__all__ = ["PREVIEW_HEIGHT", "PREVIEW_LICENSES", "render_preview"]
 
 # Only images whose own licence allows showing them on a public card.
-PREVIEW_LICENCES = ("CC BY", "CC BY-SA")
+PREVIEW_LICENSES = ("CC BY", "CC BY-SA")
 PREVIEW_HEIGHT = 320
 
 
@@ -27,7 +27,7 @@ def render_preview(folder: Path) -> list[dict[str, Any]]:
     candidates = []  # (image_id, file, row index): the first three openly licensed images
     for path in layout.shard_paths(folder):
         table = pq.read_table(path, columns=["image_id", "license"]).to_pylist()
-        candidates += [(row["image_id"], path, i) for i, row in enumerate(table) if row["license"] in PREVIEW_LICENCES]
+        candidates += [(row["image_id"], path, i) for i, row in enumerate(table) if row["license"] in PREVIEW_LICENSES]
     rows = [
         pq.read_table(path, columns=columns).slice(index, 1).to_pylist()[0] for _, path, index in sorted(candidates)[:3]
     ]

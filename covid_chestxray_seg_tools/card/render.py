@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import datasets
 from datasets.info import DatasetInfosDict
@@ -18,13 +19,26 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.card.citation import citation_text
 from covid_chestxray_seg_tools.card.legend import legend_table
-from covid_chestxray_seg_tools.card.licence import licence_table, licensed_config_text
+from covid_chestxray_seg_tools.card.license import license_table, licensed_config_text
 from covid_chestxray_seg_tools.card.metadata_summary import metadata_table
-from covid_chestxray_seg_tools.card.preview import PREVIEW_LICENCES
+from covid_chestxray_seg_tools.card.preview import PREVIEW_LICENSES
 from covid_chestxray_seg_tools.card.quality import flagged_images_text, view_conflicts_text
 from covid_chestxray_seg_tools.card.semantics import overlap_table, sides_text
+from covid_chestxray_seg_tools.card.stats import CardStats
 from covid_chestxray_seg_tools.dialect import portable_yaml_features
 from covid_chestxray_seg_tools.errors import CovidSegError
+
+__all__ = [
+    "DEFAULT_REPO_ID",
+    "DEFAULT_TOOLS_URL",
+    "LICENSE_NAME",
+    "TEMPLATE",
+    "CardError",
+    "card_data",
+    "card_for_repo",
+    "check_tools_url",
+    "render_card",
+]
 
 
 class CardError(CovidSegError, ValueError):
@@ -33,12 +47,12 @@ class CardError(CovidSegError, ValueError):
 
 BEGIN, END = "<!-- BEGIN GENERATED: {} -->", "<!-- END GENERATED: {} -->"
 # Where the template's code names the dataset: the repo id it is built (or published) for.
-REPO_ID_TOKEN = "__REPO_ID__"
+_REPO_ID_TOKEN = "__REPO_ID__"
 DEFAULT_REPO_ID = "ORG/covid-chestxray-seg"
 # Where the template names the repository of these tools (people install `covid-seg` from it).
 # The default is a placeholder like DEFAULT_REPO_ID's ORG; its owner (OWNER, on GitHub) need not
 # be the Hub organisation, and a card published to another repo id names ORG nowhere.
-TOOLS_URL_TOKEN = "__TOOLS_URL__"
+_TOOLS_URL_TOKEN = "__TOOLS_URL__"
 DEFAULT_TOOLS_URL = "https://github.com/OWNER/covid-chestxray-seg"
 LICENSE_NAME = "cc-by-4.0-annotations-per-image-licences"
 TEMPLATE = Path(__file__).with_name("template.md")
@@ -74,7 +88,7 @@ def card_data(infos: dict[str, datasets.DatasetInfo], folder: Path) -> DatasetCa
             {
                 "config_name": config,
                 **({"default": True} if config == layout.CONFIG_NAME else {}),
-                "data_files": layout.data_files(folder, recipe.SPLITS, config=config),
+                "data_files": layout.data_files(folder, list(recipe.SPLITS), config=config),
             }
             for config in layout.CONFIG_PARTS
         ],
@@ -86,10 +100,12 @@ def card_data(infos: dict[str, datasets.DatasetInfo], folder: Path) -> DatasetCa
     return data
 
 
-def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, report, extras: dict) -> dict[str, str]:
+def _generated_blocks(
+    *, infos: dict[str, datasets.DatasetInfo], stats: CardStats, report: recipe.BuildReport, extras: dict[str, Any]
+) -> dict[str, str]:
     """Every generated part of the card, from the builder's constants and the built files."""
 
-    def pct(value) -> str:
+    def pct(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
     classes = [
@@ -97,14 +113,18 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for number, name in enumerate(recipe.CLASSES):
-        row = stats["classes"][name]
+        of_class = stats["classes"][name]
         classes.append(
-            f"| {number} | {name} | `{recipe.MASK_COLUMNS[number]}` | {row['instances']} | {row['images']} | "
-            f"{row['without_segmentation']} | {pct(row['mean_area_pct'])} | {pct(row['median_area_pct'])} |"
+            f"| {number} | {name} | `{recipe.MASK_COLUMNS[number]}` | {of_class['instances']} | {of_class['images']} | "
+            f"{of_class['without_segmentation']} | {pct(of_class['mean_area_pct'])} | "
+            f"{pct(of_class['median_area_pct'])} |"
         )
     splits = ["| split | images | patients | annotations | Parquet files |", "|---|---:|---:|---:|---:|"]
-    for split, row in stats["splits"].items():
-        splits.append(f"| {split} | {row['images']} | {row['patients']} | {row['annotations']} | {row['files']} |")
+    for split, of_split in stats["splits"].items():
+        splits.append(
+            f"| {split} | {of_split['images']} | {of_split['patients']} | {of_split['annotations']} "
+            f"| {of_split['files']} |"
+        )
     splits += ["", "| finding | " + " | ".join(recipe.SPLITS) + " |", "|---|" + "---:|" * len(recipe.SPLITS)]
     for finding, counts in stats["findings"].items():
         splits.append(f"| {finding} | " + " | ".join(str(counts[split]) for split in recipe.SPLITS) + " |")
@@ -146,16 +166,16 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         "|---|" + "---:|" * (len(recipe.SPLITS) + 1) + "---|",
     ]
     for config, info in infos.items():
-        counts = [info.splits[split].num_examples for split in recipe.SPLITS]
-        configs.append(f"| `{config}` | " + " | ".join(map(str, counts)) + f" | {sum(counts)} | {info.description} |")
+        rows = [info.splits[split].num_examples for split in recipe.SPLITS]
+        configs.append(f"| `{config}` | " + " | ".join(map(str, rows)) + f" | {sum(rows)} | {info.description} |")
     folds = [
         "| fold | images | patients | " + " | ".join(stats["findings"]) + " |",
         "|---|---:|---:|" + "---:|" * len(stats["findings"]),
     ]
-    for fold, row in stats["folds"].items():
+    for fold, of_fold in stats["folds"].items():
         folds.append(
-            f"| {fold} | {row['images']} | {row['patients']} | "
-            + " | ".join(str(row["findings"][f]) for f in stats["findings"])
+            f"| {fold} | {of_fold['images']} | {of_fold['patients']} | "
+            + " | ".join(str(of_fold["findings"][f]) for f in stats["findings"])
             + " |"
         )
     severity = extras.get("severity")
@@ -182,7 +202,7 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
             f"({layout.PREVIEW_PATH})\n\n"
         )
     else:
-        preview = f"No image has a {' or '.join(PREVIEW_LICENCES)} licence, so none is shown here.\n\n"
+        preview = f"No image has a {' or '.join(PREVIEW_LICENSES)} licence, so none is shown here.\n\n"
     if extras.get("legend"):
         preview += f"![The overlay's legend: a swatch per class, drawn as in the overlay]({extras['legend']})"
     if shown:
@@ -196,7 +216,7 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         "preview": preview,
         "classes": "\n".join(classes),
         "splits": "\n".join(splits),
-        "licences": licence_table(stats),
+        "licenses": license_table(stats),
         "configs": "\n".join(configs) + "\n\n" + licensed_config_text(stats),
         "metadata": metadata_table(stats["metadata"], images=stats["images"]),
         "overlap": overlap_table(stats["overlap"]),
@@ -213,7 +233,7 @@ def generated_blocks(*, infos: dict[str, datasets.DatasetInfo], stats: dict, rep
         "validation": validation.summary()
         if validation is not None
         else "Not run for this build (`covid-seg build --validate` or `covid-seg validate` runs it).",
-        "citation": citation_text(REPO_ID_TOKEN),
+        "citation": citation_text(_REPO_ID_TOKEN),
     }
 
 
@@ -222,9 +242,9 @@ def render_card(
     *,
     folder: Path,
     infos: dict[str, datasets.DatasetInfo],
-    stats: dict,
-    report,
-    extras: dict | None = None,
+    stats: CardStats,
+    report: recipe.BuildReport,
+    extras: dict[str, Any] | None = None,
     repo_id: str = DEFAULT_REPO_ID,
     tools_url: str = DEFAULT_TOOLS_URL,
 ) -> str:
@@ -236,9 +256,9 @@ def render_card(
     except FileNotFoundError:
         raise CardError(f"{template}: card template: file not found") from None
     body = DatasetCard(text).text if text.startswith("---") else text
-    for name, content in generated_blocks(infos=infos, stats=stats, report=report, extras=extras or {}).items():
-        body = fill_block(body, name, content, template=template)
-    body = body.replace(REPO_ID_TOKEN, repo_id).replace(TOOLS_URL_TOKEN, tools_url)
+    for name, content in _generated_blocks(infos=infos, stats=stats, report=report, extras=extras or {}).items():
+        body = _fill_block(body, name, content, template=template)
+    body = body.replace(_REPO_ID_TOKEN, repo_id).replace(_TOOLS_URL_TOKEN, tools_url)
     card = DatasetCard(f"---\n{card_data(infos, folder).to_yaml()}\n---\n{body.lstrip()}")
     return str(card)
 
@@ -296,7 +316,7 @@ def card_for_repo(card: str, repo_id: str, *, tools_url: str | None = None) -> s
     return mentions.sub(lambda _: tools_url, card)
 
 
-def fill_block(body: str, name: str, content: str, *, template: Path) -> str:
+def _fill_block(body: str, name: str, content: str, *, template: Path) -> str:
     """`body` with the generated block `name` holding `content`."""
     begin, end = BEGIN.format(name), END.format(name)
     head, found, rest = body.partition(begin)

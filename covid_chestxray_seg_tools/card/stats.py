@@ -121,7 +121,7 @@ class _CardStatsFields(TypedDict):
     splits: dict[str, SplitStats]
     findings: dict[str, dict[str, int]]  # finding -> split -> images, the commonest finding first
     classes: dict[str, ClassStats]
-    licences: dict[str, int]  # images per licence, the commonest first
+    licenses: dict[str, int]  # images per licence, the commonest first
     folds: dict[int, FoldStats]
     images_with_severity: int
     overlap: dict[str, OverlapStats]  # by the classes of OVERLAP_CLASSES
@@ -184,7 +184,7 @@ def compute_stats(folder: Path) -> CardStats:
     areas: dict[str, list[float]] = {name: [] for name in recipe.CLASSES}
     splits: dict[str, SplitStats] = {}
     split_patients: dict[str, set[Hashable]] = {}
-    licences: Counter[str] = Counter()
+    licenses: Counter[str] = Counter()
     findings: dict[str, Counter[str]] = {}
     images_per_patient: Counter[Hashable] = Counter()
     folds = {fold: FoldStats(images=0, patients=0, findings=Counter()) for fold in range(recipe.FOLDS)}
@@ -209,7 +209,7 @@ def compute_stats(folder: Path) -> CardStats:
             splits[split]["annotations"] += len(row["objects"])
             findings[split][row["finding"] or "none given"] += 1
             images_per_patient[row["patient_id"]] += 1
-            licences[row["license"] or "none given"] += 1
+            licenses[row["license"] or "none given"] += 1
             scored += row["severity_geographic_extent"] is not None
             if row["fold"] is not None:
                 folds[row["fold"]]["images"] += 1
@@ -268,7 +268,7 @@ def compute_stats(folder: Path) -> CardStats:
             )
             for name in recipe.CLASSES
         },
-        licences=dict(sorted(licences.items(), key=lambda item: (-item[1], item[0]))),
+        licenses=dict(sorted(licenses.items(), key=lambda item: (-item[1], item[0]))),
         folds=folds,
         images_with_severity=scored,
         overlap={

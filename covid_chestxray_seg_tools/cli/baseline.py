@@ -9,7 +9,11 @@ from covid_chestxray_seg_tools import baseline, evaluate
 from covid_chestxray_seg_tools.cli import baseline_unet, options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 
-__all__ = ["register", "run_atlas"]
+__all__ = [
+    "EXAMPLES",
+    "register",
+    "run_atlas",
+]
 
 EXAMPLES = """\
   # the mean-shape atlas: fit on train + validation, write its test predictions, then score them

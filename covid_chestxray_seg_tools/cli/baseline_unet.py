@@ -12,9 +12,14 @@ from pathlib import Path
 from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 
-__all__ = ["register", "run"]
+__all__ = [
+    "EXAMPLES",
+    "command",
+    "register",
+    "run",
+]
 
-TRAINING_FILE = "training.json"
+_TRAINING_FILE = "training.json"
 
 EXAMPLES = """\
   # train 6 models (5 folds + test) on the CPU, write their predictions, score them into the results file
@@ -111,7 +116,7 @@ def run(args: argparse.Namespace) -> Outcome:
     if args.rescore and args.results is None:
         raise unet.UNetError("--rescore scores an earlier run's predictions into --results FILE: give --results")
     if args.rescore:
-        record_path = args.out / TRAINING_FILE
+        record_path = args.out / _TRAINING_FILE
         try:
             training = json.loads(record_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
@@ -133,7 +138,7 @@ def run(args: argparse.Namespace) -> Outcome:
             say=(lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True)),
         )
         training = {**outcome.to_json(), "command": command(args)}
-        (args.out / TRAINING_FILE).write_text(json.dumps(training, indent=1) + "\n", encoding="utf-8")
+        (args.out / _TRAINING_FILE).write_text(json.dumps(training, indent=1) + "\n", encoding="utf-8")
         lines = [
             f"wrote {args.out}: {outcome.files} masks of {sum(r.predicted_images for r in outcome.rounds)} images "
             f"from {len(outcome.rounds)} models in {outcome.wall_seconds / 60:.1f} min "

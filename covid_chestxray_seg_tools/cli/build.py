@@ -16,7 +16,14 @@ from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 from covid_chestxray_seg_tools.errors import CovidSegError
 
-__all__ = ["register", "run"]
+__all__ = [
+    "DEFAULT_OUT",
+    "EXAMPLES",
+    "OPTION_OF_FIELD",
+    "SyncError",
+    "register",
+    "run",
+]
 
 DEFAULT_OUT = Path("build")
 # The builder names its config fields; a user of this command knows them as options.

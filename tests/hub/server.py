@@ -225,12 +225,12 @@ def dataset_metadata_errors(metadata) -> list[str]:
     if not isinstance(metadata, dict):
         return ["metadata must be a YAML mapping"]
     errors = []
-    licences = metadata.get("license")
-    licences = [licences] if isinstance(licences, str) else licences
-    if licences is not None:
-        if not _strings(licences) or not all(LICENSE_ID.match(item) for item in licences):
+    licenses = metadata.get("license")
+    licenses = [licenses] if isinstance(licenses, str) else licenses
+    if licenses is not None:
+        if not _strings(licenses) or not all(LICENSE_ID.match(item) for item in licenses):
             errors.append(f"license: {metadata.get('license')!r} is not a licence identifier")
-        elif "other" in licences:
+        elif "other" in licenses:
             name = metadata.get("license_name")
             if not isinstance(name, str) or not LICENSE_NAME.match(name):
                 errors.append(

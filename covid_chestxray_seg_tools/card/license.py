@@ -12,12 +12,12 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.card.stats import CardStats
 
-__all__ = ["licence_table", "licensed_config_text", "render_licence"]
+__all__ = ["license_table", "licensed_config_text", "render_license"]
 
-_UNKNOWN_LICENCE = "none given"
+_UNKNOWN_LICENSE = "none given"
 
 
-def licence_table(stats: CardStats) -> str:
+def license_table(stats: CardStats) -> str:
     """Images per licence, with what each licence allows, from the built files: the table the
     card and LICENSE.md both show."""
 
@@ -25,9 +25,9 @@ def licence_table(stats: CardStats) -> str:
         return ("yes, under the same licence" if share_alike else "yes") if value else "**no**"
 
     rows = []
-    for name, count in stats["licences"].items():
-        terms = recipe.IMAGE_LICENCE_TERMS.get(name)
-        if name == _UNKNOWN_LICENCE:
+    for name, count in stats["licenses"].items():
+        terms = recipe.IMAGE_LICENSE_TERMS.get(name)
+        if name == _UNKNOWN_LICENSE:
             commercial = derivatives = "unknown: no licence is granted; ask the source"
         elif terms is None:
             commercial = derivatives = "not known to this card: read the licence"
@@ -46,12 +46,12 @@ def licence_table(stats: CardStats) -> str:
 
 def licensed_config_text(stats: CardStats) -> str:
     """What the `licensed` config's licences allow, counted: which share forbids commercial use."""
-    known = {name: count for name, count in stats["licences"].items() if name != _UNKNOWN_LICENCE}
+    known = {name: count for name, count in stats["licenses"].items() if name != _UNKNOWN_LICENSE}
     total = sum(known.values())
     non_commercial = {
         name: count
         for name, count in known.items()
-        if name in recipe.IMAGE_LICENCE_TERMS and not recipe.IMAGE_LICENCE_TERMS[name].commercial
+        if name in recipe.IMAGE_LICENSE_TERMS and not recipe.IMAGE_LICENSE_TERMS[name].commercial
     }
     counted = ", ".join(f"{count} {name}" for name, count in known.items())
     config = f"`{layout.LICENSED_CONFIG}`"
@@ -69,7 +69,7 @@ def licensed_config_text(stats: CardStats) -> str:
     )
 
 
-def render_licence(stats: CardStats, infos: dict[str, datasets.DatasetInfo]) -> str:
+def render_license(stats: CardStats, infos: dict[str, datasets.DatasetInfo]) -> str:
     """The licence file's text; the image counts come from the built files."""
     known = sum(split.num_examples for split in infos[layout.LICENSED_CONFIG].splits.values())
     return f"""# Licences of COVID-19 Chest X-ray Segmentations
@@ -89,7 +89,7 @@ The X-rays (the `image` column, and the `overlay` as a picture of it) come from 
 reports and papers collected by the ieee8023 COVID-19 image data collection. Each keeps the
 licence of its source, given in the record's `license` column; `url` and `doi` name the source.
 
-{licence_table(stats)}
+{license_table(stats)}
 
 "none given" means that upstream names no licence for the image: its `license` is null. No
 licence is granted for such an image by this dataset. Check its source (`url`, `doi`) before
