@@ -162,6 +162,20 @@ def _train_ids(folder) -> list[int]:
     return [row["image_id"] for row in parquet_rows(folder, "train", ["image_id"])]
 
 
+def _decoded_shapes(batch: list[dict]) -> list[tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, int]]]:
+    """The DataLoader's collate_fn, run in its worker: the decoded rows stay there; their id, image
+    shape, stacked-mask shape and stored size come back."""
+    return [
+        (
+            int(row["image_id"]),
+            row["image"].shape[:2],
+            recipe.stack_masks(row).shape,
+            (int(row["height"]), int(row["width"])),
+        )
+        for row in batch
+    ]
+
+
 def test_colab_streaming_through_two_workers_sees_each_row_once_per_epoch(published_real, real_build):
     torch = require_torch()
     from torch.utils.data import DataLoader
@@ -173,19 +187,23 @@ def test_colab_streaming_through_two_workers_sees_each_row_once_per_epoch(publis
     orders = []
     for epoch in range(2):
         stream.set_epoch(epoch)
-        # Only the ids and the first row are kept: 69 decoded rows (14 full-size masks each)
-        # held at once took 5 GB, the whole suite's peak.
-        ids, first = [], None
-        for batch in DataLoader(stream, batch_size=4, num_workers=2, prefetch_factor=1, collate_fn=list):
-            ids += [int(row["image_id"]) for row in batch]
-            first = first or batch[0]
+        # Workers from a fresh server process (Python 3.14's default start method on Linux): forked
+        # from this test process, each started as a copy of its GB and decoded the largest rows
+        # (14 full-size masks) on top, the suite's peak. Forked workers are covered by the next test.
+        loader = DataLoader(
+            stream,
+            batch_size=4,
+            num_workers=2,
+            prefetch_factor=1,
+            collate_fn=_decoded_shapes,
+            multiprocessing_context="forkserver",
+        )
+        rows = [row for batch in loader for row in batch]
+        ids = [image_id for image_id, *_ in rows]
         assert sorted(ids) == expected, f"epoch {epoch}: a row missing or seen twice"
         orders.append(ids)
-        assert isinstance(first["image"], np.ndarray) and first["image"].shape[:2] == (
-            int(first["height"]),
-            int(first["width"]),
-        )
-        assert recipe.stack_masks(first).shape == (len(recipe.CLASSES), int(first["height"]), int(first["width"]))
+        for image_id, image_shape, masks_shape, (height, width) in rows:
+            assert image_shape == (height, width) and masks_shape == (len(recipe.CLASSES), height, width), image_id
     assert orders[0] != orders[1], "set_epoch must reshuffle"
     assert torch.utils.data.get_worker_info() is None  # the loop above ran in worker processes, not here
 
