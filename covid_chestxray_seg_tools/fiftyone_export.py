@@ -54,9 +54,11 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import fiftyone_companion, layout, staging
+from covid_chestxray_seg_tools import layout, staging
+from covid_chestxray_seg_tools.card.companion import companion_card, companion_repo_id
+from covid_chestxray_seg_tools.card.render import DEFAULT_REPO_ID
 from covid_chestxray_seg_tools.errors import CovidSegError
-from covid_chestxray_seg_tools.source import load_splits
+from covid_chestxray_seg_tools.source import is_repo_id, load_splits
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -150,8 +152,8 @@ def export_fiftyone(
     """
     loaded = load_splits(source=source, splits=splits)
     license_text = _source_license(source)
-    repo_id = repo_id or (source if fiftyone_companion.is_repo_id(source) else fiftyone_companion.DEFAULT_REPO_ID)
-    companion_id = companion_id or fiftyone_companion.companion_repo_id(repo_id)
+    repo_id = repo_id or (source if is_repo_id(source) else DEFAULT_REPO_ID)
+    companion_id = companion_id or companion_repo_id(repo_id)
     with staging.staged(out, replace=False) as folder, _fiftyone_quiet():
         dataset, result = build_dataset(loaded, work=folder / _WORK_DIR)
         try:
@@ -173,7 +175,7 @@ def export_fiftyone(
         )
         (folder / CONFIG_FILENAME).write_text(_config_yaml(), encoding="utf-8")
         (folder / layout.LICENSE_FILENAME).write_bytes(license_text)
-        card = fiftyone_companion.companion_card(
+        card = companion_card(
             repo_id=repo_id, companion_id=companion_id, samples=result.samples, fiftyone_version=FIFTYONE_VERSION
         )
         (folder / layout.CARD_FILENAME).write_text(card, encoding="utf-8")

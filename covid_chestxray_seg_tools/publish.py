@@ -25,7 +25,8 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, Repository
 from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import fiftyone_companion, layout
+from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.card.companion import companion_repo_id, link_companion
 from covid_chestxray_seg_tools.card.render import card_for_repo
 from covid_chestxray_seg_tools.errors import CovidSegError, describe
 
@@ -365,9 +366,7 @@ def local_files(
         data = path.read_bytes()
         if relative == layout.CARD_FILENAME:
             text = card_for_repo(data.decode("utf-8"), repo_id, tools_url=tools_url)
-            card = fiftyone_companion.link_companion(
-                text, fiftyone_repo_id or fiftyone_companion.companion_repo_id(repo_id)
-            ).encode("utf-8")
+            card = link_companion(text, fiftyone_repo_id or companion_repo_id(repo_id)).encode("utf-8")
             files[relative] = local_file(path, card, changed=card != data)
         else:
             files[relative] = local_file(path, data)

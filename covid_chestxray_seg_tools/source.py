@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,22 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.errors import CovidSegError
 
-__all__ = ["BUILD_COLUMNS", "SourceError", "load_rows", "load_splits"]
+__all__ = ["BUILD_COLUMNS", "SourceError", "is_repo_id", "load_rows", "load_splits"]
 
 # Columns that make a dataset a build of this one; load_splits checks them.
 BUILD_COLUMNS = ("image_id", "file_name", "objects", *recipe.MASK_COLUMNS)
 
 
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
 class SourceError(CovidSegError, ValueError):
     """The source cannot be read, or is not this dataset, or lacks a split."""
+
+
+def is_repo_id(source: str) -> bool:
+    """`source` names a Hub repo (ORG/NAME), not a folder on disk."""
+    return not Path(source).exists() and bool(_REPO_ID.match(source))
 
 
 def load_splits(

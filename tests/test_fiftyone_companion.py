@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from covid_chestxray_seg_tools import fiftyone_companion, layout
+from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.card.companion import CompanionError, check_companion_id, companion_card, link_companion
 from covid_chestxray_seg_tools.cli import main as covid_seg
 
 REPO_ID = "acme-lab/cxr-seg"
@@ -50,8 +51,8 @@ def test_publish_fiftyone_without_fiftyone_publishes_nothing(hub, token, fixture
     ],
 )
 def test_publish_refuses_a_wrong_companion_id_before_publishing(hub, token, fixture_build, companion, message):
-    with pytest.raises(fiftyone_companion.CompanionError, match=message):
-        fiftyone_companion.check_companion_id(repo_id=REPO_ID, companion_id=companion)
+    with pytest.raises(CompanionError, match=message):
+        check_companion_id(repo_id=REPO_ID, companion_id=companion)
     assert covid_seg(["publish", "--repo-id", REPO_ID, "--source", str(fixture_build), "--fiftyone", companion]) == 1
     assert hub.state.repos == {}
 
@@ -70,19 +71,17 @@ def test_published_card_names_the_companion_it_was_told(hub, token, fixture_buil
     card = hub.state.files(REPO_ID)[layout.CARD_FILENAME].decode("utf-8")
     assert re.findall(r"load_from_hub\(\"([^\"]+)\"\)", card) == [f"{REPO_ID}-fiftyone"]
     assert "ORG/covid-chestxray-seg" not in card
-    renamed = fiftyone_companion.link_companion(card, "acme-lab/other")
+    renamed = link_companion(card, "acme-lab/other")
     assert re.findall(r"load_from_hub\(\"([^\"]+)\"\)", renamed) == ["acme-lab/other"]
     assert "(https://huggingface.co/datasets/acme-lab/other)" in renamed
     # Only the FiftyOne section changes: the load_dataset calls keep the main repo.
     assert renamed.replace("acme-lab/other", f"{REPO_ID}-fiftyone") == card
     plain = "# a card without the section\n"
-    assert fiftyone_companion.link_companion(plain, "x/y") == plain
+    assert link_companion(plain, "x/y") == plain
 
 
 def test_companion_card_links_back_and_carries_the_license_facts():
-    card = fiftyone_companion.companion_card(
-        repo_id=REPO_ID, companion_id=f"{REPO_ID}-fiftyone", samples=3, fiftyone_version="1.22.1"
-    )
+    card = companion_card(repo_id=REPO_ID, companion_id=f"{REPO_ID}-fiftyone", samples=3, fiftyone_version="1.22.1")
     assert card.startswith("---\n") and "license_link: LICENSE.md" in card and "viewer: false" in card
     assert f"(https://huggingface.co/datasets/{REPO_ID})" in card
     assert 'load_from_hub("acme-lab/cxr-seg-fiftyone")' in card

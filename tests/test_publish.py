@@ -13,8 +13,8 @@ import pytest
 from datasets.distributed import split_dataset_by_node
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import fiftyone_companion
 from covid_chestxray_seg_tools import publish as publishing
+from covid_chestxray_seg_tools.card.companion import companion_repo_id, link_companion
 from covid_chestxray_seg_tools.card.render import card_for_repo
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.cli import publish as cli_publish
@@ -24,7 +24,7 @@ from tests.hub.server import VALID_TOKEN
 REPO_ID = "org/covid-chestxray-seg"
 # The FiftyOne companion the published card names without --fiftyone, and the Hub's answer to
 # whether it exists (repo_exists asks for the repo's info).
-COMPANION = fiftyone_companion.companion_repo_id(REPO_ID)
+COMPANION = companion_repo_id(REPO_ID)
 COMPANION_CHECKS = rf"^/api/datasets/{re.escape(COMPANION)}(/revision/.*)?$"
 
 
@@ -123,7 +123,7 @@ def published_card(folder) -> bytes:
     """The built card as publishing to REPO_ID makes it: its code names REPO_ID, its FiftyOne
     section REPO_ID's companion."""
     card = card_for_repo((folder / "README.md").read_text(encoding="utf-8"), REPO_ID)
-    return fiftyone_companion.link_companion(card, fiftyone_companion.companion_repo_id(REPO_ID)).encode("utf-8")
+    return link_companion(card, companion_repo_id(REPO_ID)).encode("utf-8")
 
 
 def test_publishing_writes_the_repo_id_into_the_card(hub, token, fixture_build):

@@ -18,7 +18,8 @@ from fiftyone.utils.huggingface import load_from_hub
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import fiftyone_companion, fiftyone_export, layout, staging
+from covid_chestxray_seg_tools import fiftyone_export, layout, staging
+from covid_chestxray_seg_tools.card.companion import companion_repo_id
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.source import load_splits
 from tests.helpers import tree
@@ -263,4 +264,4 @@ def test_real_build_through_the_hub_gives_every_mask_and_instance(hub, token, re
     for column in recipe.MASK_COLUMNS:
         assert len(dataset.exists(column)) + len(dataset.exists(column, False)) == 100
     assert_self_evaluation_is_perfect(dataset)
-    assert fiftyone_companion.companion_repo_id(REPO_ID) == COMPANION_ID
+    assert companion_repo_id(REPO_ID) == COMPANION_ID

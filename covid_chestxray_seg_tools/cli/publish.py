@@ -12,6 +12,7 @@ from huggingface_hub import get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from covid_chestxray_seg_tools import fiftyone_companion
+from covid_chestxray_seg_tools.card.companion import check_companion_id, companion_repo_id
 from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.build import DEFAULT_OUT
 from covid_chestxray_seg_tools.cli.outcome import Outcome
@@ -99,10 +100,10 @@ def run(args: argparse.Namespace) -> Outcome:
     token = args.token or get_token()
     companion = None
     if args.fiftyone is not None:
-        companion = args.fiftyone or fiftyone_companion.companion_repo_id(args.repo_id)
+        companion = args.fiftyone or companion_repo_id(args.repo_id)
         # Before anything is published: a wrong id or a missing optional extra stops both publishes,
         # not the second.
-        fiftyone_companion.check_companion_id(repo_id=args.repo_id, companion_id=companion)
+        check_companion_id(repo_id=args.repo_id, companion_id=companion)
         fiftyone_companion.exporter()
     result = publish(
         folder=Path(args.source),
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> Outcome:
 def _missing_companion(args: argparse.Namespace, *, token: str | None) -> str | None:
     """Without --fiftyone the published card still names the companion (--repo-id + '-fiftyone'),
     which may not exist: a warning saying how to publish it, or None when it exists."""
-    companion = fiftyone_companion.companion_repo_id(args.repo_id)
+    companion = companion_repo_id(args.repo_id)
     try:
         if fiftyone_companion.companion_exists(companion, token=token):
             return None
