@@ -209,12 +209,17 @@ def _build_into(
             **{config.name: config.description for config in recipe.CovidChestXraySeg.BUILDER_CONFIGS},
             **resize.CONFIG_DESCRIPTIONS,
         }
+        # The licensed files belong to two configs each: one read of every file serves all four.
+        sizes = parquet.arrow_sizes(
+            sorted({path for config in layout.CONFIG_PARTS for path in layout.shard_paths(folder, config=config)})
+        )
         infos = {
             config: parquet.hub_info(
                 builder.info,
                 folder,
                 config=config,
                 description=descriptions[config],
+                sizes=sizes,
                 features=resize.features() if config in layout.SIZE_256_CONFIGS else None,
             )
             for config in layout.CONFIG_PARTS

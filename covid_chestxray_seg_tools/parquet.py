@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import datasets
@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_MAX_SHARD_MB",
     "DEFAULT_ROWS_PER_ROW_GROUP",
     "DEFAULT_SHARDS",
+    "arrow_sizes",
     "hub_info",
     "write_infos",
     "write_split",
@@ -136,15 +137,23 @@ def _picture_bytes(dataset: datasets.Dataset) -> np.ndarray:
     return total
 
 
-def _arrow_bytes(paths: list[Path]) -> int:
-    """In-memory Arrow size of the written rows, one row group at a time. The builder's own
-    count depends on how many worker processes wrote the cache, which would make the card
-    differ between machines."""
-    total = 0
+def arrow_sizes(paths: Iterable[Path]) -> dict[Path, int]:
+    """The in-memory Arrow size of each file's rows, read one row group at a time.
+
+    The builder's own count depends on how many worker processes wrote the cache, which would
+    make the card differ between machines; a file shared by two configs is read once.
+
+    Args:
+        paths: written Parquet files.
+
+    Returns:
+        path -> bytes.
+    """
+    sizes = {}
     for path in paths:
         parquet = pq.ParquetFile(path)
-        total += sum(parquet.read_row_group(index).nbytes for index in range(parquet.num_row_groups))
-    return total
+        sizes[path] = sum(parquet.read_row_group(index).nbytes for index in range(parquet.num_row_groups))
+    return sizes
 
 
 def hub_info(
@@ -153,10 +162,12 @@ def hub_info(
     *,
     config: str,
     description: str,
+    sizes: Mapping[Path, int],
     features: datasets.Features | None = None,
 ) -> datasets.DatasetInfo:
     """The builder's info as the Hub serves it for `config`: no local paths, rows and sizes of
-    the written shards; `features` when the config's rows differ from the builder's (size-256)."""
+    the written shards (`sizes`, from `arrow_sizes` over them); `features` when the config's rows
+    differ from the builder's (size-256)."""
     info = info.copy()
     info.config_name = config
     info.description = description
@@ -166,7 +177,7 @@ def hub_info(
     for name, split in info.splits.items():
         paths = layout.shard_paths(folder, name, config=config)
         split.num_examples = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
-        split.num_bytes = _arrow_bytes(paths)
+        split.num_bytes = sum(sizes[path] for path in paths)
         split.shard_lengths = None
         split.original_shard_lengths = None
     info.download_size = sum(path.stat().st_size for path in layout.shard_paths(folder, config=config))

@@ -76,12 +76,12 @@ def render_severity_plot(folder: Path, shares: list[dict[str, Any]], correlation
     scored = [row for row in shares if row["severity_geographic_extent"] is not None]
     if correlation["rho"] is None:
         return None
-    import matplotlib
+    # A Figure of its own, not pyplot: no global figure state or backend to pick, and the build
+    # does not pay for importing pyplot (about 0.2 s of its 7).
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display: files only
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(5.5, 4), dpi=100)
+    figure = Figure(figsize=(5.5, 4), dpi=100)
+    axes = figure.subplots()
     axes.scatter(
         [row["severity_geographic_extent"] for row in scored],
         [100 * row["share"] for row in scored],
@@ -98,5 +98,4 @@ def render_severity_plot(folder: Path, shares: list[dict[str, Any]], correlation
     target.parent.mkdir(parents=True, exist_ok=True)
     # No timestamp or software tag in the file: the same data gives the same bytes.
     figure.savefig(target, format="png", metadata={"Software": None})
-    pyplot.close(figure)
     return SEVERITY_PLOT_PATH
