@@ -211,7 +211,8 @@ def _build_into(
         }
         # The licensed files belong to two configs each: one read of every file serves all four.
         sizes = parquet.arrow_sizes(
-            sorted({path for config in layout.CONFIG_PARTS for path in layout.shard_paths(folder, config=config)})
+            sorted({path for config in layout.CONFIG_PARTS for path in layout.shard_paths(folder, config=config)}),
+            pool=pool,
         )
         infos = {
             config: parquet.hub_info(

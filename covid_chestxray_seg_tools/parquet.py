@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 
 import datasets
@@ -137,7 +138,7 @@ def _picture_bytes(dataset: datasets.Dataset) -> np.ndarray:
     return total
 
 
-def arrow_sizes(paths: Iterable[Path]) -> dict[Path, int]:
+def arrow_sizes(paths: Sequence[Path], *, pool: Executor | None = None) -> dict[Path, int]:
     """The in-memory Arrow size of each file's rows, read one row group at a time.
 
     The builder's own count depends on how many worker processes wrote the cache, which would
@@ -145,15 +146,20 @@ def arrow_sizes(paths: Iterable[Path]) -> dict[Path, int]:
 
     Args:
         paths: written Parquet files.
+        pool: worker processes to read them in (None: this process). Reading grows a process's
+            heap by more than the largest row group (freed buffers stay with the allocator), and
+            at the end of a build that was the build's peak.
 
     Returns:
         path -> bytes.
     """
-    sizes = {}
-    for path in paths:
-        parquet = pq.ParquetFile(path)
-        sizes[path] = sum(parquet.read_row_group(index).nbytes for index in range(parquet.num_row_groups))
-    return sizes
+    sizes = (pool.map if pool is not None else map)(_file_arrow_bytes, paths)
+    return dict(zip(paths, sizes))
+
+
+def _file_arrow_bytes(path: Path) -> int:
+    parquet = pq.ParquetFile(path)
+    return sum(parquet.read_row_group(index).nbytes for index in range(parquet.num_row_groups))
 
 
 def hub_info(
