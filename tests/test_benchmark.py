@@ -119,6 +119,7 @@ def test_the_naive_build_detects_a_different_mask(tmp_path):
     assert not tasks.same_masks(ours, naive)
 
 
+@pytest.mark.slow
 def test_a_measured_task_runs_in_its_own_interpreter_from_the_clone():
     measured = benchmark.measure("upstream_bytes", data_dir=str(FIXTURE_DIR))
     files = [*(FIXTURE_DIR / "images").iterdir(), *(FIXTURE_DIR / "masks").iterdir()]

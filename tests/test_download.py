@@ -158,6 +158,7 @@ def test_a_server_error_during_download_is_clear_and_the_retry_works(archive_ser
     assert build_from(url, tmp_path / "out", "--allow-modified") == 0
 
 
+@pytest.mark.slow
 def test_without_severity_file_the_build_downloads_it_once(archive_server, tmp_path):
     url, requests, _, root = archive_server
     (root / "covid-severity-scores.csv").write_bytes(FIXTURE_SEVERITY.read_bytes())

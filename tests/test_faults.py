@@ -125,6 +125,7 @@ def test_a_read_only_folder_is_one_message_and_keeps_the_previous_build(small_di
     assert names(disk) == [".out.lock", "out"]
 
 
+@pytest.mark.slow
 def test_a_folder_the_user_may_not_write_is_one_message_and_keeps_the_previous_build(fixture_build, tmp_path):
     parent = tmp_path / "denied"
     out = parent / "out"
