@@ -19,13 +19,14 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.errors import CovidSegError
 
-__all__ = ["BUILD_COLUMNS", "SourceError", "is_repo_id", "load_rows", "load_splits"]
+__all__ = ["BUILD_COLUMNS", "REPO_ID", "SourceError", "is_repo_id", "load_rows", "load_splits"]
 
 # Columns that make a dataset a build of this one; load_splits checks them.
 BUILD_COLUMNS = ("image_id", "file_name", "objects", *recipe.MASK_COLUMNS)
 
 
-_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+# A Hub repo id as --source and --fiftyone take it: ORG/NAME.
+REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 class SourceError(CovidSegError, ValueError):
@@ -34,7 +35,7 @@ class SourceError(CovidSegError, ValueError):
 
 def is_repo_id(source: str) -> bool:
     """`source` names a Hub repo (ORG/NAME), not a folder on disk."""
-    return not Path(source).exists() and bool(_REPO_ID.match(source))
+    return not Path(source).exists() and bool(REPO_ID.match(source))
 
 
 def load_splits(

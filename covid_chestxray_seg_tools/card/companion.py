@@ -17,6 +17,7 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.card.render import LICENSE_NAME
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.source import REPO_ID
 
 __all__ = [
     "SUFFIX",
@@ -30,7 +31,6 @@ __all__ = [
 SUFFIX = "-fiftyone"
 _SECTION = "## FiftyOne"
 _LOAD_FROM_HUB = re.compile(r"""load_from_hub\(\s*["']([^"']+)["']""")
-_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 class CompanionError(CovidSegError, ValueError):
@@ -48,7 +48,7 @@ def check_companion_id(*, repo_id: str, companion_id: str) -> None:
     Raises:
         CompanionError: what is wrong with `companion_id`.
     """
-    if not _REPO_ID.match(companion_id) or companion_id.count("/") != 1:
+    if not REPO_ID.match(companion_id) or companion_id.count("/") != 1:
         raise CompanionError(f"--fiftyone {companion_id!r}: not a dataset repo id (ORG/NAME)")
     if companion_id == repo_id:
         raise CompanionError(f"--fiftyone {companion_id}: the companion must be another repo than --repo-id")
