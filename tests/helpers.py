@@ -4,6 +4,8 @@ built folders and of upstream's crops, the torch switch."""
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -76,6 +78,20 @@ def write_truth_folder(
                     data = recipe.encode_mask_png(change(row["image_id"], column, recipe.decode_mask(data)))
                 (folder / f"{column}.png").write_bytes(data)
     return out
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of width x height, all zero: a few kB on disk, width x height bytes once
+    Pillow decodes it (a decompression bomb for large sizes). Written row by row, never held whole."""
+    row = bytes(1 + (width + 7) // 8)  # filter byte 0, then the packed zero bits
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def shifted(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:

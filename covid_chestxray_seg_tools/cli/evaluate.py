@@ -32,6 +32,12 @@ _EXAMPLES = """\
   # is model A better than model B on the same images? paired differences A - B
   covid-seg evaluate --source build --predictions preds-a --compare preds-b
 
+  # probability maps saved as 8-bit PNGs (0-255): cut them at 0.5
+  covid-seg evaluate --source build --predictions preds-soft --threshold 0.5
+
+  # a Hub repo at a tag, branch or commit
+  covid-seg evaluate --source ORG/covid-chestxray-seg --revision v1.2.0 --predictions preds
+
   # the ground truth scores itself: Dice 1.0 everywhere
   covid-seg export --source build --format folder --out exports/files --split test
   covid-seg evaluate --source build --split test --predictions exports/files
@@ -39,6 +45,10 @@ _EXAMPLES = """\
   # the atlas baseline: fit, write its predictions, score them
   covid-seg baseline atlas --source build --split cv --out preds-atlas
   covid-seg evaluate --source build --split cv --predictions preds-atlas
+
+A prediction is a binary mask (0/1, 0/255, 1-bit; 0 is background). A probability map (more than
+two values) is refused unless --threshold T cuts it. The source's data files are checked against
+its checksums.json first (a damaged copy is named, not scored).
 
 Dice, IoU, NSD (tolerance in % of the image diagonal), clDice (tubes and lines), HD95 and ASSD
 in pixels and in % of the image diagonal, as MONAI and the clDice reference compute them.
@@ -108,6 +118,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PCT",
         help=f"NSD's tolerance in percent of the image diagonal (default: {evaluate.DEFAULT_NSD_TOLERANCE_PCT:g})",
     )
+    parser.add_argument(
+        "--threshold",
+        type=_fraction,
+        default=None,
+        metavar="T",
+        help="cut probability maps (masks with more than two distinct values) at T, a fraction of the format's full "
+        "scale (255 for 8-bit, 65535 for 16-bit, 1.0 for float images): foreground from T x full scale up. Without "
+        "it such a mask is refused; binary masks (two values, 0 the background) are read as they are either way",
+    )
     parser.add_argument("--seed", type=int, default=evaluate.SEED, help=f"bootstrap seed (default: {evaluate.SEED})")
     parser.add_argument(
         "--samples",
@@ -118,9 +137,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _fraction(text: str) -> float:
+    value = options.positive_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1 (a fraction of the full scale), got {text}")
+    return value
+
+
 def run(args: argparse.Namespace) -> Outcome:
     result = evaluate.evaluate(
-        source=args.source,
+        source=options.opened_source(args),
         predictions=args.predictions,
         split=args.split,
         fold=args.fold,
@@ -129,6 +155,7 @@ def run(args: argparse.Namespace) -> Outcome:
         tolerance_pct=args.nsd_tolerance,
         samples=args.samples,
         seed=args.seed,
+        threshold=args.threshold,
     )
     text = evaluate.format_markdown(result)
     if args.per_image is not None:

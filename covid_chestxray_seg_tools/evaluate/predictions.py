@@ -8,18 +8,21 @@
     DIR/dataset_dict.json or DIR/state.json       a `datasets.save_to_disk` folder
 
 An image is found under its own split (under cross-validation, `train/` and `validation/`).
-Everything is checked when the predictions are opened (every scored image is there, every file
-names a mask column and has the image's size); a mask is decoded only when it is scored.
+Everything is checked when the predictions are opened, with work bounded by the files' sizes:
+every scored image is there, every file or cell names a mask column, is an image (not a folder,
+not a number) whose header gives the image's size (so a decompression bomb is never decoded)
+and, for a PNG, is complete. A mask is decoded only when it is scored, and must be binary (at
+most two values, 0 the background) unless a threshold says where to cut a probability map.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import datasets
 import numpy as np
@@ -32,11 +35,14 @@ from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError
 
 __all__ = [
+    "FULL_SCALE",
     "IMAGE_FILE",
     "FolderPredictions",
     "Predictions",
+    "TablePart",
     "TablePredictions",
     "Targets",
+    "check_mask_file",
     "load_predictions",
     "read_mask",
 ]
@@ -96,43 +102,150 @@ class _LazyMasks(Mapping[str, np.ndarray]):
         return len(self._loaders)
 
 
-def read_mask(data: bytes | Path, *, name: str, width: int, height: int) -> np.ndarray:
+def _opened(data: bytes | Path, *, name: str) -> Image.Image:
+    """The image in `data`, opened (its header read, nothing decoded).
+
+    Raises:
+        EvaluateError: a folder, a header declaring a decompression bomb, or not an image.
+    """
+    if isinstance(data, Path) and data.is_dir():
+        raise EvaluateError(f"{name}: is a folder, not an image file; expected a PNG file of one mask")
+    if not isinstance(data, (bytes, bytearray, Path)):
+        raise EvaluateError(f"{name}: holds a {type(data).__name__}, not an image; expected PNG bytes (an Image cell)")
+    try:
+        return Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
+    except Image.DecompressionBombError as error:
+        # Pillow's own check, on the size the header declares: nothing was decoded.
+        raise EvaluateError(
+            f"{name}: its header declares an image too large to decode ({error}); expected a mask the size of its image"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise _unreadable(name, error) from None
+
+
+def check_mask_file(data: bytes | Path, *, name: str, width: int, height: int) -> None:
+    """Check a prediction without decoding its pixels: an image of the image's size, and for a PNG,
+    complete (every chunk's CRC, up to its end).
+
+    Args:
+        data: the image's bytes, or its file.
+        name: the file or cell, for the message.
+        width, height: the image's size, which the prediction must have.
+
+    Raises:
+        EvaluateError: a folder, not an image, a decompression bomb, the wrong size, a truncated
+            or corrupt PNG.
+    """
+    with warnings.catch_warnings():
+        # Pillow warns below its hard limit; the size is compared with the image's right after.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _opened(data, name=name) as image:
+            size, kind = image.size, image.format
+            if size != (width, height):
+                raise _wrong_size(name, size, width=width, height=height)
+            if kind == "PNG":
+                try:
+                    # Reads the chunks and their CRCs, decompressing nothing.
+                    image.verify()
+                except (OSError, SyntaxError, ValueError) as error:
+                    raise _unreadable(name, error) from None
+
+
+def read_mask(data: bytes | Path, *, name: str, width: int, height: int, threshold: float | None = None) -> np.ndarray:
     """A prediction image as a mask.
 
     Args:
         data: PNG (or any format Pillow reads) bytes, or a file.
         name: the file or cell, for the message.
         width, height: the image's size, which the prediction must have.
+        threshold: for a mask with more than two distinct values (a probability map), the
+            fraction of the format's full scale (see `FULL_SCALE`) from which a pixel is
+            foreground; None refuses such a mask.
 
     Returns:
-        bool (H, W): 0 is background, anything else foreground (in RGB(A), any non-zero colour
-        channel; alpha is ignored).
+        bool (H, W). A binary mask (at most two distinct values: 0/1, 0/255, mode "1", a colour
+        on black) is foreground wherever it is not 0; in RGB(A), any non-zero colour channel,
+        alpha ignored.
 
     Raises:
-        EvaluateError: not a readable image, or not of the image's size.
+        EvaluateError: not a readable image, not of the image's size, or not binary without a
+            threshold.
     """
-    try:
-        with Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data) as image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _opened(data, name=name) as image:
             size = image.size
-            if size == (width, height):
+            if size != (width, height):
+                raise _wrong_size(name, size, width=width, height=height)
+            try:
                 image.load()
                 # Many predictions are empty: Pillow tells without an array being made.
                 if image.mode in ("1", "L") and image.getbbox() is None:
                     return np.zeros((height, width), dtype=bool)
+                # One band of 8 bits: Pillow counts the values from its histogram, no array needed.
+                binary = image.getcolors(2) is not None if image.mode in _HISTOGRAM_MODES else None
                 bands = image.getbands()
                 array = np.asarray(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise _unreadable(name, error) from None
-    if size != (width, height):
-        raise _wrong_size(name, size, width=width, height=height)
+            except (OSError, SyntaxError, ValueError) as error:
+                raise _unreadable(name, error) from None
     if array.ndim == 3:
-        colour = [index for index, band in enumerate(bands) if band != "A"]
-        return (array[..., colour] != 0).any(axis=-1)
-    return array != 0
+        array = array[..., [index for index, band in enumerate(bands) if band != "A"]]
+    if binary or (binary is None and _is_binary(array)):
+        foreground: np.ndarray = np.asarray(array.any(axis=-1) if array.ndim == 3 else array != 0)
+        return foreground
+    if threshold is None:
+        raise EvaluateError(
+            f"{name}: not a binary mask: {_values(array)}; expected two values, 0 for background and "
+            "one other for the class (threshold a probability map before saving it, or give a threshold "
+            "to cut it at)"
+        )
+    scale = _full_scale(array, name=name)
+    level = array.max(axis=-1) if array.ndim == 3 else array
+    return level >= threshold * scale
+
+
+_HISTOGRAM_MODES = ("1", "L", "P")
+# The value a probability of 1 has in each array type (`threshold` is a fraction of it); 16-bit
+# PNGs come as uint16 ("I;16") or, from some writers, int32 ("I").
+FULL_SCALE = {"bool": 1, "uint8": 255, "uint16": 65535, "int32": 65535, "float32": 1.0, "float64": 1.0}
+
+
+def _is_binary(array: np.ndarray) -> bool:
+    """At most two distinct values (pixels, or colours in an (H, W, C) array)."""
+    flat = array.reshape(-1, array.shape[-1]) if array.ndim == 3 else array.reshape(-1, 1)
+    first = flat[0]
+    other = np.flatnonzero((flat != first).any(axis=1))
+    if other.size == 0:
+        return True
+    second = flat[other[0]]
+    return not ((flat[other] != second).any(axis=1)).any()
+
+
+def _values(array: np.ndarray) -> str:
+    """The values found, for a message: a few listed, or how many and their range."""
+    flat = array.reshape(-1, array.shape[-1]) if array.ndim == 3 else array.reshape(-1)
+    found = np.unique(flat, axis=0) if array.ndim == 3 else np.unique(flat)
+    kind = f"{array.dtype} {'colours' if array.ndim == 3 else 'values'}"
+    if len(found) <= 4:
+        return f"{len(found)} distinct {kind}: {', '.join(_value_text(value) for value in found)}"
+    return f"{len(found)} distinct {kind} from {_value_text(found[0])} to {_value_text(found[-1])}"
+
+
+def _value_text(value: np.ndarray) -> str:
+    return str(tuple(value.tolist())) if np.ndim(value) else f"{value.item():g}"
+
+
+def _full_scale(array: np.ndarray, *, name: str) -> float:
+    scale = FULL_SCALE.get(str(array.dtype))
+    if scale is None:
+        raise EvaluateError(f"{name}: a {array.dtype} image cannot be thresholded; save the mask as 8-bit PNG")
+    return float(scale)
 
 
 def _unreadable(name: str, error: BaseException) -> EvaluateError:
-    return EvaluateError(f"{name}: not a readable image ({type(error).__name__}: {error})")
+    return EvaluateError(
+        f"{name}: not a readable image ({type(error).__name__}: {error}); expected a complete PNG file of one mask"
+    )
 
 
 def _wrong_size(name: str, size: tuple[int, int], *, width: int, height: int) -> EvaluateError:
@@ -155,8 +268,9 @@ class FolderPredictions:
         predicted_columns: the mask columns with a file in at least one scored image's folder.
     """
 
-    def __init__(self, *, root: Path, targets: Targets):
+    def __init__(self, *, root: Path, targets: Targets, threshold: float | None = None):
         self.root = Path(root)
+        self.threshold = threshold
         self.files: dict[int, dict[str, Path]] = {}
         for split, sizes in targets.images.items():
             split_root = self.root / split
@@ -165,16 +279,21 @@ class FolderPredictions:
                     f"{split_root}: no such folder: the images of split {split} have no predictions "
                     f"(expected {split_root}/<image_id>/<mask column>.png)"
                 )
-            folders = {entry.name for entry in split_root.iterdir() if entry.is_dir()}
-            extra = sorted(folders - {str(image_id) for image_id in targets.known[split]})
+            entries = {entry.name: entry for entry in split_root.iterdir()}
+            extra = sorted(set(entries) - {str(image_id) for image_id in targets.known[split]})
             if extra:
                 raise EvaluateError(f"{split_root / extra[0]}: {extra[0]!r} is not an image id of split {split}")
             for image_id, (width, height) in sizes.items():
                 folder = split_root / str(image_id)
-                if str(image_id) not in folders:
+                if str(image_id) not in entries:
                     raise EvaluateError(
                         f"{folder}: no such folder: image {image_id} of split {split} has no predictions "
                         "(an image predicted empty needs an empty folder)"
+                    )
+                if not folder.is_dir():
+                    raise EvaluateError(
+                        f"{folder}: is a file, not a folder; expected a folder holding image {image_id}'s "
+                        "<mask column>.png files"
                     )
                 files = {}
                 for path in sorted(folder.glob("*.png")):
@@ -182,7 +301,7 @@ class FolderPredictions:
                         continue
                     if path.stem not in recipe.MASK_COLUMNS:
                         raise _unknown_class(str(path), path.stem)
-                    _check_size(path, width=width, height=height)
+                    check_mask_file(path, name=str(path), width=width, height=height)
                     files[path.stem] = path
                 self.files[image_id] = files
         self.predicted_columns = frozenset(column for files in self.files.values() for column in files)
@@ -190,20 +309,25 @@ class FolderPredictions:
     def __call__(self, image_id: int, width: int, height: int) -> Mapping[str, np.ndarray]:
         return _LazyMasks(
             {
-                column: functools.partial(read_mask, path, name=str(path), width=width, height=height)
+                column: functools.partial(
+                    read_mask, path, name=str(path), width=width, height=height, threshold=self.threshold
+                )
                 for column, path in self.files[image_id].items()
             }
         )
 
 
-def _check_size(path: Path, *, width: int, height: int) -> None:
-    try:
-        with Image.open(path) as image:
-            size = image.size
-    except (OSError, SyntaxError, ValueError) as error:
-        raise _unreadable(str(path), error) from None
-    if size != (width, height):
-        raise _wrong_size(str(path), size, width=width, height=height)
+@dataclass(frozen=True)
+class TablePart:
+    """One table of predictions and where it was read from.
+
+    Attributes:
+        name: the Parquet file or `save_to_disk` folder (and split), for messages.
+        table: its image_id and mask columns.
+    """
+
+    name: str
+    table: pa.Table
 
 
 class TablePredictions:
@@ -214,38 +338,49 @@ class TablePredictions:
         predicted_columns: the mask columns with a non-null cell in at least one scored row.
     """
 
-    def __init__(self, *, table: pa.Table, name: str, targets: Targets):
+    def __init__(self, *, parts: Sequence[TablePart], name: str, targets: Targets, threshold: float | None = None):
         self.name = name
-        if "image_id" not in table.column_names:
-            raise EvaluateError(
-                f"{name}: no image_id column; predictions in Parquet need image_id and the mask columns"
-            )
-        unknown = [
-            column for column in table.column_names if column.startswith("mask_") and column not in recipe.MASK_COLUMNS
-        ]
-        if unknown:
-            raise _unknown_class(f"{name}: column {unknown[0]}", unknown[0])
-        self.columns = [column for column in recipe.MASK_COLUMNS if column in table.column_names]
-        self.rows: dict[int, dict[str, bytes | None]] = {}
-        seen: set[object] = set()
-        for row in table.select(["image_id", *self.columns]).to_pylist():
-            image_id = row["image_id"]
-            if not targets.is_known(image_id):
-                raise EvaluateError(f"{name}: image_id {image_id!r} is not an image id of {targets.describe()}")
-            if image_id in seen:
-                raise EvaluateError(f"{name}: image_id {image_id} appears twice")
-            seen.add(image_id)
-            if targets.size(image_id) is None:
-                continue  # another fold's image: not scored, not read
-            for column in self.columns:
-                cell = row[column]
-                if isinstance(cell, dict) and cell.get("bytes") is None and cell.get("path") is not None:
-                    # A null cell is an empty prediction; a path alone is not one, and would score 0 silently.
+        self.threshold = threshold
+        self.rows: dict[int, dict[str, tuple[str, bytes | None]]] = {}
+        seen: dict[object, str] = {}
+        columns: set[str] = set()
+        for part in parts:
+            where = part.name
+            if "image_id" not in part.table.column_names:
+                raise EvaluateError(
+                    f"{where}: no image_id column; predictions in Parquet need image_id and the mask columns"
+                )
+            unknown = [
+                column
+                for column in part.table.column_names
+                if column.startswith("mask_") and column not in recipe.MASK_COLUMNS
+            ]
+            if unknown:
+                raise _unknown_class(f"{where}: column {unknown[0]}", unknown[0])
+            present = [column for column in recipe.MASK_COLUMNS if column in part.table.column_names]
+            columns.update(present)
+            for index, row in enumerate(part.table.select(["image_id", *present]).to_pylist()):
+                image_id = row["image_id"]
+                cell_of = f"{where}: row {index} (image_id {image_id})"
+                if not targets.is_known(image_id):
                     raise EvaluateError(
-                        f"{name}: image {image_id}: {column} holds only a path ({cell['path']!r}), no image bytes; "
-                        "write the predictions with the PNG bytes in each cell"
+                        f"{where}: row {index}: image_id {image_id!r} is not an image id of {targets.describe()}"
                     )
-            self.rows[image_id] = {column: _cell_bytes(row[column]) for column in self.columns}
+                if image_id in seen:
+                    raise EvaluateError(f"{cell_of}: image_id {image_id} appears twice (also in {seen[image_id]})")
+                seen[image_id] = f"{where}, row {index}"
+                size = targets.size(image_id)
+                if size is None:
+                    continue  # another fold's image: not scored, not read
+                cells: dict[str, tuple[str, bytes | None]] = {}
+                for column in present:
+                    name_of_cell = f"{cell_of}, column {column}"
+                    data = _cell_bytes(row[column], name=name_of_cell)
+                    if data is not None:
+                        check_mask_file(data, name=name_of_cell, width=size[0], height=size[1])
+                    cells[column] = (name_of_cell, data)
+                self.rows[image_id] = cells
+        self.columns = [column for column in recipe.MASK_COLUMNS if column in columns]
         for split, sizes in targets.images.items():
             missing = sorted(set(sizes) - set(self.rows))
             if missing:
@@ -253,23 +388,44 @@ class TablePredictions:
                     f"{name}: no row for image {missing[0]} of split {split} ({len(missing)} images missing)"
                 )
         self.predicted_columns = frozenset(
-            column for cells in self.rows.values() for column, data in cells.items() if data is not None
+            column for cells in self.rows.values() for column, (_, data) in cells.items() if data is not None
         )
 
     def __call__(self, image_id: int, width: int, height: int) -> Mapping[str, np.ndarray]:
         return _LazyMasks(
             {
                 column: functools.partial(
-                    read_mask, data, name=f"{self.name}: image {image_id}: {column}", width=width, height=height
+                    read_mask, data, name=where, width=width, height=height, threshold=self.threshold
                 )
-                for column, data in self.rows[image_id].items()
+                for column, (where, data) in self.rows[image_id].items()
                 if data is not None
             }
         )
 
 
-def _cell_bytes(cell: bytes | dict[str, Any] | None) -> bytes | None:
-    return cell.get("bytes") if isinstance(cell, dict) else cell
+def _cell_bytes(cell: object, *, name: str) -> bytes | None:
+    """The PNG bytes of an Image cell ({"bytes": ..., "path": ...}) or a binary cell; None for a null cell.
+
+    Raises:
+        EvaluateError: a cell that holds a path but no bytes, or no image at all (a number, a string).
+    """
+    if cell is None:
+        return None
+    if isinstance(cell, dict):
+        if cell.get("bytes") is None and cell.get("path") is not None:
+            # A null cell is an empty prediction; a path alone is not one, and would score 0 silently.
+            raise EvaluateError(
+                f"{name}: holds only a path ({cell['path']!r}), no image bytes; "
+                "write the predictions with the PNG bytes in each cell"
+            )
+        cell = cell.get("bytes")
+        if cell is None:
+            return None
+    if not isinstance(cell, (bytes, bytearray)):
+        raise EvaluateError(
+            f"{name}: holds a {type(cell).__name__}, not an image; expected PNG bytes (an Image cell, or binary)"
+        )
+    return bytes(cell)
 
 
 def _parquet_files(root: Path, split: str) -> list[Path]:
@@ -289,12 +445,17 @@ def _prediction_columns(names: list[str]) -> list[str]:
     return [column for column in names if column == "image_id" or column.startswith("mask_")]
 
 
-def load_predictions(*, path: Path, targets: Targets) -> FolderPredictions | TablePredictions:
-    """The predictions in `path` for the images of `targets`.
+def load_predictions(
+    *, path: Path, targets: Targets, threshold: float | None = None
+) -> FolderPredictions | TablePredictions:
+    """The predictions in `path` for the images of `targets`, every file or cell checked (header,
+    size, a complete PNG) before anything is decoded.
 
     Args:
         path: a prediction folder (see the module's doc).
         targets: the images scored, by split, and every image id of those splits.
+        threshold: where a probability map (a mask with more than two values) is cut, as a
+            fraction of its format's full scale (`read_mask`); None refuses such masks.
 
     Returns:
         A callable (image_id, width, height) -> {mask column: lazily decoded mask}, with the
@@ -302,32 +463,29 @@ def load_predictions(*, path: Path, targets: Targets) -> FolderPredictions | Tab
 
     Raises:
         EvaluateError: no such folder, no predictions for a split, an image missing, a file or
-            cell that cannot be read or has the wrong size, an unknown image id or class.
+            cell that cannot be read, is no image or has the wrong size, an unknown image id or class.
     """
     root = Path(path)
+    if threshold is not None and not 0 < threshold < 1:
+        raise EvaluateError(f"threshold {threshold}: must lie between 0 and 1 (a fraction of the full scale)")
     if not root.is_dir():
         raise EvaluateError(f"{root}: no such folder (--predictions)")
     if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
-        return TablePredictions(table=_saved_table(root, targets), name=str(root), targets=targets)
+        parts = _saved_parts(root, targets)
+        return TablePredictions(parts=parts, name=str(root), targets=targets, threshold=threshold)
     files = [file for split in targets.splits for file in _parquet_files(root, split)]
     if files:
-        tables = []
+        parts = []
         for file in files:
             try:
                 columns = _prediction_columns(pq.read_schema(file).names)
-                tables.append(pq.read_table(file, columns=columns))
+                parts.append(TablePart(name=str(file), table=pq.read_table(file, columns=columns)))
             except (OSError, pa.ArrowException) as error:
                 raise EvaluateError(f"{file}: not a readable Parquet file ({type(error).__name__}: {error})") from None
-        try:
-            table = pa.concat_tables(tables, promote_options="default")
-        except pa.ArrowException as error:
-            raise EvaluateError(
-                f"{root}: the Parquet files of {targets.describe()} differ in schema ({error})"
-            ) from None
         name = str(files[0]) if len(files) == 1 else f"{root} ({len(files)} Parquet files of {targets.describe()})"
-        return TablePredictions(table=table, name=name, targets=targets)
+        return TablePredictions(parts=parts, name=name, targets=targets, threshold=threshold)
     if any((root / split).is_dir() for split in targets.splits):
-        return FolderPredictions(root=root, targets=targets)
+        return FolderPredictions(root=root, targets=targets, threshold=threshold)
     first = targets.splits[0]
     raise EvaluateError(
         f"{root}: no predictions for {targets.describe()}: expected {root / first}/<image_id>/<mask column>.png, "
@@ -335,7 +493,7 @@ def load_predictions(*, path: Path, targets: Targets) -> FolderPredictions | Tab
     )
 
 
-def _saved_table(root: Path, targets: Targets) -> pa.Table:
+def _saved_parts(root: Path, targets: Targets) -> list[TablePart]:
     """The image_id and mask columns of a `save_to_disk` folder: the wanted splits of a
     DatasetDict, or the whole of a Dataset."""
     try:
@@ -346,8 +504,10 @@ def _saved_table(root: Path, targets: Targets) -> pa.Table:
         missing = [split for split in targets.splits if split not in loaded]
         if missing:
             raise EvaluateError(f"{root}: has splits {', '.join(loaded)}, not {', '.join(missing)}")
-        parts = [loaded[split] for split in targets.splits]
+        named = [(f"{root} (split {split})", loaded[split]) for split in targets.splits]
     else:
-        parts = [loaded]
-    tables = [part.select_columns(_prediction_columns(part.column_names)).with_format("arrow")[:] for part in parts]
-    return pa.concat_tables(tables, promote_options="default")
+        named = [(str(root), loaded)]
+    return [
+        TablePart(name=name, table=part.select_columns(_prediction_columns(part.column_names)).with_format("arrow")[:])
+        for name, part in named
+    ]
