@@ -38,6 +38,7 @@ from covid_chestxray_seg_tools.evaluate.metrics import (
     tolerance_pixels,
 )
 from covid_chestxray_seg_tools.evaluate.predictions import (
+    FULL_SCALE,
     FolderPredictions,
     Predictions,
     TablePredictions,
@@ -75,6 +76,7 @@ from covid_chestxray_seg_tools.evaluate.result import (
     SkipReason,
 )
 from covid_chestxray_seg_tools.evaluate.scoring import compare, resolve_classes, score
+from covid_chestxray_seg_tools.source import Source
 
 __all__ = [
     "BOOTSTRAP_SAMPLES",
@@ -82,6 +84,7 @@ __all__ = [
     "CV",
     "DEFAULT_NSD_TOLERANCE_PCT",
     "DISTANCE_METRICS",
+    "FULL_SCALE",
     "METRICS",
     "OVERLAP_METRICS",
     "SEED",
@@ -132,7 +135,7 @@ __all__ = [
 
 def evaluate(
     *,
-    source: str,
+    source: str | Source,
     predictions: Path,
     split: str | None = None,
     fold: int | None = None,
@@ -141,11 +144,13 @@ def evaluate(
     tolerance_pct: float = DEFAULT_NSD_TOLERANCE_PCT,
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = SEED,
+    threshold: float | None = None,
 ) -> ScoreResult:
     """Score the predictions in a folder against a build or a Hub repo.
 
     Args:
-        source: the ground truth: a built folder or a Hub dataset repo id.
+        source: the ground truth: a built folder or a Hub dataset repo id (checked whole first,
+            see `source.open_source`), or a `Source` opened at a revision.
         predictions: the predictions (see `predictions`).
         split: the split scored, or "cv" (default: test; with `fold`, cv).
         fold: one fold of the cross-validation.
@@ -155,21 +160,23 @@ def evaluate(
             A - B under "comparison".
         tolerance_pct: NSD's tolerance in percent of the image diagonal.
         samples, seed: the bootstrap's.
+        threshold: where probability maps (masks with more than two values) are cut, as a
+            fraction of their format's full scale (see `read_mask`); None refuses them.
 
     Returns:
         The `score` result (plus "comparison": `compare`'s result and the two folders).
 
     Raises:
         EvaluateError: bad options, predictions that cannot be scored.
-        source.SourceError: the source cannot be read or lacks a split.
+        source.SourceError: the source cannot be read, is damaged or incomplete, or lacks a split.
     """
     selection = Selection.parse(split=split, fold=fold)
     chosen = None if classes is None else resolve_classes(classes)
     if not tolerance_pct > 0:
         raise EvaluateError(f"--nsd-tolerance {tolerance_pct}: must be above 0 (percent of the image diagonal)")
     truth, targets = read_truth(source=source, selection=selection)
-    predicted = load_predictions(path=predictions, targets=targets)
-    other = None if compare_with is None else load_predictions(path=compare_with, targets=targets)
+    predicted = load_predictions(path=predictions, targets=targets, threshold=threshold)
+    other = None if compare_with is None else load_predictions(path=compare_with, targets=targets, threshold=threshold)
 
     def scored(with_predictions: FolderPredictions | TablePredictions) -> ScoreResult:
         return score(
