@@ -3,6 +3,7 @@
     OUT/README.md                                   card: YAML header + generated tables
     OUT/LICENSE.md                                  the licence of each part of a record
     OUT/dataset_infos.json                          features and split sizes of each config
+    OUT/checksums.json                              size and SHA-256 of every Parquet file
     OUT/assets/preview.png, legend.png, severity.png  the card's pictures
     OUT/data/<part>/<split>-NNNNN-of-NNNNN.parquet  the rows, full size and 256 px (see `layout`, `resize`)
 
@@ -28,7 +29,7 @@ import pyarrow as pa
 from datasets.exceptions import DatasetGenerationError
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, parquet, resize, results, staging
+from covid_chestxray_seg_tools import checksums, layout, parquet, resize, results, staging
 from covid_chestxray_seg_tools import validate as quality
 from covid_chestxray_seg_tools.baseline import score_atlas
 from covid_chestxray_seg_tools.card import render as card_render
@@ -229,6 +230,7 @@ def _build_into(
         if report is None:
             raise AssertionError("the builder reports what it read once it has prepared the splits")
     parquet.write_infos(infos, folder / layout.INFOS_FILENAME)
+    checksums.write(folder)
     (folder / layout.LICENSE_FILENAME).write_text(render_license(stats, infos), encoding="utf-8")
     card = render_card(
         template,

@@ -3,6 +3,7 @@
     README.md                                        the dataset card
     LICENSE.md                                       annotations, images, severity scores
     dataset_infos.json                               features and split sizes of each config
+    checksums.json                                   size and SHA-256 of every data file (`checksums`)
     assets/                                          the card's pictures
     data/<part>/<split>-NNNNN-of-NNNNN.parquet       the rows
 
@@ -25,8 +26,10 @@ import pyarrow.parquet as pq
 __all__ = [
     "BUILT_FOLDERS",
     "CARD_FILENAME",
+    "CHECKSUMS_FILENAME",
     "CONFIG_NAME",
     "CONFIG_PARTS",
+    "DATA_DIR",
     "INFOS_FILENAME",
     "LICENSED_256_PART",
     "LICENSED_CONFIG",
@@ -65,24 +68,25 @@ CONFIG_PARTS = {
 # The configs whose rows are `default`'s at 256 x 256 (`resize`), and the full-size part each 256-px part copies.
 SIZE_256_CONFIGS = (SIZE_256_CONFIG, SIZE_256_LICENSED_CONFIG)
 SIZE_256_PARTS = {LICENSED_PART: LICENSED_256_PART, UNKNOWN_LICENSE_PART: UNKNOWN_LICENSE_256_PART}
-_DATA_DIR = "data"
+DATA_DIR = "data"
 CARD_FILENAME = "README.md"
 LICENSE_FILENAME = "LICENSE.md"
 INFOS_FILENAME = "dataset_infos.json"
+CHECKSUMS_FILENAME = "checksums.json"
 PREVIEW_PATH = "assets/preview.png"
 # Files a build must hold for publishing (the shards aside).
-REQUIRED_FILES = (CARD_FILENAME, INFOS_FILENAME, LICENSE_FILENAME)
+REQUIRED_FILES = (CARD_FILENAME, INFOS_FILENAME, LICENSE_FILENAME, CHECKSUMS_FILENAME)
 # Folders whose whole content a build owns: a publish deletes what a new build no longer has there.
-BUILT_FOLDERS = (f"{_DATA_DIR}/", "assets/")
+BUILT_FOLDERS = (f"{DATA_DIR}/", "assets/")
 
 
 def shard_name(split: str, index: int, count: int, *, part: str) -> str:
     """The repo path of shard `index` of `count` of a part, as `datasets` names its own Hub uploads."""
-    return f"{_DATA_DIR}/{part}/{split}-{index:05d}-of-{count:05d}.parquet"
+    return f"{DATA_DIR}/{part}/{split}-{index:05d}-of-{count:05d}.parquet"
 
 
 def _shard_pattern(split: str, *, part: str) -> str:
-    return f"{_DATA_DIR}/{part}/{split}-*.parquet"
+    return f"{DATA_DIR}/{part}/{split}-*.parquet"
 
 
 def data_files(folder: Path, splits: Sequence[str], *, config: str = CONFIG_NAME) -> list[dict]:

@@ -30,6 +30,7 @@ def test_layout_and_shard_names(fixture_build):
         "README.md",
         "assets/legend.png",
         "assets/preview.png",
+        "checksums.json",
         "data/licensed-256/test-00000-of-00001.parquet",
         "data/licensed-256/train-00000-of-00001.parquet",
         "data/licensed-256/validation-00000-of-00001.parquet",
