@@ -33,7 +33,7 @@ from PIL import Image
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import evaluate, layout, staging
 from covid_chestxray_seg_tools.errors import CovidSegError
-from covid_chestxray_seg_tools.source import load_rows
+from covid_chestxray_seg_tools.source import Source, load_rows, open_source
 
 __all__ = [
     "ATLAS_SIZE",
@@ -280,11 +280,13 @@ def _predicted_splits(split: str) -> tuple[str, ...]:
     return evaluate.Selection(split=split).splits
 
 
-def atlas_predictions(*, source: str, out: Path, split: str = DEFAULT_SPLIT) -> tuple[AtlasModels, dict[str, int]]:
+def atlas_predictions(
+    *, source: str | Source, out: Path, split: str = DEFAULT_SPLIT
+) -> tuple[AtlasModels, dict[str, int]]:
     """Fit the atlases that predict `split` of `source` and write their predictions.
 
     Args:
-        source: a built folder or a Hub repo id.
+        source: a built folder or a Hub repo id, or a `Source` opened at a revision.
         out: the folder to create, in the layout `evaluate` reads.
         split: the split to predict, or "cv" (out-of-fold predictions for train + validation).
 
@@ -293,8 +295,9 @@ def atlas_predictions(*, source: str, out: Path, split: str = DEFAULT_SPLIT) -> 
 
     Raises:
         BaselineError: nothing to learn from.
-        source.SourceError: the source cannot be read or lacks a split.
+        source.SourceError: the source cannot be read, is damaged or lacks a split.
     """
+    source = open_source(source)
     rows: dict[str, list[dict]] = {}
     if split == evaluate.CV:
         for name in _predicted_splits(split):

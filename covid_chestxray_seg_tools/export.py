@@ -38,7 +38,7 @@ from PIL import Image
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import fiftyone_companion, staging
 from covid_chestxray_seg_tools.errors import CovidSegError
-from covid_chestxray_seg_tools.source import load_splits
+from covid_chestxray_seg_tools.source import Source, load_splits
 
 __all__ = ["FORMATS", "ExportError", "ExportResult", "export", "write_coco_images"]
 
@@ -206,7 +206,7 @@ def _export_folder(
 
 def export(
     *,
-    source: str,
+    source: str | Source,
     out: Path,
     format: str,
     splits: Sequence[str] | None = None,
@@ -219,7 +219,8 @@ def export(
     overwritten (see `staging.staged`).
 
     Args:
-        source: a built folder, a Hub dataset repo id, or anything `load_dataset` reads.
+        source: a built folder or a Hub dataset repo id (checked, see `source.open_source`), or a
+            `Source` opened at a revision.
         out: the folder to create; it must not exist.
         format: "coco" (COCO JSON per split and the original images), "folder" (image.png and
             mask_<class>.png per record) or "fiftyone" (FiftyOne's export layout, the companion
@@ -236,7 +237,7 @@ def export(
     Raises:
         ExportError: an unknown format, options of another format, an unknown class, or a
             file name that is not a plain name.
-        source.SourceError: `source` cannot be read, or lacks a split.
+        source.SourceError: `source` cannot be read, is damaged, or lacks a split.
         staging.ExistsError, staging.OutputError: `out` exists, or cannot be written.
         fiftyone_companion.FiftyOneMissingError: "fiftyone" without FiftyOne installed.
         fiftyone_export.FiftyOneExportError: a source FiftyOne cannot hold.

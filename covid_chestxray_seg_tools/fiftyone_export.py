@@ -58,7 +58,7 @@ from covid_chestxray_seg_tools import layout, staging
 from covid_chestxray_seg_tools.card.companion import companion_card, companion_repo_id
 from covid_chestxray_seg_tools.card.render import DEFAULT_REPO_ID
 from covid_chestxray_seg_tools.errors import CovidSegError
-from covid_chestxray_seg_tools.source import is_repo_id, load_splits
+from covid_chestxray_seg_tools.source import Source, load_splits, open_source
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -125,7 +125,7 @@ class FiftyOneExport:
 
 def export_fiftyone(
     *,
-    source: str,
+    source: str | Source,
     out: Path,
     splits: list[str] | None = None,
     repo_id: str | None = None,
@@ -134,7 +134,7 @@ def export_fiftyone(
     """Write `splits` of `source` to `out` as a FiftyOne dataset in FiftyOne's export layout.
 
     Args:
-        source: a built folder or a Hub dataset repo id (what `load_splits` reads).
+        source: a built folder or a Hub dataset repo id, or a `Source` opened at a revision.
         out: the folder to create; it must not exist (see `staging.staged`).
         splits: the splits to export (default: all).
         repo_id: the Parquet repo the companion card links back to (default: `source` when it
@@ -150,9 +150,10 @@ def export_fiftyone(
         source.SourceError: `source` cannot be read or is not this dataset.
         staging.ExistsError, staging.OutputError: `out` exists, or cannot be written.
     """
+    source = open_source(source)
     loaded = load_splits(source=source, splits=splits)
     license_text = _source_license(source)
-    repo_id = repo_id or (source if is_repo_id(source) else DEFAULT_REPO_ID)
+    repo_id = repo_id or (source.location if source.is_repo else DEFAULT_REPO_ID)
     companion_id = companion_id or companion_repo_id(repo_id)
     with staging.staged(out, replace=False) as folder, _fiftyone_quiet():
         dataset, result = build_dataset(loaded, work=folder / _WORK_DIR)
@@ -195,16 +196,18 @@ def _fiftyone_quiet() -> Iterator[None]:
         fiftyone_logger.setLevel(level)
 
 
-def _source_license(source: str) -> bytes:
+def _source_license(source: Source) -> bytes:
     """The source's LICENSE.md: the companion repo carries the same licence file."""
-    folder = Path(source)
-    if folder.is_dir():
+    folder = Path(source.location)
+    if not source.is_repo:
         path = folder / layout.LICENSE_FILENAME
         if not path.is_file():
             raise FiftyOneExportError(f"{path}: not found; a FiftyOne export carries the build's licence file")
         return path.read_bytes()
     try:
-        return Path(hf_hub_download(source, layout.LICENSE_FILENAME, repo_type="dataset")).read_bytes()
+        return Path(
+            hf_hub_download(source.location, layout.LICENSE_FILENAME, repo_type="dataset", revision=source.revision)
+        ).read_bytes()
     except EntryNotFoundError:
         raise FiftyOneExportError(
             f"--source {source}: has no {layout.LICENSE_FILENAME}; a FiftyOne export carries the dataset's licence file"

@@ -25,7 +25,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, Repository
 from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools import checksums, layout
 from covid_chestxray_seg_tools.card.companion import companion_repo_id, link_companion
 from covid_chestxray_seg_tools.card.render import card_for_repo
 from covid_chestxray_seg_tools.errors import CovidSegError, describe
@@ -390,7 +390,27 @@ def local_files(
             f"{folder} was built by builder version {built}, this checkout is {recipe.BUILDER_VERSION}: "
             f"rebuild with `covid-seg build --out {folder}`"
         )
+    _check_data_files(folder=folder, files=files)
     return files
+
+
+def _check_data_files(*, folder: Path, files: Mapping[str, LocalFile]) -> None:
+    """The data files are the ones the build wrote (`checksums.json`): a damaged build is not published."""
+    try:
+        expected = checksums.parse(files[layout.CHECKSUMS_FILENAME].path.read_bytes())
+    except ValueError as error:
+        raise PublishError(f"{folder / layout.CHECKSUMS_FILENAME}: {error}; build it again") from None
+    found = {
+        name: checksums.FileSum(size=file.size, sha256=file.sha256, git_sha1=file.git_sha1)
+        for name, file in files.items()
+        if name.startswith(f"{layout.DATA_DIR}/") and name.endswith(".parquet")
+    }
+    mismatches = checksums.compare(expected, found)
+    if mismatches:
+        raise PublishError(
+            f"{folder}: {checksums.describe(mismatches)}: the build is damaged or incomplete and is not "
+            "published; build it again"
+        )
 
 
 def _check_card(*, folder: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import baseline, evaluate
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.source import Source, open_source
 
 __all__ = [
     "COMMITTED_RESULTS",
@@ -49,7 +50,7 @@ def _summary(result: Mapping) -> dict:
     return {key: value for key, value in result.items() if key != "images"}
 
 
-def _score_all(*, source: str, predictions: Path) -> dict:
+def _score_all(*, source: str | Source, predictions: Path) -> dict:
     """The U-Net's predictions and the atlas's, scored under cross-validation (pooled, with each
     fold's mean) and on test by `covid-seg evaluate`'s protocol, with the paired U-Net minus
     atlas difference (`evaluate.compare`).
@@ -66,6 +67,7 @@ def _score_all(*, source: str, predictions: Path) -> dict:
         evaluate.EvaluateError: an image without predictions, a prediction that cannot be scored.
     """
     scores = {}
+    source = open_source(source)
     with tempfile.TemporaryDirectory(prefix="covid-seg-results-") as work:
         for label in (CV, TEST_SPLIT):
             selection = evaluate.Selection.parse(split=label, fold=None)
@@ -86,7 +88,7 @@ def _score_all(*, source: str, predictions: Path) -> dict:
     return scores
 
 
-def write_results(*, source: str, predictions: Path, training: Mapping, path: Path) -> dict:
+def write_results(*, source: str | Source, predictions: Path, training: Mapping, path: Path) -> dict:
     """Score `predictions` (see `_score_all`) and write them with the `training` record to `path`.
 
     Returns:

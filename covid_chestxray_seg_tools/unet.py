@@ -35,7 +35,7 @@ from PIL import Image
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import layout, resize, staging
 from covid_chestxray_seg_tools.errors import CovidSegError
-from covid_chestxray_seg_tools.source import load_splits
+from covid_chestxray_seg_tools.source import Source, load_splits
 
 __all__ = [
     "COLUMNS",
@@ -157,7 +157,9 @@ def _image_array(cell: dict, *, size: int) -> np.ndarray:
     return np.asarray(grey, dtype=np.float32) / 255.0
 
 
-def load_samples(*, source: str, splits: Sequence[str], size: int, limit: int | None = None) -> dict[str, Samples]:
+def load_samples(
+    *, source: str | Source, splits: Sequence[str], size: int, limit: int | None = None
+) -> dict[str, Samples]:
     """The `size-256` rows of `splits` as arrays at `size` (the rules of `resize` again when smaller).
 
     Args:
@@ -386,7 +388,7 @@ def _cpu_seconds() -> float:
 
 
 def train_and_predict(
-    *, source: str, out: Path, settings: Settings, say: Callable[[str], None] = lambda _: None
+    *, source: str | Source, out: Path, settings: Settings, say: Callable[[str], None] = lambda _: None
 ) -> TrainingResult:
     """Train the cross-validation models and the test model, and write their predictions.
 

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import baseline, evaluate, layout
+from covid_chestxray_seg_tools import baseline, checksums, evaluate, layout
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import shifted, write_truth_folder
 
@@ -399,6 +399,7 @@ def _with_flags(build: Path, out: Path, flags: dict[int, list[str]] | None) -> P
         for info in card.data["dataset_info"]:
             info["features"] = [feature for feature in info["features"] if feature["name"] != "quality_flags"]
         card.save(out / layout.CARD_FILENAME)
+    checksums.write(out)  # the files it holds are this build's now
     return out
 
 
@@ -481,6 +482,7 @@ def _with_fold_changed(build: Path, out: Path, fold: int) -> Path:
                 changed += 1
         pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
     assert changed >= 16
+    checksums.write(out)  # the changed masks are this copy's data
     return out
 
 

@@ -13,6 +13,7 @@ import pytest
 from datasets.distributed import split_dataset_by_node
 
 import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import checksums
 from covid_chestxray_seg_tools import publish as publishing
 from covid_chestxray_seg_tools.card.companion import companion_repo_id, link_companion
 from covid_chestxray_seg_tools.card.render import card_for_repo
@@ -104,6 +105,7 @@ def test_republishing_a_change_is_one_commit_and_removes_stale_shards(hub, token
     shutil.copytree(fixture_build, older)
     stale = "data/licensed/train-00001-of-00002.parquet"
     shutil.copyfile(older / "data/licensed/train-00000-of-00001.parquet", older / stale)
+    checksums.write(older)  # a build that wrote that shard
     (older / "README.md").write_text((older / "README.md").read_text() + "\nolder build\n")
     assert run("--source", str(older), "--no-verify") == 0
     assert stale in hub.state.files(REPO_ID)
@@ -142,7 +144,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(hub, token, fixture_build, c
     assert run("--source", str(fixture_build), "--dry-run") == 0
     out = capsys.readouterr().out
     assert "+ data/licensed/train-00000-of-00001.parquet" in out
-    assert "11 to upload" in out and "dry run: nothing was written" in out
+    files = [path for path in fixture_build.rglob("*") if path.is_file()]
+    assert f"{len(files)} to upload" in out and "dry run: nothing was written" in out
     assert not posts(hub) and not hub.state.requests("PUT")
     assert hub.state.repos == {}
     # Nothing was published, so the card's companion link is not checked either.
@@ -185,17 +188,18 @@ def test_publish_returns_what_it_did(hub, token, fixture_build, tmp_path):
         "dry_run": False,
     }
 
-    # A build with an extra shard and another card, then this one again: the card is uploaded,
-    # the shard deleted, the rest left as it is.
+    # A build with an extra shard (and its checksums) and another card, then this one again: the
+    # card and the checksums are uploaded, the shard deleted, the rest left as it is.
     older = tmp_path / "older"
     shutil.copytree(fixture_build, older)
     shutil.copyfile(
         older / "data/licensed/train-00000-of-00001.parquet", older / "data/licensed/train-00001-of-00002.parquet"
     )
+    checksums.write(older)
     (older / "README.md").write_text((older / "README.md").read_text() + "\nolder build\n")
-    assert publish(older).uploaded == 2
+    assert publish(older).uploaded == 3
     back = publish(fixture_build)
-    assert (back.committed, back.uploaded, back.deleted, back.unchanged) == (True, 1, 1, len(files) - 1)
+    assert (back.committed, back.uploaded, back.deleted, back.unchanged) == (True, 2, 1, len(files) - 2)
     assert back.commit == hub.state.repos[("dataset", REPO_ID)].refs["main"] != head
 
 
@@ -416,7 +420,7 @@ def test_a_folder_that_is_not_built_is_refused(hub, token, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert run("--source", str(tmp_path / "empty")) == 1
     assert re.search(
-        r"empty is not a built folder \(missing README\.md, dataset_infos\.json, LICENSE\.md\): "
+        r"empty is not a built folder \(missing README\.md, dataset_infos\.json, LICENSE\.md, checksums\.json\): "
         r"run `covid-seg build --out",
         capsys.readouterr().err,
     )

@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_atlas(args: argparse.Namespace) -> Outcome:
-    models, counts = baseline.atlas_predictions(source=args.source, out=args.out, split=args.split)
+    models, counts = baseline.atlas_predictions(source=options.opened_source(args), out=args.out, split=args.split)
     lines = [f"wrote {args.out}: " + ", ".join(f"{key} {value}" for key, value in counts.items())]
     summary = models.summary()
     for model in summary["models"]:

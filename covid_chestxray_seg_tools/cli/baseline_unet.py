@@ -91,6 +91,8 @@ def register(kinds: argparse._SubParsersAction) -> None:
 def command(args: argparse.Namespace) -> str:
     """The command that repeats this training run, every setting spelt out."""
     words = ["covid-seg", "baseline", "unet", "--source", args.source, "--out", str(args.out)]
+    if args.revision is not None:
+        words[5:5] = ["--revision", args.revision]
     words += [
         "--size",
         str(args.size),
@@ -115,6 +117,7 @@ def run(args: argparse.Namespace) -> Outcome:
 
     if args.rescore and args.results is None:
         raise unet.UNetError("--rescore scores an earlier run's predictions into --results FILE: give --results")
+    source = options.opened_source(args)
     if args.rescore:
         record_path = args.out / _TRAINING_FILE
         try:
@@ -132,7 +135,7 @@ def run(args: argparse.Namespace) -> Outcome:
             threads=args.threads,
         )
         outcome = unet.train_and_predict(
-            source=args.source,
+            source=source,
             out=args.out,
             settings=settings,
             say=(lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True)),
@@ -146,7 +149,7 @@ def run(args: argparse.Namespace) -> Outcome:
         ]
     data = {"out": str(args.out), "training": training}
     if args.results is not None:
-        written = results.write_results(source=args.source, predictions=args.out, training=training, path=args.results)
+        written = results.write_results(source=source, predictions=args.out, training=training, path=args.results)
         lines.append(results.format_summary(written))
         lines.append(f"wrote {args.results}")
         data["results"] = written

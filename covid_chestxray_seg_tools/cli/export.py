@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> Outcome:
     result = export(
-        source=args.source,
+        source=options.opened_source(args),
         out=args.out,
         format=args.format,
         splits=args.split,

@@ -1,6 +1,6 @@
 """Options defined once and shared by every subcommand, so that each means the same everywhere.
 
-    --source   what is read: a built folder or a Hub dataset repo id
+    --source   what is read: a built folder or a Hub dataset repo id (--revision: which commit of the repo)
     --out      what is written (a folder; never an existing one, except `build`, which replaces it)
     --split    which split
     --json     also write the result as JSON to FILE (`-`: JSON on stdout instead of the text)
@@ -21,6 +21,7 @@ import argparse
 from pathlib import Path
 
 import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools.source import Source, open_source
 
 __all__ = [
     "add_classes",
@@ -30,6 +31,7 @@ __all__ = [
     "add_split",
     "add_tools_url",
     "add_upstream_source",
+    "opened_source",
     "positive_float",
     "positive_int",
     "subcommand",
@@ -61,16 +63,31 @@ def subcommand(
     return parser
 
 
-def add_source(parser: argparse.ArgumentParser, *, default: str | None = None, what: str = "the dataset") -> None:
-    """`--source`: a built folder, a Hub dataset repo id, or any path `load_dataset` reads."""
+def add_source(
+    parser: argparse.ArgumentParser, *, default: str | None = None, what: str = "the dataset", revision: bool = True
+) -> None:
+    """`--source`: a built folder or a Hub dataset repo id; with `revision`, `--revision` too,
+    the repo's branch, tag or commit to read (`opened_source` checks both)."""
     parser.add_argument(
         "--source",
         required=default is None,
         default=default,
         metavar="FOLDER_OR_REPO_ID",
-        help=f"{what}: a folder `covid-seg build` wrote, or a Hub dataset repo id (ORG/NAME)"
-        + (f" (default: {default})" if default else ""),
+        help=f"{what}: a folder `covid-seg build` wrote, or a Hub dataset repo id (ORG/NAME); its data files are "
+        "checked against its checksums.json first" + (f" (default: {default})" if default else ""),
     )
+    if revision:
+        parser.add_argument(
+            "--revision",
+            default=None,
+            metavar="REV",
+            help="with a Hub repo as --source: the branch, tag or commit to read (default: the default branch)",
+        )
+
+
+def opened_source(args: argparse.Namespace) -> Source:
+    """`--source` (at `--revision`), checked whole before anything is read (`source.open_source`)."""
+    return open_source(args.source, revision=args.revision)
 
 
 def add_out(parser: argparse.ArgumentParser, *, help: str, default: Path | None = None) -> None:

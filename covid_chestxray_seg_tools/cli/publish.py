@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Publishing an unchanged folder makes no commit.",
         examples=_EXAMPLES,
     )
-    options.add_source(parser, default=str(DEFAULT_OUT), what="the folder to publish")
+    options.add_source(parser, default=str(DEFAULT_OUT), what="the folder to publish", revision=False)
     parser.add_argument("--repo-id", required=True, help="dataset repo to publish to, as ORG/NAME (created if missing)")
     parser.add_argument(
         "--private", action="store_true", help="create the repo as private (an existing repo keeps its visibility)"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError
 from covid_chestxray_seg_tools.evaluate.predictions import Targets
-from covid_chestxray_seg_tools.source import load_rows
+from covid_chestxray_seg_tools.source import Source, load_rows, open_source
 
 __all__ = [
     "CV",
@@ -88,11 +88,11 @@ class Selection:
         return self.fold is None or row[FOLD_COLUMN] == self.fold
 
 
-def read_truth(*, source: str, selection: Selection) -> tuple[list[dict], Targets]:
+def read_truth(*, source: str | Source, selection: Selection) -> tuple[list[dict], Targets]:
     """The ground-truth rows scored under `selection`, with only the columns scoring needs.
 
     Args:
-        source: a built folder or a Hub dataset repo id.
+        source: a built folder or a Hub dataset repo id, or a `Source` opened at a revision.
         selection: the split, cross-validation or fold.
 
     Returns:
@@ -100,9 +100,10 @@ def read_truth(*, source: str, selection: Selection) -> tuple[list[dict], Target
         source has it, and its `split`; the images predictions are read for).
 
     Raises:
-        source.SourceError: the source cannot be read, lacks a split or a column.
+        source.SourceError: the source cannot be read, is damaged, lacks a split or a column.
         EvaluateError: a development image without a fold under cross-validation, or nothing to score.
     """
+    source = open_source(source)
     columns = (*TRUTH_COLUMNS, FOLD_COLUMN) if selection.cross_validation else TRUTH_COLUMNS
     rows, known = [], {}
     for split in selection.splits:

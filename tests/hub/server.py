@@ -145,14 +145,23 @@ class HubState:
         return [r for r in self.log if (method is None or r.method == method) and pattern.search(r.path)]
 
     def commit_directly(
-        self, repo_id: str, files: dict[str, bytes], *, revision: str = "main", repo_type: str = "dataset"
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        *,
+        revision: str = "main",
+        repo_type: str = "dataset",
+        delete: tuple[str, ...] = (),
     ) -> str:
-        """A commit made by someone else (another publisher, the web UI)."""
+        """A commit made by someone else (another publisher, the web UI): `files` added or replaced,
+        `delete` removed."""
         with self.lock:
             repo = self.repos[(repo_type, repo_id)]
             head = repo.resolve(revision)
             merged = {**head.files, **{p: StoredFile(d, p.endswith(LFS_SUFFIXES)) for p, d in files.items()}}
-            oid = _oid(head.oid, sorted(files), time.time_ns())
+            for path in delete:
+                del merged[path]
+            oid = _oid(head.oid, sorted(files), sorted(delete), time.time_ns())
             repo.commits[oid] = Commit(oid, head.oid, "direct commit", merged)
             repo.refs[revision] = oid
             return oid
