@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import crops
+from covid_chestxray_seg_tools.validate import crops
 
 
 def naive_build(data_dir: str, out: str, severity_file: str) -> None:

@@ -22,7 +22,7 @@ from PIL import Image
 
 import covid_chestxray_seg as recipe
 from benchmarks import baselines, data
-from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.hub_folder import layout
 
 
 def task_build_ours(data_dir: str, out: str, severity_file: str, allow_modified: bool, validate: bool = False) -> dict:
@@ -180,7 +180,7 @@ def task_load_naive(data_dir: str) -> dict:
 
 def task_stream(folder: str) -> dict:
     """Publish to the local test Hub, then stream: bytes and time to the first row and a full pass."""
-    from tests.hub.server import VALID_TOKEN, HubServer
+    from covid_chestxray_seg_dev.hub.server import VALID_TOKEN, HubServer
 
     os.environ["HF_TOKEN"] = VALID_TOKEN
 
@@ -222,7 +222,7 @@ def task_stream(folder: str) -> dict:
 
 def task_atlas_predictions(folder: str, out: str, split: str) -> dict:
     """The atlas's predictions of `split` (or cv), what the evaluate tasks score."""
-    from covid_chestxray_seg_tools.baseline import atlas_predictions
+    from covid_chestxray_seg_tools.baselines.atlas import atlas_predictions
 
     _, counts = atlas_predictions(source=folder, out=Path(out), split=split)
     return {"counts": counts}

@@ -17,7 +17,7 @@ a ratio against a baseline measured in the same run, on the same machine:
           cv                               the X-rays too)
 
 This module is the orchestrator. The tasks it measures, the baselines and the local Hub are
-development code that lives in the repository (`benchmarks/`, `tests/hub/`), not in the
+development code that lives in the repository (`benchmarks/`, `covid_chestxray_seg_dev/`), not in the
 installed package: each task runs as `python -m benchmarks.tasks TASK KWARGS` from the
 repository's root, so the benchmark needs a clone.
 """
@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, staging
+from covid_chestxray_seg_tools import staging
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.hub_folder import layout
 
 __all__ = [
     "TARGETS",
@@ -64,16 +65,20 @@ TARGETS = {
 }
 
 
+# The local Hub the streaming tasks read from: development code, not in the wheel.
+_DEV_HUB = Path("covid_chestxray_seg_dev", "hub", "server.py")
+
+
 class BenchmarkError(CovidSegError):
     """The benchmark cannot run here (no clone), or a measured task failed."""
 
 
 def repository() -> Path:
-    """The clone this package runs from (its `benchmarks/` and `tests/hub/` hold the tasks)."""
+    """The clone this package runs from (its `benchmarks/` and `covid_chestxray_seg_dev/` hold the tasks)."""
     root = Path(recipe.__file__).resolve().parent
-    if not (root / "benchmarks" / "tasks.py").is_file() or not (root / "tests" / "hub" / "server.py").is_file():
+    if not (root / "benchmarks" / "tasks.py").is_file() or not (root / _DEV_HUB).is_file():
         raise BenchmarkError(
-            f"the benchmark runs from a clone of the repository (it needs benchmarks/ and tests/hub/); {root} has "
+            f"the benchmark runs from a clone of the repository (it needs benchmarks/ and {_DEV_HUB}); {root} has "
             "none: git clone the repository and `pip install -e .` it"
         )
     return root

@@ -29,9 +29,10 @@ import pyarrow as pa
 from datasets.exceptions import DatasetGenerationError
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import checksums, layout, parquet, resize, results, staging
+from covid_chestxray_seg_tools import staging
 from covid_chestxray_seg_tools import validate as quality
-from covid_chestxray_seg_tools.baseline import score_atlas
+from covid_chestxray_seg_tools.baselines import results
+from covid_chestxray_seg_tools.baselines.atlas import score_atlas
 from covid_chestxray_seg_tools.card import render as card_render
 from covid_chestxray_seg_tools.card.legend import render_legend
 from covid_chestxray_seg_tools.card.license import render_license
@@ -41,7 +42,8 @@ from covid_chestxray_seg_tools.card.severity import lesion_shares, render_severi
 from covid_chestxray_seg_tools.card.stats import CardStats, compute_stats
 from covid_chestxray_seg_tools.errors import exception_chain
 from covid_chestxray_seg_tools.evaluate import CV, format_results
-from covid_chestxray_seg_tools.viewer import first_rows_shown
+from covid_chestxray_seg_tools.hub_folder import checksums, layout, parquet, resize
+from covid_chestxray_seg_tools.hub_folder.viewer import first_rows_shown
 
 __all__ = [
     "DEFAULT_NUM_PROC",

@@ -26,8 +26,8 @@ from huggingface_hub import HfApi, RepoFile, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import checksums, layout
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.hub_folder import checksums, layout
 
 __all__ = [
     "BUILD_COLUMNS",

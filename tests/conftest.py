@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ("tests.hub.plugin",)
+pytest_plugins = ("covid_chestxray_seg_dev.hub.plugin",)
 
 
 # Fixtures that make a test slow wherever it uses them: the full data, built once per session.

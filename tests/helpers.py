@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import crops, layout
+from covid_chestxray_seg_tools.hub_folder import layout
+from covid_chestxray_seg_tools.validate import crops
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_DIR = REPO / "tests" / "fixtures" / "data"

@@ -9,8 +9,9 @@ import os
 import pytest
 
 from benchmarks import data, tasks
-from covid_chestxray_seg_tools import benchmark, layout
+from covid_chestxray_seg_tools import benchmark
 from covid_chestxray_seg_tools.cli import main as covid_seg
+from covid_chestxray_seg_tools.hub_folder import layout
 from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, REPO, require_torch
 
 

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, parquet, resize, viewer
 from covid_chestxray_seg_tools.card.stats import compute_stats
 from covid_chestxray_seg_tools.cli import main as covid_seg
+from covid_chestxray_seg_tools.hub_folder import layout, parquet, resize, viewer
 from tests.helpers import FIXTURE_ARGS, REPO
 
 

@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools.crops import structure_rows
+from covid_chestxray_seg_tools.validate.crops import structure_rows
 from tests.helpers import FIXTURE_DIR, FIXTURE_SEVERITY, crop_masks, mask_to_runs
 
 

@@ -15,10 +15,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools import validate as quality
 from covid_chestxray_seg_tools.card import preview as card_preview
 from covid_chestxray_seg_tools.cli import main as covid_seg
+from covid_chestxray_seg_tools.hub_folder import layout
 from tests.helpers import FIXTURE_ARGS, FIXTURE_DIR, parquet_rows
 
 

@@ -10,8 +10,8 @@ import datasets
 import numpy as np
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, resize
 from covid_chestxray_seg_tools.cli import main as covid_seg
+from covid_chestxray_seg_tools.hub_folder import layout, resize
 from tests.helpers import parquet_rows, require_torch
 
 REPO_ID = "acme-lab/cxr-seg"

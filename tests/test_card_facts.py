@@ -16,10 +16,10 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 import covid_chestxray_seg as recipe
+from covid_chestxray_seg_dev.hub.server import dataset_metadata_errors
 from covid_chestxray_seg_tools.card import render
 from covid_chestxray_seg_tools.card.stats import OVERLAP_CLASSES, view_hints
 from tests.helpers import REPO, parquet_rows
-from tests.hub.server import dataset_metadata_errors
 
 # The Hub's subtasks of image-segmentation (huggingface.js packages/tasks/src/pipelines.ts, as
 # of 2026-12): instance-, semantic- and panoptic-segmentation; none is "multi-label".

@@ -14,8 +14,8 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, resize, viewer
-from covid_chestxray_seg_tools.dialect import portable_features
+from covid_chestxray_seg_tools.hub_folder import layout, resize, viewer
+from covid_chestxray_seg_tools.hub_folder.dialect import portable_features
 from tests.helpers import REPO, parquet_rows, require_torch
 
 

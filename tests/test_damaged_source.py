@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from covid_chestxray_seg_tools import checksums, layout
 from covid_chestxray_seg_tools.cli import main as covid_seg
+from covid_chestxray_seg_tools.hub_folder import checksums, layout
 from covid_chestxray_seg_tools.source import SourceError, open_source
 from tests.helpers import tree, write_truth_folder
 

@@ -20,8 +20,10 @@ from PIL import Image
 from scipy import ndimage
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import baseline, evaluate, layout
+from covid_chestxray_seg_tools import evaluate
+from covid_chestxray_seg_tools.baselines import atlas
 from covid_chestxray_seg_tools.cli import main as covid_seg
+from covid_chestxray_seg_tools.hub_folder import layout
 from tests.helpers import bomb_png, parquet_rows, shifted
 
 SPLIT = "test"
@@ -597,14 +599,14 @@ def test_a_colour_or_palette_png_counts_any_non_zero_as_foreground(tmp_path):
 
 @pytest.mark.slow
 def test_the_atlas_on_the_real_test_split(real_build):
-    result = baseline.score_atlas(real_build)
+    result = atlas.score_atlas(real_build)
     predictor = result["predictor"]
     assert predictor["name"] == "atlas" and predictor["size"] == [256, 256] and predictor["split"] == SPLIT
     # One atlas, fitted on train + validation (69 + 15 images), predicting the 16 test images.
     (model,) = predictor["models"]
     assert (model["fold"], model["fit_images"], model["predicted_images"]) == (None, 84, 16)
     for name in ("Left Lung", "Right Lung", "Cardiomediastinum"):
-        assert model["classes"][name]["threshold"] in baseline.THRESHOLDS
+        assert model["classes"][name]["threshold"] in atlas.THRESHOLDS
         assert result["classes"][name]["dice"]["mean"] > 0.7, name
     assert model["classes"]["Monitoring Probes"]["fit_masks"] < model["classes"]["Left Lung"]["fit_masks"]  # nulls
     table = evaluate.format_markdown(result)
@@ -632,7 +634,7 @@ def test_the_atlas_on_the_real_test_split(real_build):
 
 
 def test_the_atlas_scores_the_same_in_memory_and_from_its_files(fixture_build, tmp_path, capsys):
-    result = baseline.score_atlas(fixture_build)
+    result = atlas.score_atlas(fixture_build)
     out = tmp_path / "atlas"
     assert covid_seg(["baseline", "atlas", "--source", str(fixture_build), "--out", str(out)]) == 0
     assert f"wrote {out}: images 1, masks 14" in capsys.readouterr().out
@@ -663,14 +665,14 @@ def test_the_atlas_scores_the_same_in_memory_and_from_its_files(fixture_build, t
 
 def test_the_atlas_reads_only_the_sizes_of_the_split_it_predicts(fixture_build, tmp_path, monkeypatch):
     calls = []
-    load_rows = baseline.load_rows
+    load_rows = atlas.load_rows
 
     def spy(*, source, split, columns, optional=()):
         calls.append((split, tuple(columns)))
         return load_rows(source=source, split=split, columns=columns, optional=optional)
 
-    monkeypatch.setattr(baseline, "load_rows", spy)
-    _, counts = baseline.atlas_predictions(source=str(fixture_build), out=tmp_path / "atlas", split=SPLIT)
+    monkeypatch.setattr(atlas, "load_rows", spy)
+    _, counts = atlas.atlas_predictions(source=str(fixture_build), out=tmp_path / "atlas", split=SPLIT)
     fitting = ("image_id", *recipe.MASK_COLUMNS)
     assert calls == [("train", fitting), ("validation", fitting), (SPLIT, ("image_id", "width", "height"))]
     assert counts == {"images": 1, "masks": 14, "empty masks": counts["empty masks"]}

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.card.companion import CompanionError, check_companion_id, companion_card, link_companion
 from covid_chestxray_seg_tools.cli import main as covid_seg
+from covid_chestxray_seg_tools.hub_folder import layout
 
 REPO_ID = "acme-lab/cxr-seg"
 

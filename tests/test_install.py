@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.card import render
 from covid_chestxray_seg_tools.cli import main as covid_seg
+from covid_chestxray_seg_tools.hub_folder import layout
 from tests.helpers import FIXTURE_ARGS, REPO, shifted, write_truth_folder
 
 REPO_ID = "acme-lab/cxr-seg"
@@ -159,7 +159,11 @@ def test_the_installed_wheel_scores_against_the_hub_outside_the_repository(hub, 
     (wheel,) = wheels.glob("covid_chestxray_seg-*.whl")
     assert wheel.name.startswith(f"covid_chestxray_seg-{recipe.BUILDER_VERSION}-")
     names = zipfile.ZipFile(wheel).namelist()
-    assert not [name for name in names if name.split("/")[0] in ("tests", "benchmarks", "scripts", "compat")]
+    assert not [
+        name
+        for name in names
+        if name.split("/")[0] in {"tests", "benchmarks", "scripts", "compat", "covid_chestxray_seg_dev"}
+    ]
     for needed in (
         "covid_chestxray_seg.py",
         "covid_chestxray_seg_tools/card/template.md",

@@ -26,8 +26,10 @@ import datasets  # noqa: E402
 from monai.metrics import DiceMetric, compute_average_surface_distance, compute_hausdorff_distance  # noqa: E402
 
 import covid_chestxray_seg as recipe  # noqa: E402
-from covid_chestxray_seg_tools import baseline, evaluate, layout, resize  # noqa: E402
+from covid_chestxray_seg_tools import evaluate  # noqa: E402
+from covid_chestxray_seg_tools.baselines import atlas  # noqa: E402
 from covid_chestxray_seg_tools.cli import main as covid_seg  # noqa: E402
+from covid_chestxray_seg_tools.hub_folder import layout, resize  # noqa: E402
 
 
 def _readme_recipe() -> dict:
@@ -107,18 +109,18 @@ def test_the_recipe_moves_image_and_masks_together(fixture_build):
 def atlas_pairs(real_build):
     """(prediction, truth, evaluate's scores) of every scored pair of the atlas on the three
     smallest test images (MONAI's metrics take a few seconds on the largest)."""
-    atlas = baseline.fit_atlas(rows=parquet_rows(real_build, "train", columns=list(recipe.MASK_COLUMNS)))
+    model = atlas.fit_atlas(rows=parquet_rows(real_build, "train", columns=list(recipe.MASK_COLUMNS)))
     rows = sorted(
         parquet_rows(real_build, "test", columns=list(evaluate.TRUTH_COLUMNS)),
         key=lambda row: row["width"] * row["height"],
     )[:3]
     rows.sort(key=lambda row: row["image_id"])
     result = evaluate.score(
-        truth=rows, predictions=lambda image_id, width, height: atlas.masks(width=width, height=height), split="test"
+        truth=rows, predictions=lambda image_id, width, height: model.masks(width=width, height=height), split="test"
     )
     pairs = []
     for row, image in zip(rows, result["images"]):
-        predicted = atlas.masks(width=row["width"], height=row["height"])
+        predicted = model.masks(width=row["width"], height=row["height"])
         for name, column in zip(recipe.CLASSES, recipe.MASK_COLUMNS):
             if "skipped" not in image["classes"][name]:
                 pairs.append((predicted[column], recipe.decode_mask(row[column]), image["classes"][name]))

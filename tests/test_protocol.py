@@ -16,8 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import baseline, checksums, evaluate, layout
+from covid_chestxray_seg_tools import evaluate
+from covid_chestxray_seg_tools.baselines import atlas
 from covid_chestxray_seg_tools.cli import main as covid_seg
+from covid_chestxray_seg_tools.hub_folder import checksums, layout
 from tests.helpers import shifted, write_truth_folder
 
 SIZE = (20, 24)  # (height, width) of the hand-made images
@@ -268,9 +270,9 @@ def test_the_out_of_fold_atlas_for_fold_k_does_not_depend_on_fold_ks_masks():
         return {"train": rows[:12], "validation": rows[12:]}
 
     size = SIZE[::-1]  # an atlas at the images' own size: small, quick
-    before = baseline.fit_atlases(split="cv", rows=development(), size=size)
+    before = atlas.fit_atlases(split="cv", rows=development(), size=size)
     for fold in range(recipe.FOLDS):
-        after = baseline.fit_atlases(split="cv", rows=development(changed_fold=fold), size=size)
+        after = atlas.fit_atlases(split="cv", rows=development(changed_fold=fold), size=size)
         for image in (image_id for image_id in range(15) if image_id % 5 == fold):
             predicted_before, predicted_after = before(image, SIZE[1], SIZE[0]), after(image, SIZE[1], SIZE[0])
             for column in recipe.MASK_COLUMNS:
@@ -518,6 +520,6 @@ def test_the_out_of_fold_atlas_of_the_real_build_ignores_its_folds_masks(real_bu
 
 def baseline_cv_result(build: Path) -> dict:
     """The atlas scored in memory under cross-validation, as the card shows it, without its predictor summary."""
-    result = baseline.score_atlas(build, split="cv")
+    result = atlas.score_atlas(build, split="cv")
     del result["predictor"]
     return result

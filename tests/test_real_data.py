@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
-from covid_chestxray_seg_tools.baseline import score_atlas
+from covid_chestxray_seg_tools.baselines.atlas import score_atlas
 from covid_chestxray_seg_tools.card.legend import LEGEND_PATH
 from covid_chestxray_seg_tools.cli import main as covid_seg
-from covid_chestxray_seg_tools.crops import image_masks, structure_rows
 from covid_chestxray_seg_tools.evaluate import format_results
+from covid_chestxray_seg_tools.hub_folder import layout
+from covid_chestxray_seg_tools.validate.crops import image_masks, structure_rows
 from tests.helpers import REPO, SHARED_ARGS, SHARED_DIR, parquet_rows
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, resize
+from covid_chestxray_seg_tools.hub_folder import layout, resize
 from tests.helpers import parquet_rows, require_torch
 
 

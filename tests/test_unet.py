@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import results, unet
+from covid_chestxray_seg_tools.baselines import results, unet
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import FIXTURE_ARGS, parquet_rows, require_monai, require_torch
 

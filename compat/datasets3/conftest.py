@@ -9,7 +9,7 @@ import pytest
 
 # The plugin points datasets at the local Hub before it is imported: nothing of the project
 # (the builder imports datasets) is imported here at module level.
-pytest_plugins = ("tests.hub.plugin",)
+pytest_plugins = ("covid_chestxray_seg_dev.hub.plugin",)
 
 
 @pytest.fixture(scope="session")

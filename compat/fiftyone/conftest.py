@@ -33,7 +33,7 @@ os.environ.pop("FIFTYONE_DATABASE_URI", None)
 os.environ.pop("FIFTYONE_PRIVATE_DATABASE_PORT", None)
 
 # The plugin points datasets and huggingface_hub at the local Hub before they are imported.
-pytest_plugins = ("tests.hub.plugin",)
+pytest_plugins = ("covid_chestxray_seg_dev.hub.plugin",)
 
 MONGOD_STOP_SECONDS = 30
 

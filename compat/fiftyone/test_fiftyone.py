@@ -18,9 +18,11 @@ from fiftyone.utils.huggingface import load_from_hub
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import fiftyone_export, layout, staging
+from covid_chestxray_seg_tools import staging
 from covid_chestxray_seg_tools.card.companion import companion_repo_id
 from covid_chestxray_seg_tools.cli import main as covid_seg
+from covid_chestxray_seg_tools.fiftyone import export as fiftyone_export
+from covid_chestxray_seg_tools.hub_folder import layout
 from covid_chestxray_seg_tools.source import load_splits
 from tests.helpers import tree
 

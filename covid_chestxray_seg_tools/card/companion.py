@@ -14,9 +14,9 @@ import re
 from huggingface_hub import DatasetCard, DatasetCardData
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.card.render import LICENSE_NAME
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.hub_folder import layout
 from covid_chestxray_seg_tools.source import REPO_ID
 
 __all__ = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 import datasets
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.card.stats import CardStats
+from covid_chestxray_seg_tools.hub_folder import layout
 
 __all__ = ["license_table", "licensed_config_text", "render_license"]
 

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image
 
-from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.hub_folder import layout
 
 __all__ = ["PREVIEW_HEIGHT", "PREVIEW_LICENSES", "render_preview"]
 

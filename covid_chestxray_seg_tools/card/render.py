@@ -16,7 +16,6 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.card.citation import citation_text
 from covid_chestxray_seg_tools.card.legend import legend_table
 from covid_chestxray_seg_tools.card.license import license_table, licensed_config_text
@@ -25,8 +24,9 @@ from covid_chestxray_seg_tools.card.preview import PREVIEW_LICENSES
 from covid_chestxray_seg_tools.card.quality import flagged_images_text, view_conflicts_text
 from covid_chestxray_seg_tools.card.semantics import overlap_table, sides_text
 from covid_chestxray_seg_tools.card.stats import CardStats
-from covid_chestxray_seg_tools.dialect import portable_yaml_features
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.hub_folder import layout
+from covid_chestxray_seg_tools.hub_folder.dialect import portable_yaml_features
 
 __all__ = [
     "DEFAULT_REPO_ID",

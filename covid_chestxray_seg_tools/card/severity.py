@@ -10,7 +10,7 @@ from pycocotools import mask as mask_utils
 from scipy import stats as scipy_stats
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.hub_folder import layout
 
 __all__ = ["SEVERITY_PLOT_PATH", "SeverityCorrelation", "lesion_shares", "render_severity_plot", "severity_correlation"]
 

@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.hub_folder import layout
 
 __all__ = [
     "OVERLAP_CLASSES",

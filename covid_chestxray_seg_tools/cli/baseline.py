@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import baseline, evaluate
+from covid_chestxray_seg_tools import evaluate
+from covid_chestxray_seg_tools.baselines import atlas
 from covid_chestxray_seg_tools.cli import baseline_unet, options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
     )
     kinds = parser.add_subparsers(dest="baseline", metavar="BASELINE", required=True)
-    atlas = options.subcommand(
+    parser = options.subcommand(
         kinds,
         "atlas",
         summary="the per-class mean-shape atlas, fitted on development images",
@@ -46,19 +47,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and predicts its own. It never sees the labels of the images it predicts.",
         examples=EXAMPLES,
     )
-    options.add_source(atlas)
+    options.add_source(parser)
     options.add_split(
-        atlas,
+        parser,
         help=f"split to predict, or {evaluate.CV} (out-of-fold predictions for every train and validation image)",
-        default=baseline.DEFAULT_SPLIT,
+        default=atlas.DEFAULT_SPLIT,
     )
-    options.add_out(atlas, help="folder to create for the predictions; must not exist yet")
-    atlas.set_defaults(handler=run_atlas)
+    options.add_out(parser, help="folder to create for the predictions; must not exist yet")
+    parser.set_defaults(handler=run_atlas)
     baseline_unet.register(kinds)
 
 
 def run_atlas(args: argparse.Namespace) -> Outcome:
-    models, counts = baseline.atlas_predictions(source=options.opened_source(args), out=args.out, split=args.split)
+    models, counts = atlas.atlas_predictions(source=options.opened_source(args), out=args.out, split=args.split)
     lines = [f"wrote {args.out}: " + ", ".join(f"{key} {value}" for key, value in counts.items())]
     summary = models.summary()
     for model in summary["models"]:

@@ -35,7 +35,7 @@ EXAMPLES = """\
 
 def register(kinds: argparse._SubParsersAction) -> None:
     """Add `unet` under `covid-seg baseline`."""
-    from covid_chestxray_seg_tools.unet import Settings
+    from covid_chestxray_seg_tools.baselines.unet import Settings
 
     defaults = Settings()
     parser = options.subcommand(
@@ -113,7 +113,7 @@ def command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    from covid_chestxray_seg_tools import results, unet
+    from covid_chestxray_seg_tools.baselines import results, unet
 
     if args.rescore and args.results is None:
         raise unet.UNetError("--rescore scores an earlier run's predictions into --results FILE: give --results")

@@ -8,13 +8,14 @@ import shutil
 from pathlib import Path
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, parquet, results
+from covid_chestxray_seg_tools.baselines import results
 from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, build
 from covid_chestxray_seg_tools.card import render as card_render
 from covid_chestxray_seg_tools.card.legend import LEGEND_PATH
 from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.hub_folder import layout, parquet
 
 __all__ = [
     "DEFAULT_OUT",

@@ -11,12 +11,12 @@ import httpx2
 from huggingface_hub import get_token
 from huggingface_hub.errors import HfHubHTTPError
 
-from covid_chestxray_seg_tools import fiftyone_companion
 from covid_chestxray_seg_tools.card.companion import check_companion_id, companion_repo_id
 from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.build import DEFAULT_OUT
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 from covid_chestxray_seg_tools.errors import describe
+from covid_chestxray_seg_tools.fiftyone import companion as fiftyone_companion
 from covid_chestxray_seg_tools.publish import DEFAULT_COMMIT_MESSAGE, publish
 
 __all__ = ["register", "run"]

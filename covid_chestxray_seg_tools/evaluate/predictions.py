@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError
+from covid_chestxray_seg_tools.hub_folder import layout
 
 __all__ = [
     "FULL_SCALE",

@@ -31,8 +31,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import evaluate, layout, staging
+from covid_chestxray_seg_tools import evaluate, staging
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.hub_folder import layout
 from covid_chestxray_seg_tools.source import Source, load_rows, open_source
 
 __all__ = [

@@ -49,7 +49,7 @@ def exporter() -> ModuleType:
         FiftyOneMissingError: FiftyOne is not installed (it is an optional extra).
     """
     try:
-        from covid_chestxray_seg_tools import fiftyone_export
+        from covid_chestxray_seg_tools.fiftyone import export as fiftyone_export
     except ModuleNotFoundError as error:
         if error.name != "fiftyone" and not (error.name or "").startswith("fiftyone."):
             raise

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 from datasets.arrow_writer import get_parquet_column_options
 from datasets.utils.py_utils import asdict
 
-from covid_chestxray_seg_tools import layout
-from covid_chestxray_seg_tools.dialect import portable_features, portable_schema
+from covid_chestxray_seg_tools.hub_folder import layout
+from covid_chestxray_seg_tools.hub_folder.dialect import portable_features, portable_schema
 
 __all__ = [
     "DEFAULT_MAX_SHARD_MB",

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from tests.hub.server import VALID_TOKEN, HubServer, use_local_hub
+from covid_chestxray_seg_dev.hub.server import VALID_TOKEN, HubServer, use_local_hub
 
 HUB = HubServer().start()
 _HF_HOME = use_local_hub(HUB)

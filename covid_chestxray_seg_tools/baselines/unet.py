@@ -33,8 +33,9 @@ import numpy as np
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, resize, staging
+from covid_chestxray_seg_tools import staging
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.hub_folder import layout, resize
 from covid_chestxray_seg_tools.source import Source, load_splits
 
 __all__ = [

@@ -25,10 +25,10 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, Repository
 from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import checksums, layout
 from covid_chestxray_seg_tools.card.companion import companion_repo_id, link_companion
 from covid_chestxray_seg_tools.card.render import card_for_repo
 from covid_chestxray_seg_tools.errors import CovidSegError, describe
+from covid_chestxray_seg_tools.hub_folder import checksums, layout
 
 __all__ = [
     "COMMIT_ATTEMPTS",

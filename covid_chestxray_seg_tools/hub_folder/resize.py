@@ -34,8 +34,8 @@ import pyarrow as pa
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.hub_folder import layout
 
 __all__ = [
     "CONFIG_DESCRIPTIONS",

@@ -20,7 +20,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import crops as upstream_crops
+from covid_chestxray_seg_tools.validate import crops as upstream_crops
 
 __all__ = ["ClassAgreement", "Report", "format_report", "report_json", "validate"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout
+from covid_chestxray_seg_tools.hub_folder import layout
 
 __all__ = ["FORMAT", "FileSum", "Mismatch", "compare", "describe", "file_sum", "parse", "scan", "write"]
 

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import baseline, evaluate
+from covid_chestxray_seg_tools import evaluate
+from covid_chestxray_seg_tools.baselines import atlas
 from covid_chestxray_seg_tools.errors import CovidSegError
 from covid_chestxray_seg_tools.source import Source, open_source
 
@@ -73,7 +74,7 @@ def _score_all(*, source: str | Source, predictions: Path) -> dict:
             selection = evaluate.Selection.parse(split=label, fold=None)
             truth, targets = evaluate.read_truth(source=source, selection=selection)
             atlas_folder = Path(work) / f"atlas-{label}"
-            baseline.atlas_predictions(source=source, out=atlas_folder, split=label)
+            atlas.atlas_predictions(source=source, out=atlas_folder, split=label)
             results = {}
             for name, folder in (("unet", Path(predictions)), ("atlas", atlas_folder)):
                 predicted = evaluate.load_predictions(path=folder, targets=targets)

@@ -36,8 +36,9 @@ import numpy as np
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import fiftyone_companion, staging
+from covid_chestxray_seg_tools import staging
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.fiftyone import companion as fiftyone_companion
 from covid_chestxray_seg_tools.source import Source, load_splits
 
 __all__ = ["FORMATS", "ExportError", "ExportResult", "export", "write_coco_images"]

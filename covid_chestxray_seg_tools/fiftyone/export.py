@@ -54,10 +54,11 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import layout, staging
+from covid_chestxray_seg_tools import staging
 from covid_chestxray_seg_tools.card.companion import companion_card, companion_repo_id
 from covid_chestxray_seg_tools.card.render import DEFAULT_REPO_ID
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.hub_folder import layout
 from covid_chestxray_seg_tools.source import Source, load_splits, open_source
 
 __all__ = [
