@@ -71,6 +71,7 @@ __all__ = [
     "OVERLAY_OUTLINE_WIDTH",
     "OVERLAY_STYLE_ORDER",
     "QUALITY_FLAG_KINDS",
+    "SETTING_REFERENCE",
     "SEVERITY_COLUMNS",
     "SEVERITY_COMMIT",
     "SEVERITY_HOMEPAGE",
@@ -90,6 +91,7 @@ __all__ = [
     "CovidChestXraySeg",
     "CovidChestXraySegConfig",
     "LicenseTerms",
+    "SettingNames",
     "assign_splits",
     "bit_png",
     "check_upstream",
@@ -118,6 +120,7 @@ __all__ = [
     "rle_centroid_x",
     "rle_for_pycocotools",
     "segmentation_to_rle",
+    "setting",
     "stack_masks",
     "thick_outline",
     "thumbnail_mask",
@@ -369,12 +372,51 @@ MANIFEST_PATH = Path(__file__).with_name(MANIFEST_NAME)
 # === The builder: config, errors, split generation =========================================
 
 
+# A setting (a config field, a function's parameter) named in a message is written
+# `${name}` or `${name=value}` (see `setting`): str() of an error words it as Python does
+# (`name=value`), the covid-seg command as the option that sets it (`--name value`), so one
+# message serves both.
+SETTING_REFERENCE = re.compile(r"\$\{(\w+)(?:=([^}]*))?\}")
+
+
+def setting(name: str, value: object = None) -> str:
+    """`name` (set to `value`) as a reference in a message; see `SETTING_REFERENCE`."""
+    return f"${{{name}}}" if value is None else f"${{{name}={value}}}"
+
+
+class SettingNames:
+    """How a message names settings: as Python does (`name=value`, a value as its repr); the
+    command's boundary words them with its options instead (a subclass)."""
+
+    def reference(self, name: str, value: str | None) -> str:
+        """A setting named in the text, with the value the text gives it (or none)."""
+        return name if value is None else f"{name}={value}"
+
+    def value(self, name: str, value: object) -> str:
+        """A setting and the value it was given, at the head of a message."""
+        return f"{name}={value!r}"
+
+    def words(self, text: str) -> str:
+        """`text` with every `${...}` reference worded."""
+        return SETTING_REFERENCE.sub(lambda match: self.reference(match.group(1), match.group(2)), text)
+
+
 class BuildError(ValueError):
-    """Bad input: names the file, the record and the problem in one line."""
+    """Bad input: names the file, the record and the problem in one line.
+
+    Attributes:
+        file: the file (or URL) the problem is in.
+        record: where in it (a record, a line, a setting written `${name}`).
+        problem: what is wrong and, where there is one, the fix; settings as `${name}`.
+    """
 
     def __init__(self, file: str | os.PathLike, record: str, problem: str):
         self.file, self.record, self.problem = str(file), record, problem
-        super().__init__(f"{file}: {record}: {problem}")
+        super().__init__(self.render())
+
+    def render(self, names: SettingNames | None = None) -> str:
+        """The message, settings worded by `names` (default: as Python names them)."""
+        return (names or SettingNames()).words(f"{self.file}: {self.record}: {self.problem}")
 
     def __reduce__(self) -> tuple[type[BuildError], tuple[str, str, str]]:
         # Rebuilt from its parts when it crosses from a worker process.
@@ -575,7 +617,9 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         if self.config.severity_file:
             path = Path(self.config.severity_file)
             if not path.is_file():
-                raise BuildError(path, "severity file", "file not found; pass a copy of ieee8023's " + SEVERITY_PATH)
+                raise BuildError(
+                    path, setting("severity_file"), "file not found; pass a copy of ieee8023's " + SEVERITY_PATH
+                )
             return path
         url = self.config.severity_url
         try:
@@ -589,7 +633,9 @@ class CovidChestXraySeg(datasets.GeneratorBasedBuilder):
         if self.config.data_dir:
             root = Path(self.config.data_dir)
             if not root.is_dir():
-                raise BuildError(root, "data_dir", "is not a folder; pass a clone or copy of the upstream repository")
+                raise BuildError(
+                    root, setting("data_dir"), "is not a folder; pass a clone or copy of the upstream repository"
+                )
             return root
         url = self.config.data_url
         try:
@@ -1350,13 +1396,12 @@ def decode_mask(value: Any) -> np.ndarray | None:
     return array > 0
 
 
-def class_names(classes: Sequence[str] | None = None, *, argument: str = "classes=") -> list[str]:
-    """`classes` as a list (all 14 when None), refusing names that are not classes; `argument`
-    is how the caller's user passed them, for the message."""
+def class_names(classes: Sequence[str] | None = None) -> list[str]:
+    """`classes` as a list (all 14 when None), refusing names that are not classes."""
     names = list(CLASSES if classes is None else classes)
     unknown = [name for name in names if name not in CLASSES]
     if unknown:
-        raise ValueError(f"{argument}{unknown!r} are not classes of this dataset; choose from {list(CLASSES)}")
+        raise ValueError(f"classes={unknown!r} are not classes of this dataset; choose from {list(CLASSES)}")
     return names
 
 
@@ -1423,7 +1468,9 @@ def check_upstream(
         return data
     if strict:
         raise BuildError(
-            path, upstream_path, f"{problem} (commit {commit}); to build from modified data set verify_upstream=False"
+            path,
+            upstream_path,
+            f"{problem} (commit {commit}); to build from modified data give {setting('verify_upstream', False)}",
         )
     report.modified_files.append(upstream_path)
     return data
@@ -1454,9 +1501,9 @@ def download_failure(error: BaseException) -> str:
     FileNotFoundError or ConnectionError, which reads like a missing local file."""
     return (
         f"failed: {type(error).__name__}: {error}. The network or the server failed (no connection, "
-        "or the server did not deliver the file); to build offline, set "
-        "data_dir=<a copy of the upstream repository> and "
-        f"severity_file=<a copy of ieee8023's {SEVERITY_PATH}>"
+        "or the server did not deliver the file); to build offline, give "
+        f"{setting('data_dir', '<a copy of the upstream repository>')} and "
+        + setting("severity_file", f"<a copy of ieee8023's {SEVERITY_PATH}>")
     )
 
 

@@ -296,7 +296,7 @@ def _card_pieces(
             raise AssertionError("the builder records where it read the data once it has prepared the splits")
         checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
         if checked.hard_errors:
-            raise recipe.BuildError(builder.data_root, "--validate", checked.hard_errors[0])
+            raise recipe.BuildError(builder.data_root, recipe.setting("validate"), checked.hard_errors[0])
         extras["validation"] = checked
     return extras, stats
 

@@ -96,14 +96,17 @@ class Source:
         declared = self.declared.get(config, {}).get(split)
         if declared is not None and declared != rows:
             raise SourceError(
-                f"{self}: split {split} (config {config}): {rows} rows, but its {layout.INFOS_FILENAME} declares "
-                f"{declared}; {self._fix()}"
+                f"split {split} (config {config}): {rows} rows, but its {layout.INFOS_FILENAME} declares {declared}",
+                file=self,
+                fix=self.fix(),
             )
 
-    def _fix(self) -> str:
+    def fix(self) -> str:
+        """What to do about a damaged or incomplete copy of this source, for a message."""
         if self.is_repo:
             return (
-                "this copy is damaged or incomplete: publish the build again, or read an intact revision (--revision)"
+                "this copy is damaged or incomplete: publish the build again, or read an intact revision "
+                f"({recipe.setting('revision')})"
             )
         return "this build is damaged or incomplete: build it again"
 
@@ -126,14 +129,18 @@ def open_source(location: str | Source, *, revision: str | None = None) -> Sourc
     """
     if isinstance(location, Source):
         if revision is not None and revision != location.asked:
-            raise SourceError(f"--revision {revision}: {location} was opened at another revision")
+            raise SourceError(f"{location} was opened at another revision", setting="revision", value=revision)
         return location
     if not is_repo_id(location):
         if revision is not None:
-            raise SourceError(f"--revision {revision}: {location} is a folder; a revision names a commit of a Hub repo")
+            raise SourceError(
+                f"{location} is a folder; a revision names a commit of a Hub repo", setting="revision", value=revision
+            )
         folder = Path(location)
         if not folder.is_dir():
-            raise SourceError(f"--source {location}: not a built folder nor a dataset repo on the Hub (no such folder)")
+            raise SourceError(
+                "not a built folder nor a dataset repo on the Hub (no such folder)", setting="source", value=location
+            )
         source = Source(
             location=location, revision=None, asked=None, declared=_declared(folder / layout.INFOS_FILENAME, location)
         )
@@ -158,14 +165,18 @@ def _open_repo(repo_id: str, *, revision: str | None) -> Source:
     try:
         commit = api.dataset_info(repo_id, revision=revision).sha
         if commit is None:
-            raise SourceError(f"--source {repo_id}: the Hub gave no commit for revision {revision or 'main'}")
+            raise SourceError(
+                f"the Hub gave no commit for revision {revision or 'main'}", setting="source", value=repo_id
+            )
         listed = list(api.list_repo_tree(repo_id, repo_type=_REPO_TYPE, revision=commit, recursive=True))
     except RevisionNotFoundError:
-        raise SourceError(f"--revision {revision}: {repo_id} has no such branch, tag or commit") from None
+        raise SourceError(f"{repo_id} has no such branch, tag or commit", setting="revision", value=revision) from None
     except RepositoryNotFoundError:
         raise SourceError(
-            f"--source {repo_id}: not a built folder nor a dataset repo on the Hub (no such repo, or it is "
-            "private and the token does not reach it)"
+            "not a built folder nor a dataset repo on the Hub (no such repo, or it is private and the token does "
+            "not reach it)",
+            setting="source",
+            value=repo_id,
         ) from None
     files = {entry.path: entry for entry in listed if isinstance(entry, RepoFile)}
     pending = Source(location=repo_id, revision=commit, asked=revision, declared={})
@@ -173,12 +184,12 @@ def _open_repo(repo_id: str, *, revision: str | None) -> Source:
     def fetch(name: str) -> Path:
         if name not in files:
             raise SourceError(
-                f"{pending}: {name} is missing: not a complete covid-chestxray-seg build; {pending._fix()}"
+                f"{name} is missing: not a complete covid-chestxray-seg build", file=pending, fix=pending.fix()
             )
         try:
             return Path(hf_hub_download(repo_id, name, repo_type=_REPO_TYPE, revision=commit))
         except EntryNotFoundError:
-            raise SourceError(f"{pending}: {name} is missing; {pending._fix()}") from None
+            raise SourceError(f"{name} is missing", file=pending, fix=pending.fix()) from None
 
     source = Source(
         location=repo_id, revision=commit, asked=revision, declared=_declared(fetch(layout.INFOS_FILENAME), pending)
@@ -203,11 +214,11 @@ def _declared(path: Path, where: object) -> dict[str, dict[str, int]]:
         }
     except FileNotFoundError:
         raise SourceError(
-            f"{where}: no {layout.INFOS_FILENAME}: not a covid-chestxray-seg build (or an incomplete one)"
+            f"no {layout.INFOS_FILENAME}: not a covid-chestxray-seg build (or an incomplete one)", file=where
         ) from None
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise SourceError(
-            f"{where}: {layout.INFOS_FILENAME} is not readable ({type(error).__name__}: {error})"
+            f"{layout.INFOS_FILENAME} is not readable ({type(error).__name__}: {error})", file=where
         ) from None
 
 
@@ -216,15 +227,15 @@ def _manifest(path: Path, source: Source) -> dict[str, checksums.FileSum]:
         return checksums.parse(path.read_bytes())
     except FileNotFoundError:
         raise SourceError(
-            f"{source}: no {layout.CHECKSUMS_FILENAME}: not a complete build of this version; {source._fix()}"
+            f"no {layout.CHECKSUMS_FILENAME}: not a complete build of this version", file=source, fix=source.fix()
         ) from None
     except ValueError as error:
-        raise SourceError(f"{source}: {layout.CHECKSUMS_FILENAME}: {error}; {source._fix()}") from None
+        raise SourceError(f"{layout.CHECKSUMS_FILENAME}: {error}", file=source, fix=source.fix()) from None
 
 
 def _raise_mismatches(source: Source, mismatches: Sequence[checksums.Mismatch]) -> None:
     if mismatches:
-        raise SourceError(f"{source}: {checksums.describe(mismatches)}; {source._fix()}")
+        raise SourceError(checksums.describe(mismatches), file=source, fix=source.fix())
 
 
 def load_splits(
@@ -257,11 +268,11 @@ def load_splits(
     wanted = list(loaded) if splits is None else list(dict.fromkeys(splits))
     unknown = [name for name in wanted if name not in loaded]
     if unknown:
-        raise SourceError(f"--split {', '.join(unknown)}: {opened} has splits {', '.join(loaded)}")
+        raise SourceError(f"{opened} has splits {', '.join(loaded)}", setting="split", value=", ".join(unknown))
     for name in wanted:
         missing = [column for column in dict.fromkeys(required) if column not in loaded[name].column_names]
         if missing:
-            raise SourceError(f"{opened}: split {name} lacks {', '.join(missing)}: not a covid-chestxray-seg build")
+            raise SourceError(f"split {name} lacks {', '.join(missing)}: not a covid-chestxray-seg build", file=opened)
         opened.check_rows(split=name, rows=len(loaded[name]), config=config or layout.CONFIG_NAME)
     return {name: loaded[name] for name in wanted}
 
@@ -308,10 +319,10 @@ def load_rows(
         splits = list(streams)
         names = streams[split].column_names or [] if split in splits else []
     if split not in splits:
-        raise SourceError(f"--split {split}: {opened} has splits {', '.join(splits)}")
+        raise SourceError(f"{opened} has splits {', '.join(splits)}", setting="split", value=split)
     missing = [column for column in dict.fromkeys((*BUILD_COLUMNS, *columns)) if column not in names]
     if missing:
-        raise SourceError(f"{opened}: split {split} lacks {', '.join(missing)}: not a covid-chestxray-seg build")
+        raise SourceError(f"split {split} lacks {', '.join(missing)}: not a covid-chestxray-seg build", file=opened)
     wanted = list(dict.fromkeys([*columns, *(column for column in optional if column in names)]))
     if not opened.is_repo:
         rows = [
@@ -333,9 +344,11 @@ def _load(source: Source, **options: Any) -> Any:
     except ValueError as error:
         if options.get("name") is None or "BuilderConfig" not in str(error):
             raise
-        raise SourceError(f"{source}: has no config {options['name']!r} (built by an older covid-seg?)") from None
+        raise SourceError(f"has no config {options['name']!r} (built by an older covid-seg?)", file=source) from None
     except (DatasetNotFoundError, FileNotFoundError) as error:
         raise SourceError(
-            f"--source {source}: not a built folder nor a dataset repo on the Hub ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''})"
+            f"not a built folder nor a dataset repo on the Hub ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''})",
+            setting="source",
+            value=str(source),
         ) from None

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import multiprocess.pool
 
-from covid_chestxray_seg import BuildError
+from covid_chestxray_seg import BuildError, setting
 from covid_chestxray_seg_tools import processes
 from covid_chestxray_seg_tools.errors import CovidSegError, exception_chain
 
@@ -117,7 +117,11 @@ def staged(out: Path, *, replace: bool) -> Iterator[Path]:
         with exclusive(out, what=what), processes.bound_children():
             # Checked under the lock: an export that finished meanwhile is seen.
             if not replace and out.exists():
-                raise ExistsError(f"{out}: already exists; choose a new --out (an export never overwrites)")
+                raise ExistsError(
+                    "already exists (an export never overwrites)",
+                    file=out,
+                    fix=f"choose a new {setting('out')}",
+                )
             # Under the lock, hidden folders left by a killed run are nobody's.
             _remove_leftovers(out)
             staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))

@@ -5,6 +5,7 @@ private name."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,37 @@ def test_the_check_finds_a_private_name(tmp_path):
         "line 1: from covid_chestxray_seg_tools.publish import _make_plan",
         "line 3: staging._remove_leftovers",
     ]
+
+
+# A command-line option in a string: "--split", "--repo-id" (not "---", not a word inside "a--b").
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+
+
+def _error_texts(tree: ast.Module) -> list[tuple[int, str]]:
+    """The string parts of every `raise SomeError(...)` in a module, with their line."""
+    texts = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            for argument in [*node.exc.args, *(keyword.value for keyword in node.exc.keywords)]:
+                for part in ast.walk(argument):
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                        texts.append((part.lineno, part.value))
+    return texts
+
+
+def test_no_library_error_names_a_command_line_option():
+    """Errors name settings as `${name}` fields; only the command's boundary words them as
+    options (see errors.CovidSegError), so the library reads the same from Python."""
+    found = []
+    for path in _library_modules():
+        if "cli" in path.relative_to(REPO).parts:
+            continue
+        for line, text in _error_texts(ast.parse(path.read_text(encoding="utf-8"))):
+            if _FLAG.search(text):
+                found.append(f"{path.relative_to(REPO)}:{line}: {text!r}")
+    assert not found
+
+
+def test_the_check_finds_an_option_in_an_error():
+    tree = ast.parse('raise ValueError(f"--split {x}: no such split")\nraise ValueError("split: fine")\n')
+    assert [text for _, text in _error_texts(tree) if _FLAG.search(text)] == ["--split "]

@@ -196,9 +196,9 @@ def test_export_returns_what_it_wrote_as_the_command_reports_it(fixture_build, t
     ("options", "message"),
     [
         (["--format", "coco", "--split", "dev"], r"--split dev: .* has splits train, validation, test"),
-        (["--format", "folder", "--classes", "Heart"], r"--classes \['Heart'\] are not classes of this dataset"),
-        (["--format", "coco", "--classes", "Left Lung"], r"--classes applies to --format folder only"),
-        (["--format", "folder", "--upstream-form"], r"--upstream-form applies to --format coco only"),
+        (["--format", "folder", "--classes", "Heart"], r"--classes Heart: not classes of this dataset"),
+        (["--format", "coco", "--classes", "Left Lung"], r"--classes: applies to --format folder only"),
+        (["--format", "folder", "--upstream-form"], r"--upstream-form: applies to --format coco only"),
     ],
 )
 def test_bad_options_are_one_clear_error_and_no_output(fixture_build, tmp_path, capsys, options, message):
@@ -213,7 +213,7 @@ def test_an_existing_out_is_never_overwritten(fixture_build, tmp_path, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert covid_seg(["export", "--source", str(fixture_build), "--format", "coco", "--out", str(out)]) == 1
-    assert "taken: already exists; choose a new --out" in capsys.readouterr().err
+    assert "taken: already exists (an export never overwrites); choose a new --out" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 

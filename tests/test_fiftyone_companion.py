@@ -32,9 +32,9 @@ def test_export_without_fiftyone_says_how_to_install_it_and_writes_nothing(tmp_p
 def test_export_fiftyone_refuses_the_other_formats_options(tmp_path, fixture_build, capsys):
     args = ["export", "--source", str(fixture_build), "--format", "fiftyone", "--out", str(tmp_path / "x")]
     assert covid_seg([*args, "--classes", "Left Lung"]) == 1
-    assert "--classes applies to --format folder only" in capsys.readouterr().err
+    assert "--classes: applies to --format folder only" in capsys.readouterr().err
     assert covid_seg([*args, "--upstream-form"]) == 1
-    assert "--upstream-form applies to --format coco only" in capsys.readouterr().err
+    assert "--upstream-form: applies to --format coco only" in capsys.readouterr().err
 
 
 def test_publish_fiftyone_without_fiftyone_publishes_nothing(hub, token, fixture_build, capsys):
@@ -44,16 +44,28 @@ def test_publish_fiftyone_without_fiftyone_publishes_nothing(hub, token, fixture
 
 
 @pytest.mark.parametrize(
-    ("companion", "message"),
+    ("companion", "message", "worded"),
     [
-        (REPO_ID, "the companion must be another repo than --repo-id"),
-        ("no-slash", r"'no-slash': not a dataset repo id \(ORG/NAME\)"),
+        (
+            REPO_ID,
+            r"^fiftyone='acme-lab/cxr-seg': the companion must be another repo than repo_id$",
+            r"^error: --fiftyone acme-lab/cxr-seg: the companion must be another repo than --repo-id$",
+        ),
+        (
+            "no-slash",
+            r"^fiftyone='no-slash': not a dataset repo id",
+            r"^error: --fiftyone no-slash: not a dataset repo id",
+        ),
     ],
 )
-def test_publish_refuses_a_wrong_companion_id_before_publishing(hub, token, fixture_build, companion, message):
+def test_publish_refuses_a_wrong_companion_id_before_publishing(
+    hub, token, fixture_build, capsys, companion, message, worded
+):
+    # From Python the message names the settings as Python does; the command names its options.
     with pytest.raises(CompanionError, match=message):
         check_companion_id(repo_id=REPO_ID, companion_id=companion)
     assert covid_seg(["publish", "--repo-id", REPO_ID, "--source", str(fixture_build), "--fiftyone", companion]) == 1
+    assert re.search(worded, capsys.readouterr().err, flags=re.M)
     assert hub.state.repos == {}
 
 

@@ -62,16 +62,16 @@ def test_publishing_rewrites_the_tools_url_and_the_sources(fixture_build):
     assert render.DEFAULT_TOOLS_URL in install_line(kept)
     again = render.card_for_repo(kept, REPO_ID, tools_url=TOOLS_URL)
     assert f"see {render.DEFAULT_TOOLS_URL}-docs" in again and TOOLS_URL in install_line(again)
-    with pytest.raises(ValueError, match=r"--tools-url 'not a url': not a repository URL pip installs from"):
+    with pytest.raises(ValueError, match=r"tools_url='not a url': not a repository URL pip installs from"):
         render.card_for_repo(card, REPO_ID, tools_url="not a url")
-    with pytest.raises(ValueError, match=r"--tools-url: the card names no tools URL to replace"):
+    with pytest.raises(ValueError, match=r"tools_url: the card names no tools URL to replace"):
         render.card_for_repo("# a card of an older build\n", REPO_ID, tools_url=TOOLS_URL)
 
 
 def test_publish_writes_the_tools_url_given_into_the_card_on_the_hub(hub, token, fixture_build, capsys):
     args = ["publish", "--repo-id", REPO_ID, "--source", str(fixture_build), "--no-verify"]
     assert covid_seg([*args, "--tools-url", "ftp://example.org/x"]) == 1
-    assert "error: --tools-url 'ftp://example.org/x': not a repository URL" in capsys.readouterr().err
+    assert "error: --tools-url ftp://example.org/x: not a repository URL" in capsys.readouterr().err
     assert covid_seg([*args, "--tools-url", TOOLS_URL]) == 0
     card = hub.state.files(REPO_ID)[layout.CARD_FILENAME].decode("utf-8")
     assert install_line(card) == f'pip install "covid-chestxray-seg @ git+{TOOLS_URL}"'

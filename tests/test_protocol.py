@@ -151,7 +151,7 @@ def test_classes_not_predicted_are_listed_and_chosen_classes_are_scored():
     assert list(chosen["classes"]) == ["Consolidation"] and chosen["not_predicted"] == []
     assert chosen["classes"]["Consolidation"]["dice"]["mean"] == 0.0  # chosen, not predicted: empty
     assert evaluate.resolve_classes(["mask_tubings", "Left Lung", "mask_left_lung"]) == ["Left Lung", "Tubings"]
-    with pytest.raises(ValueError, match=r"--classes 'Heart': not a class of this dataset; give class names"):
+    with pytest.raises(ValueError, match=r"classes='Heart': not a class of this dataset; give class names"):
         evaluate.resolve_classes(["Heart"])
     with pytest.raises(ValueError, match=r"no class to score: the predictions hold no mask of any class"):
         evaluate.score(truth=rows, predictions=predictions, split="test", predicted=set())
@@ -190,7 +190,7 @@ def test_compare_gives_the_paired_difference_over_the_pairs_both_score():
     assert same["difference"] == 0.0 and same["ci95"] == [0.0, 0.0] and same["excludes_zero"] is False
     text = evaluate.format_comparison({"predictions": "A", "against": "B", **comparison})
     assert re.search(r"\| Left Lung \| 8 \| \+0\.\d{3} \[\+0\.\d{3}, \+0\.\d{3}\] \* \|", text), text
-    with pytest.raises(ValueError, match=r"--compare: the two sets of predictions were scored on different images"):
+    with pytest.raises(ValueError, match=r"compare: the two sets of predictions were scored on different images"):
         evaluate.compare(a=result_a, b=evaluate.score(predictions=predictor(b), **{**options, "truth": rows[:3]}))
 
 
@@ -221,7 +221,7 @@ def test_the_per_image_csv_has_one_row_per_image_and_class(tmp_path):
     assert first["cldice"] == "" and float(written[2]["cldice"]) == 1.0  # clDice for tubes only
     assert first["mask_column"] == "mask_left_lung" and first["split"] == "train" and first["fold"] == ""
     assert all(row["dice"] == "" for row in written[1:2] + written[3:])
-    with pytest.raises(OSError, match=r"--per-image .*missing/x\.csv: cannot write the file \(No such file"):
+    with pytest.raises(OSError, match=r"per_image='.*missing/x\.csv': cannot write the file \(No such file"):
         evaluate.write_per_image_csv(result, path=tmp_path / "missing" / "x.csv")
 
 
@@ -232,9 +232,9 @@ def test_selection_of_split_cv_and_fold():
     assert evaluate.Selection("cv", 2).label == "cv fold 2" and evaluate.Selection("validation").splits == (
         "validation",
     )
-    with pytest.raises(ValueError, match=r"--fold 1 scores a fold of the cross-validation: use --split cv, not test"):
+    with pytest.raises(ValueError, match=r"fold=1: scores a fold of the cross-validation: use split=cv, not test"):
         evaluate.Selection.parse(split="test", fold=1)
-    with pytest.raises(ValueError, match=r"--fold 5: the folds are 0 to 4"):
+    with pytest.raises(ValueError, match=r"fold=5: the folds are 0 to 4"):
         evaluate.Selection.parse(split="cv", fold=5)
 
 
@@ -322,11 +322,11 @@ def test_the_ground_truth_scores_1_under_cv_and_on_a_fold(fixture_build, develop
     ("options", "code", "message"),
     [
         (["--fold", "3"], 1, r"error: .*: cv fold 3 has no images to score"),
-        (["--fold", "1", "--split", "test"], 1, r"--fold 1 scores a fold of the cross-validation: use --split cv"),
+        (["--fold", "1", "--split", "test"], 1, r"--fold 1: scores a fold of the cross-validation: use --split cv"),
         (["--fold", "7"], 2, r"argument --fold: invalid choice: 7"),
-        (["--split", "cv", "--classes", "Heart"], 1, r"--classes 'Heart': not a class of this dataset"),
+        (["--split", "cv", "--classes", "Heart"], 1, r"--classes Heart: not a class of this dataset"),
         (["--split", "cv", "--nsd-tolerance", "0"], 2, r"--nsd-tolerance: must be a number above 0, got 0"),
-        (["--split", "cv", "--compare", "nowhere"], 1, r"nowhere: no such folder \(--predictions\)"),
+        (["--split", "cv", "--compare", "nowhere"], 1, r"error: --compare nowhere: no such folder$"),
         (["--split", "cv", "--per-image", "no/such/dir/x.csv"], 1, r"--per-image no/such/dir/x\.csv: cannot write"),
     ],
 )

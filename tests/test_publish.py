@@ -157,9 +157,8 @@ def test_publish_returns_what_it_did(hub, token, fixture_build, tmp_path):
     lines: list[str] = []
 
     def publish(folder, **options):
-        return publishing.publish(
-            folder=folder, repo_id=REPO_ID, token=token, verify=False, say=lines.append, **options
-        )
+        request = publishing.PublishRequest(repo_id=REPO_ID, token=token, verify=False, **options)
+        return publishing.publish(folder=folder, request=request, say=lines.append)
 
     expected = {"repo_id": REPO_ID, "revision": "main", "deleted": 0}
     planned = publish(fixture_build, dry_run=True)
@@ -360,7 +359,7 @@ def test_missing_token_is_a_clear_error(hub, fixture_build, capsys, monkeypatch)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(cli_publish, "get_token", lambda: None)
     assert run("--source", str(fixture_build)) == 1
-    assert "error: no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token" in capsys.readouterr().err
+    assert "error: no Hugging Face token; set HF_TOKEN, run `hf auth login`, or give --token" in capsys.readouterr().err
     assert hub.state.log == []
 
 
@@ -377,9 +376,9 @@ def test_a_wrong_token_is_refused_and_never_printed(hub, fixture_build, capsys):
 @pytest.mark.parametrize(
     ("repo_id", "message"),
     [
-        ("no-namespace", r"--repo-id 'no-namespace' must be ORG/NAME"),
-        ("org/bad name!", r"--repo-id 'org/bad name!' is not a valid repo id"),
-        ("a/b/c", r"--repo-id 'a/b/c' is not a valid repo id"),
+        ("no-namespace", r"--repo-id no-namespace: must be ORG/NAME"),
+        ("org/bad name!", r"--repo-id org/bad name!: not a valid repo id"),
+        ("a/b/c", r"--repo-id a/b/c: not a valid repo id"),
     ],
 )
 def test_malformed_repo_ids_are_refused(hub, token, fixture_build, capsys, repo_id, message):
@@ -392,7 +391,7 @@ def test_a_model_repo_of_that_name_is_refused(hub, token, fixture_build, capsys)
     hub.state.create_repo(REPO_ID, repo_type="model")
     assert run("--source", str(fixture_build)) == 1
     assert (
-        "org/covid-chestxray-seg exists as a model repository, not a dataset; choose another --repo-id"
+        "--repo-id org/covid-chestxray-seg: exists as a model repository, not a dataset; choose another --repo-id"
         in capsys.readouterr().err
     )
     assert ("dataset", REPO_ID) not in hub.state.repos
@@ -400,7 +399,7 @@ def test_a_model_repo_of_that_name_is_refused(hub, token, fixture_build, capsys)
 
 def test_an_empty_commit_message_is_refused(hub, token, fixture_build, capsys):
     assert run("--source", str(fixture_build), "--commit-message", " ") == 1
-    assert "error: --commit-message must not be empty" in capsys.readouterr().err
+    assert "error: --commit-message: must not be empty" in capsys.readouterr().err
     assert hub.state.log == []
 
 
@@ -420,12 +419,12 @@ def test_a_folder_that_is_not_built_is_refused(hub, token, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert run("--source", str(tmp_path / "empty")) == 1
     assert re.search(
-        r"empty is not a built folder \(missing README\.md, dataset_infos\.json, LICENSE\.md, checksums\.json\): "
-        r"run `covid-seg build --out",
+        r"empty: not a built folder \(missing README\.md, dataset_infos\.json, LICENSE\.md, checksums\.json\); "
+        r"build it again \(covid-seg build\)",
         capsys.readouterr().err,
     )
     assert run("--source", str(tmp_path / "nowhere")) == 1
-    assert re.search(r"nowhere does not exist: build it first", capsys.readouterr().err)
+    assert re.search(r"nowhere: does not exist; build it first", capsys.readouterr().err)
 
 
 def test_a_folder_from_another_builder_version_is_refused(hub, token, fixture_build, tmp_path, capsys):
@@ -434,7 +433,7 @@ def test_a_folder_from_another_builder_version_is_refused(hub, token, fixture_bu
     infos = folder / "dataset_infos.json"
     infos.write_text(infos.read_text().replace(f'"version_str": "{recipe.BUILDER_VERSION}"', '"version_str": "0.9.0"'))
     assert run("--source", str(folder)) == 1
-    assert f"was built by builder version 0.9.0, this checkout is {recipe.BUILDER_VERSION}" in capsys.readouterr().err
+    assert f"old: built by builder version 0.9.0, this checkout is {recipe.BUILDER_VERSION}" in capsys.readouterr().err
 
 
 def test_a_card_the_hub_refuses_stops_before_any_upload(hub, token, fixture_build, tmp_path, capsys):

@@ -92,9 +92,9 @@ def test_the_card_table_equals_the_results_file(tiny_run, tmp_path):
 
 
 def test_bad_settings_are_one_clear_error(fixture_build, tmp_path, capsys):
-    with pytest.raises(unet.UNetError, match=r"--size 300: must be 8 to 256"):
+    with pytest.raises(unet.UNetError, match=r"size=300: must be 8 to 256"):
         unet.Settings(size=300)
-    with pytest.raises(unet.UNetError, match=r"--size 100: must be a multiple of 16 \(a U-Net of 5 levels"):
+    with pytest.raises(unet.UNetError, match=r"size=100: must be a multiple of 16 \(a U-Net of 5 levels"):
         unet.Settings(size=100)
     out = tmp_path / "missing"
     assert covid_seg(["baseline", "unet", "--source", str(fixture_build), "--out", str(out), "--size", "100"]) == 1

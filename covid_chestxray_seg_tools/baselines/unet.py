@@ -93,11 +93,13 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not 8 <= self.size <= resize.SIZE:
-            raise UNetError(f"--size {self.size}: must be 8 to {resize.SIZE} (the size-256 config's side)")
+            raise UNetError(f"must be 8 to {resize.SIZE} (the size-256 config's side)", setting="size", value=self.size)
         if self.size % 2 ** (len(self.channels) - 1):
             raise UNetError(
-                f"--size {self.size}: must be a multiple of {2 ** (len(self.channels) - 1)} "
-                f"(a U-Net of {len(self.channels)} levels halves it {len(self.channels) - 1} times)"
+                f"must be a multiple of {2 ** (len(self.channels) - 1)} "
+                f"(a U-Net of {len(self.channels)} levels halves it {len(self.channels) - 1} times)",
+                setting="size",
+                value=self.size,
             )
 
 

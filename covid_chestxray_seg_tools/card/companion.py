@@ -49,9 +49,13 @@ def check_companion_id(*, repo_id: str, companion_id: str) -> None:
         CompanionError: what is wrong with `companion_id`.
     """
     if not REPO_ID.match(companion_id) or companion_id.count("/") != 1:
-        raise CompanionError(f"--fiftyone {companion_id!r}: not a dataset repo id (ORG/NAME)")
+        raise CompanionError("not a dataset repo id (ORG/NAME)", setting="fiftyone", value=companion_id)
     if companion_id == repo_id:
-        raise CompanionError(f"--fiftyone {companion_id}: the companion must be another repo than --repo-id")
+        raise CompanionError(
+            f"the companion must be another repo than {recipe.setting('repo_id')}",
+            setting="fiftyone",
+            value=companion_id,
+        )
 
 
 def link_companion(card: str, companion_id: str) -> str:

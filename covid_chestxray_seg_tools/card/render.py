@@ -279,8 +279,10 @@ def check_tools_url(url: str) -> str:
     """
     if not _TOOLS_URL.fullmatch(url):
         raise CardError(
-            f"--tools-url {url!r}: not a repository URL pip installs from with git+ "
-            "(https://, ssh://, git:// or file://, without spaces or quotes)"
+            "not a repository URL pip installs from with git+ (https://, ssh://, git:// or file://, without spaces "
+            "or quotes)",
+            setting="tools_url",
+            value=url,
         )
     return url
 
@@ -308,8 +310,9 @@ def card_for_repo(card: str, repo_id: str, *, tools_url: str | None = None) -> s
     found = _INSTALL_LINE.search(card)
     if found is None:
         raise CardError(
-            '--tools-url: the card names no tools URL to replace (no `pip install "covid-chestxray-seg @ git+URL"`); '
-            "rebuild it with `covid-seg build --tools-url URL`"
+            'the card names no tools URL to replace (no `pip install "covid-chestxray-seg @ git+URL"`)',
+            setting="tools_url",
+            fix=f"build it again with {recipe.setting('tools_url', 'URL')}",
         )
     # The old URL where it stands alone: not where it is the start of a longer URL.
     mentions = re.compile(re.escape(found.group(1)) + r"(?![\w./-])")

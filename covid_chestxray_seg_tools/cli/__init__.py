@@ -100,9 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
     boundary.setup_logging(quiet=args.quiet)
     secrets: list[str | None] = getattr(args, "secrets", lambda _: [])(args)
-    return boundary.run(
-        lambda: args.handler(args).emit(json_path=args.json), secrets=secrets, rewrite=getattr(args, "rewrite", None)
-    )
+    names = boundary.FlagNames(vars(args), aliases=getattr(args, "setting_aliases", {}))
+    return boundary.run(lambda: args.handler(args).emit(json_path=args.json), secrets=secrets, names=names)
 
 
 def script(name: str) -> None:

@@ -17,22 +17,56 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TextIO
 
 import httpx2
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-from covid_chestxray_seg import BuildError
+from covid_chestxray_seg import BuildError, SettingNames
 from covid_chestxray_seg_tools import processes
 from covid_chestxray_seg_tools.errors import CovidSegError, describe, scrub
 
-__all__ = ["DEBUG_VARIABLE", "EXPECTED_ERRORS", "run", "setup_logging"]
+__all__ = ["DEBUG_VARIABLE", "EXPECTED_ERRORS", "FlagNames", "run", "setup_logging"]
 
 DEBUG_VARIABLE = "COVID_SEG_DEBUG"
 # Errors whose message is meant for the user as it is: ours (the library words them so; the
 # builder's BuildError names file, record and problem) and the Hub's or the network's.
 EXPECTED_ERRORS = (CovidSegError, BuildError, HfHubHTTPError, OfflineModeIsEnabled, httpx2.TransportError)
+
+
+class FlagNames(SettingNames):
+    """The command's words for the settings an error names: each setting by the option that
+    sets it (`--name-with-dashes` for a setting `name_with_dashes`, or the option `aliases`
+    gives), a setting the subcommand has no option for as Python names it.
+
+    Args:
+        options: the settings the subcommand has options for (its parsed arguments' names).
+        aliases: setting -> the option that sets it, where that option has another name (an
+            option that sets the setting to False, such as --allow-modified for verify_upstream).
+    """
+
+    def __init__(self, options: Iterable[str], aliases: Mapping[str, str]):
+        self.options, self.aliases = frozenset(options), dict(aliases)
+
+    def _flag(self, name: str) -> str | None:
+        if name in self.aliases:
+            return self.aliases[name]
+        return "--" + name.replace("_", "-") if name in self.options else None
+
+    def reference(self, name: str, value: str | None) -> str:
+        flag = self._flag(name)
+        if flag is None:
+            return super().reference(name, value)
+        # An alias stands for the value it sets; a plain option is followed by the value given.
+        return flag if value is None or name in self.aliases else f"{flag} {value}"
+
+    def value(self, name: str, value: object) -> str:
+        flag = self._flag(name)
+        if flag is None:
+            return super().value(name, value)
+        shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        return f"{flag} {shown}"
 
 
 # Libraries that log every HTTP request at INFO: their lines would bury ours.
@@ -77,7 +111,7 @@ def run(
     work: Callable[[], int | None],
     *,
     secrets: Iterable[str | None] = (),
-    rewrite: Callable[[str], str] | None = None,
+    names: SettingNames | None = None,
 ) -> int:
     """Call `work` and return the exit code: its return value (None counts as 0), 1 after an
     expected error, 128 + the signal number after an interruption.
@@ -86,8 +120,8 @@ def run(
         work: the subcommand's work, called with no arguments.
         secrets: strings never to print (a token given on the command line), besides anything
             shaped like a Hugging Face token, which is always hidden.
-        rewrite: adapts a message to the command's own words (a builder config field to the
-            option that sets it).
+        names: how the command words the settings an error names (its options, `FlagNames`);
+            None: as Python names them.
 
     Raises:
         Any error that is not expected: a bug keeps its traceback.
@@ -108,9 +142,7 @@ def run(
             return 128 + signum
         if not isinstance(error, EXPECTED_ERRORS):
             raise
-        message = describe(error)
-        if rewrite is not None:
-            message = rewrite(message)
+        message = describe(error, names)
         for secret in secrets:
             message = scrub(message, secret)
         # Also where no secret was passed: anything shaped like a Hub token.

@@ -20,20 +20,12 @@ from covid_chestxray_seg_tools.hub_folder import layout, parquet
 __all__ = [
     "DEFAULT_OUT",
     "EXAMPLES",
-    "OPTION_OF_FIELD",
     "SyncError",
     "register",
     "run",
 ]
 
 DEFAULT_OUT = Path("build")
-# The builder names its config fields; a user of this command knows them as options.
-OPTION_OF_FIELD = {
-    "set verify_upstream=False": "pass --allow-modified (verify_upstream=False)",
-    "set data_dir=": "pass --data-dir ",
-    " severity_file=": " --severity-file ",
-}
-
 EXAMPLES = """\
   # from upstream's archive and ieee8023's severity file at their pinned commits (downloaded, cached)
   covid-seg build --out build
@@ -133,7 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also copy dataset_infos.json, assets/preview.png and assets/legend.png into this repository's clone "
         "(maintainers)",
     )
-    parser.set_defaults(handler=run, rewrite=_with_options)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> Outcome:
@@ -170,9 +162,3 @@ def run(args: argparse.Namespace) -> Outcome:
                 shutil.copyfile(args.out / name, root / name)
         text += f"\nupdated {', '.join(synced)} in {root}"
     return Outcome(text=text, data=result.to_json())
-
-
-def _with_options(message: str) -> str:
-    for field, option in OPTION_OF_FIELD.items():
-        message = message.replace(field, option)
-    return message

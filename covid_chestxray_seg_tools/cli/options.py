@@ -179,6 +179,8 @@ def add_upstream_source(parser: argparse.ArgumentParser) -> None:
         help="accept images, metadata.csv and a severity file that differ from their pinned manifests (the card "
         "lists them)",
     )
+    # The builder's setting is the opposite: an error that says verify_upstream=False means this option.
+    parser.set_defaults(setting_aliases={"verify_upstream": "--allow-modified"})
 
 
 def positive_float(text: str) -> float:

@@ -17,7 +17,7 @@ from covid_chestxray_seg_tools.cli.build import DEFAULT_OUT
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 from covid_chestxray_seg_tools.errors import describe
 from covid_chestxray_seg_tools.fiftyone import companion as fiftyone_companion
-from covid_chestxray_seg_tools.publish import DEFAULT_COMMIT_MESSAGE, publish
+from covid_chestxray_seg_tools.publish import DEFAULT_COMMIT_MESSAGE, PublishRequest, publish
 
 __all__ = ["register", "run"]
 
@@ -105,8 +105,7 @@ def run(args: argparse.Namespace) -> Outcome:
         # not the second.
         check_companion_id(repo_id=args.repo_id, companion_id=companion)
         fiftyone_companion.exporter()
-    result = publish(
-        folder=Path(args.source),
+    request = PublishRequest(
         repo_id=args.repo_id,
         token=token,
         private=args.private,
@@ -115,25 +114,15 @@ def run(args: argparse.Namespace) -> Outcome:
         commit_message=args.commit_message,
         dry_run=args.dry_run,
         verify=not args.no_verify,
-        say=say,
-        fiftyone_repo_id=companion,
-        tools_url=args.tools_url,
+    )
+    result = publish(
+        folder=Path(args.source), request=request, fiftyone_repo_id=companion, tools_url=args.tools_url, say=say
     )
     data: dict[str, Any] = result.to_json()
     warnings: list[str] = []
     if companion is not None:
         data["fiftyone"] = fiftyone_companion.publish_companion(
-            folder=Path(args.source),
-            repo_id=args.repo_id,
-            companion_id=companion,
-            token=token,
-            private=args.private,
-            revision=args.revision,
-            create_pr=args.create_pr,
-            commit_message=None if args.commit_message == DEFAULT_COMMIT_MESSAGE else args.commit_message,
-            dry_run=args.dry_run,
-            verify=not args.no_verify,
-            say=say,
+            folder=Path(args.source), request=request, companion_id=companion, say=say
         ).to_json()
     elif not args.dry_run:
         warning = _missing_companion(args, token=token)

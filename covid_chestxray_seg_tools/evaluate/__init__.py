@@ -173,10 +173,14 @@ def evaluate(
     selection = Selection.parse(split=split, fold=fold)
     chosen = None if classes is None else resolve_classes(classes)
     if not tolerance_pct > 0:
-        raise EvaluateError(f"--nsd-tolerance {tolerance_pct}: must be above 0 (percent of the image diagonal)")
+        raise EvaluateError(
+            "must be above 0 (percent of the image diagonal)", setting="nsd_tolerance", value=tolerance_pct
+        )
     truth, targets = read_truth(source=source, selection=selection)
     predicted = load_predictions(path=predictions, targets=targets, threshold=threshold)
-    other = None if compare_with is None else load_predictions(path=compare_with, targets=targets, threshold=threshold)
+    other = None
+    if compare_with is not None:
+        other = load_predictions(path=compare_with, targets=targets, threshold=threshold, setting="compare")
 
     def scored(with_predictions: FolderPredictions | TablePredictions) -> ScoreResult:
         return score(

@@ -12,4 +12,4 @@ class EvaluateError(CovidSegError, ValueError):
 
 
 class ReportError(CovidSegError, OSError):
-    """A report file (`--per-image`) that cannot be written."""
+    """A report file (the per-image CSV, the HTML report) that cannot be written."""

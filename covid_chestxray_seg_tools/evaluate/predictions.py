@@ -195,9 +195,9 @@ def read_mask(data: bytes | Path, *, name: str, width: int, height: int, thresho
         return foreground
     if threshold is None:
         raise EvaluateError(
-            f"{name}: not a binary mask: {_values(array)}; expected two values, 0 for background and "
-            "one other for the class (threshold a probability map before saving it, or give a threshold "
-            "to cut it at)"
+            f"not a binary mask: {_values(array)}; expected two values, 0 for background and one other for the class",
+            file=name,
+            fix=f"threshold a probability map before saving it, or cut it with {recipe.setting('threshold', 'T')}",
         )
     scale = _full_scale(array, name=name)
     level = array.max(axis=-1) if array.ndim == 3 else array
@@ -446,7 +446,7 @@ def _prediction_columns(names: list[str]) -> list[str]:
 
 
 def load_predictions(
-    *, path: Path, targets: Targets, threshold: float | None = None
+    *, path: Path, targets: Targets, threshold: float | None = None, setting: str = "predictions"
 ) -> FolderPredictions | TablePredictions:
     """The predictions in `path` for the images of `targets`, every file or cell checked (header,
     size, a complete PNG) before anything is decoded.
@@ -456,6 +456,7 @@ def load_predictions(
         targets: the images scored, by split, and every image id of those splits.
         threshold: where a probability map (a mask with more than two values) is cut, as a
             fraction of its format's full scale (`read_mask`); None refuses such masks.
+        setting: the setting that named `path`, for the message when it does not exist.
 
     Returns:
         A callable (image_id, width, height) -> {mask column: lazily decoded mask}, with the
@@ -467,9 +468,11 @@ def load_predictions(
     """
     root = Path(path)
     if threshold is not None and not 0 < threshold < 1:
-        raise EvaluateError(f"threshold {threshold}: must lie between 0 and 1 (a fraction of the full scale)")
+        raise EvaluateError(
+            "must lie between 0 and 1 (a fraction of the full scale)", setting="threshold", value=threshold
+        )
     if not root.is_dir():
-        raise EvaluateError(f"{root}: no such folder (--predictions)")
+        raise EvaluateError("no such folder", setting=setting, value=str(root))
     if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
         parts = _saved_parts(root, targets)
         return TablePredictions(parts=parts, name=str(root), targets=targets, threshold=threshold)

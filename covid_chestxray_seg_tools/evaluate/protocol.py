@@ -63,10 +63,12 @@ class Selection:
         if fold is not None:
             if split not in (None, CV):
                 raise EvaluateError(
-                    f"--fold {fold} scores a fold of the cross-validation: use --split {CV}, not {split}"
+                    f"scores a fold of the cross-validation: use {recipe.setting('split', CV)}, not {split}",
+                    setting="fold",
+                    value=fold,
                 )
             if not 0 <= fold < recipe.FOLDS:
-                raise EvaluateError(f"--fold {fold}: the folds are 0 to {recipe.FOLDS - 1}")
+                raise EvaluateError(f"the folds are 0 to {recipe.FOLDS - 1}", setting="fold", value=fold)
             return cls(split=CV, fold=fold)
         return cls(split=split or "test")
 

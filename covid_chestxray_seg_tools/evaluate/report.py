@@ -259,5 +259,7 @@ def write_per_image_csv(result: ScoreResult, *, path: Path) -> int:
         os.replace(partial, path)
     except OSError as error:
         partial.unlink(missing_ok=True)
-        raise ReportError(f"--per-image {path}: cannot write the file ({error.strerror or error})") from None
+        raise ReportError(
+            f"cannot write the file ({error.strerror or error})", setting="per_image", value=str(path)
+        ) from None
     return len(rows)

@@ -67,8 +67,10 @@ def resolve_classes(names: Sequence[str]) -> list[str]:
             chosen.add(by_column[name])
         else:
             raise EvaluateError(
-                f"--classes {name!r}: not a class of this dataset; give class names ({', '.join(recipe.CLASSES)}) "
-                "or mask columns (mask_left_lung, ...)"
+                f"not a class of this dataset; give class names ({', '.join(recipe.CLASSES)}) "
+                "or mask columns (mask_left_lung, ...)",
+                setting="classes",
+                value=name,
             )
     return [name for name in recipe.CLASSES if name in chosen]
 
@@ -135,7 +137,8 @@ def score(
         scored, not_predicted = list(classes), []
     if not scored:
         raise EvaluateError(
-            f"split {split}: no class to score: the predictions hold no mask of any class (or choose --classes)"
+            f"split {split}: no class to score: the predictions hold no mask of any class",
+            fix=f"choose the classes to score ({recipe.setting('classes')})",
         )
     per_fold = split == CV and fold is None
     values: dict[str, dict[Metric, list[float]]] = {name: {metric: [] for metric in METRICS} for name in scored}
@@ -265,7 +268,7 @@ def compare(*, a: ScoreResult, b: ScoreResult, samples: int = BOOTSTRAP_SAMPLES,
     """
     images_b = {image["image_id"]: image for image in b["images"]}
     if sorted(images_b) != sorted(image["image_id"] for image in a["images"]):
-        raise EvaluateError("--compare: the two sets of predictions were scored on different images")
+        raise EvaluateError("the two sets of predictions were scored on different images", setting="compare")
     names = [name for name in a["classes"] if name in b["classes"]]
     classes: dict[str, dict[Metric, MetricDifference]] = {}
     for name in names:

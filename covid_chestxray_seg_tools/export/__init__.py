@@ -157,7 +157,7 @@ def _export_coco(splits: dict[str, datasets.Dataset], *, out: Path, upstream_for
         counts["annotations without mask upstream (left out)"] = left_out
         logger.info(
             f"{left_out} annotations have no mask upstream: left out, as COCOeval cannot read `segmentation: []` "
-            "(--upstream-form keeps them)"
+            "(an export in upstream's form keeps them)"
         )
     return counts
 
@@ -179,9 +179,12 @@ def _export_folder(
 ) -> dict[str, int]:
     """OUT/<split>/<image_id>/image.png and one mask_<class>.png per class with a mask."""
     try:
-        names = recipe.class_names(classes, argument="--classes ")
-    except ValueError as error:
-        raise ExportError(str(error)) from None
+        names = recipe.class_names(classes)
+    except ValueError:
+        unknown = [name for name in classes or () if name not in recipe.CLASSES]
+        raise ExportError(
+            f"not classes of this dataset; choose from {', '.join(recipe.CLASSES)}", setting="classes", value=unknown
+        ) from None
     columns = [recipe.mask_column(name) for name in names]
     counts = {"images": 0, "masks": 0, "masks without data upstream (no file)": 0}
     for name, split in splits.items():
@@ -244,11 +247,14 @@ def export(
         fiftyone_export.FiftyOneExportError: a source FiftyOne cannot hold.
     """
     if format not in FORMATS:
-        raise ExportError(f"format={format!r} is not one of {', '.join(FORMATS)}")
+        raise ExportError(f"is not one of {', '.join(FORMATS)}", setting="format", value=format)
     if classes is not None and format != "folder":
-        raise ExportError("--classes applies to --format folder only (a COCO export writes every class)")
+        raise ExportError(
+            f"applies to {recipe.setting('format', 'folder')} only (a COCO export writes every class)",
+            setting="classes",
+        )
     if upstream_form and format != "coco":
-        raise ExportError("--upstream-form applies to --format coco only")
+        raise ExportError(f"applies to {recipe.setting('format', 'coco')} only", setting="upstream_form")
     if format == "fiftyone":
         written = fiftyone_companion.exporter().export_fiftyone(source=source, out=out, splits=splits)
         return ExportResult(out=Path(out), format=format, counts=written.counts())

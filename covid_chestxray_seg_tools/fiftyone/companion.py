@@ -7,6 +7,7 @@ it whether FiftyOne is installed or not; `exporter()` and `publish_companion` ne
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -77,15 +78,8 @@ def companion_exists(companion_id: str, *, token: str | None) -> bool:
 def publish_companion(
     *,
     folder: Path,
-    repo_id: str,
+    request: publish.PublishRequest,
     companion_id: str,
-    token: str | None,
-    private: bool = False,
-    revision: str = "main",
-    create_pr: bool = False,
-    commit_message: str | None = None,
-    dry_run: bool = False,
-    verify: bool = True,
     say: Callable[[str], None] = print,
 ) -> publish.PublishResult:
     """Export the build in `folder` in FiftyOne's format and publish it to `companion_id` in one
@@ -93,10 +87,11 @@ def publish_companion(
 
     Args:
         folder: a built folder (as `publish.publish` takes it).
-        repo_id: the Parquet repo the companion's card links back to.
+        request: the Parquet repo's publish: the companion's card links back to its repo, and
+            the companion is published with its token, branch and options (its commit message
+            names the FiftyOne version unless the request gives its own).
         companion_id: the companion repo.
-        token, private, revision, create_pr, dry_run, verify, say: as `publish.publish`.
-        commit_message: the commit title (default: names the builder and FiftyOne versions).
+        say: where progress lines go.
 
     Returns:
         What the publish of the export did (`publish.PublishResult`).
@@ -106,9 +101,10 @@ def publish_companion(
         FiftyOneMissingError: FiftyOne is not installed.
         PublishError: as `publish.publish`.
     """
+    repo_id = request.repo_id
     check_companion_id(repo_id=repo_id, companion_id=companion_id)
-    if not token and not dry_run:
-        raise publish.PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token")
+    if not request.token and not request.dry_run:
+        raise publish.PublishError(publish.NO_TOKEN, fix=publish.TOKEN_FIX)
     # The same checks as for the Parquet repo: a complete build of this builder.
     publish.local_files(folder=Path(folder), repo_id=repo_id)
     fiftyone_export = exporter()
@@ -120,20 +116,11 @@ def publish_companion(
             for path in sorted(out.rglob("*"))
             if path.is_file()
         }
-        message = commit_message or (
-            f"Publish covid-chestxray-seg in FiftyOne format (builder {recipe.BUILDER_VERSION}, "
-            f"fiftyone {fiftyone_export.FIFTYONE_VERSION})"
-        )
-        return publish.push_files(
-            local=local,
-            repo_id=companion_id,
-            token=token,
-            private=private,
-            revision=revision,
-            create_pr=create_pr,
-            commit_message=message,
-            dry_run=dry_run,
-            verify=verify,
-            say=say,
-            owned=OWNED_FOLDERS,
-        )
+        message = request.commit_message
+        if message == publish.DEFAULT_COMMIT_MESSAGE:
+            message = (
+                f"Publish covid-chestxray-seg in FiftyOne format (builder {recipe.BUILDER_VERSION}, "
+                f"fiftyone {fiftyone_export.FIFTYONE_VERSION})"
+            )
+        companion = dataclasses.replace(request, repo_id=companion_id, commit_message=message)
+        return publish.push_files(local=local, request=companion, say=say, owned=OWNED_FOLDERS)

@@ -211,7 +211,7 @@ def _source_license(source: Source) -> bytes:
         ).read_bytes()
     except EntryNotFoundError:
         raise FiftyOneExportError(
-            f"--source {source}: has no {layout.LICENSE_FILENAME}; a FiftyOne export carries the dataset's licence file"
+            f"has no {layout.LICENSE_FILENAME}; a FiftyOne export carries the dataset's licence file", file=source
         ) from None
 
 
