@@ -33,17 +33,13 @@ def task_build_ours(data_dir: str, out: str, severity_file: str, allow_modified:
     this process loaded pyarrow before the build could."""
     import datasets
 
-    from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, build
+    from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, BuildOptions, UpstreamSource, build
 
     datasets.disable_progress_bars()
-    build(
-        data_dir=Path(data_dir),
-        out=Path(out),
-        severity_file=Path(severity_file),
-        verify_upstream=not allow_modified,
-        num_proc=DEFAULT_NUM_PROC,
-        validate=validate,
+    upstream = UpstreamSource(
+        data_dir=Path(data_dir), severity_file=Path(severity_file), verify_upstream=not allow_modified
     )
+    build(BuildOptions(out=Path(out), upstream=upstream, num_proc=DEFAULT_NUM_PROC, validate=validate))
     return {}
 
 
@@ -189,9 +185,10 @@ def task_stream(folder: str) -> dict:
     try:
         import datasets
 
-        from covid_chestxray_seg_tools.publish import publish
+        from covid_chestxray_seg_tools.publish import PublishRequest, publish
 
-        publish(folder=Path(folder), repo_id="bench/covid", token=VALID_TOKEN, verify=False, say=lambda _: None)
+        request = PublishRequest(repo_id="bench/covid", token=VALID_TOKEN, verify=False)
+        publish(folder=Path(folder), request=request, say=lambda _: None)
         split_bytes = sum(p.stat().st_size for p in layout.shard_paths(Path(folder), "train"))
 
         def sent() -> int:

@@ -20,7 +20,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from covid_chestxray_seg_tools.card import render as card_render
 from covid_chestxray_seg_tools.card.legend import render_legend
 from covid_chestxray_seg_tools.card.license import render_license
 from covid_chestxray_seg_tools.card.preview import render_preview
-from covid_chestxray_seg_tools.card.render import render_card
+from covid_chestxray_seg_tools.card.render import CardOptions, render_card
 from covid_chestxray_seg_tools.card.severity import lesion_shares, render_severity_plot, severity_correlation
 from covid_chestxray_seg_tools.card.stats import CardStats, compute_stats
 from covid_chestxray_seg_tools.errors import exception_chain
@@ -47,7 +47,9 @@ from covid_chestxray_seg_tools.hub_folder.viewer import first_rows_shown
 
 __all__ = [
     "DEFAULT_NUM_PROC",
+    "BuildOptions",
     "BuildResult",
+    "UpstreamSource",
     "build",
 ]
 
@@ -60,125 +62,103 @@ _BASELINE_SPLITS = ("test", CV)
 _IMAGE_COLUMNS = [name for name, feature in recipe.features().items() if isinstance(feature, datasets.Image)]
 
 
-def build(
-    *,
-    data_dir: Path | None,
-    out: Path,
-    template: Path = card_render.TEMPLATE,
-    repo_id: str = card_render.DEFAULT_REPO_ID,
-    tools_url: str = card_render.DEFAULT_TOOLS_URL,
-    data_url: str = recipe.ARCHIVE_URL,
-    annotation_file: str = recipe.ANNOTATION_FILE,
-    verify_upstream: bool = True,
-    severity_file: Path | None = None,
-    severity_url: str = recipe.SEVERITY_URL,
-    shards: int = parquet.DEFAULT_SHARDS,
-    max_shard_bytes: int = parquet.DEFAULT_MAX_SHARD_MB * 1_000_000,
-    rows_per_row_group: int = parquet.DEFAULT_ROWS_PER_ROW_GROUP,
-    num_proc: int = 1,
-    validate: bool = False,
-    baseline: bool = False,
-    unet_results: Path | None = None,
-) -> BuildResult:
-    """Build the Hub-ready folder from upstream's files.
+@dataclass(frozen=True)
+class UpstreamSource:
+    """What the builder reads: its config's fields (`covid_chestxray_seg.CovidChestXraySegConfig`).
 
-    The build writes into a hidden folder beside `out` and swaps it in only when everything
-    succeeded (see `staging`): `out` is always the previous complete build or the new one.
-
-    Args:
-        data_dir: a clone or copy of the upstream repository; None downloads upstream's archive
-            at the pinned commit (`data_url`), through the `datasets` download manager.
-        out: the folder to write (replaced on success).
-        template: the card template.
-        repo_id: the Hub repo the card's code loads.
-        tools_url: the repository of these tools, which the card says to install `covid-seg` from.
+    Attributes:
+        data_dir: a clone or copy of the upstream repository; None downloads upstream's
+            archive at the pinned commit (`data_url`), through the `datasets` download manager.
+        data_url: the archive downloaded without `data_dir`.
         annotation_file: the COCO file inside the data folder.
         verify_upstream: stop when an image, metadata.csv or the severity file differs from
             its pinned manifest entry; False builds from modified data and lists the files.
-        severity_file: a local copy of ieee8023's severity file; None downloads it
-            (`severity_url`).
-        shards, max_shard_bytes, rows_per_row_group: how the Parquet files are cut.
-        num_proc: worker processes for the builder.
+        severity_file: a local copy of ieee8023's severity file; None downloads it (`severity_url`).
+        severity_url: the severity file downloaded without `severity_file`.
+    """
+
+    data_dir: Path | None = None
+    data_url: str = recipe.ARCHIVE_URL
+    annotation_file: str = recipe.ANNOTATION_FILE
+    verify_upstream: bool = True
+    severity_file: Path | None = None
+    severity_url: str = recipe.SEVERITY_URL
+
+    def config(self) -> dict[str, Any]:
+        """The builder's config keyword arguments."""
+        fields = asdict(self)
+        fields["data_dir"] = str(self.data_dir) if self.data_dir else None
+        fields["severity_file"] = str(self.severity_file) if self.severity_file else None
+        return fields
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What a build is asked for: built once by the command line (or a Python caller), passed down whole.
+
+    Attributes:
+        out: the folder to write (replaced on success).
+        upstream: what the builder reads.
+        cut: how the Parquet files are cut.
+        card: the card's template, repo id and tools URL.
+        num_proc: worker processes for the builder and the 256-px rows.
         validate: compare every segmentation with upstream's crops; the summary goes in the card.
         baseline: score the atlas baseline on the test split and under cross-validation; its
             tables go in the card.
         unet_results: with `baseline`, the U-Net's results file (`covid-seg baseline unet
             --results`): its table goes in the card.
+    """
+
+    out: Path
+    upstream: UpstreamSource = field(default_factory=UpstreamSource)
+    cut: parquet.ShardCut = field(default_factory=parquet.ShardCut)
+    card: CardOptions = field(default_factory=CardOptions)
+    num_proc: int = 1
+    validate: bool = False
+    baseline: bool = False
+    unet_results: Path | None = None
+
+
+def build(options: BuildOptions) -> BuildResult:
+    """Build the Hub-ready folder from upstream's files.
+
+    The build writes into a hidden folder beside `options.out` and swaps it in only when
+    everything succeeded (see `staging`): the folder is always the previous complete build or
+    the new one.
+
+    Args:
+        options: what to read, how to write it, and what goes in the card.
 
     Returns:
         What was written, counted.
 
     Raises:
         covid_chestxray_seg.BuildError: bad input (file, record and problem in the message).
-        staging.OutputError: `out` cannot be written (full disk, read-only, denied).
-        staging.BusyError: another build holds `out`.
+        staging.OutputError: the folder cannot be written (full disk, read-only, denied).
+        staging.BusyError: another build holds the folder.
+        card.render.CardError: the tools URL is not one pip installs from.
     """
-    out = Path(out).resolve()
-    card_render.check_tools_url(tools_url)  # before the work, not after it
+    out = Path(options.out).resolve()
+    card_render.check_tools_url(options.card.tools_url)  # before the work, not after it
     # staged holds the lock, removes what a killed build left and binds the workers to this process.
     with staging.staged(out, replace=True) as folder:
-        stats, report = _build_into(
-            folder,
-            data_dir=data_dir,
-            data_url=data_url,
-            annotation_file=annotation_file,
-            verify_upstream=verify_upstream,
-            severity_file=severity_file,
-            severity_url=severity_url,
-            shards=shards,
-            max_shard_bytes=max_shard_bytes,
-            rows_per_row_group=rows_per_row_group,
-            num_proc=num_proc,
-            template=template,
-            repo_id=repo_id,
-            tools_url=tools_url,
-            validate=validate,
-            baseline=baseline,
-            unet_results=unet_results,
-        )
+        stats, report = _build_into(folder, options=options)
     return BuildResult(out=out, stats=stats, report=report, bytes=staging.folder_bytes(out))
 
 
-def _build_into(
-    folder: Path,
-    *,
-    data_dir: Path | None,
-    data_url: str,
-    annotation_file: str,
-    verify_upstream: bool,
-    severity_file: Path | None,
-    severity_url: str,
-    shards: int,
-    max_shard_bytes: int,
-    rows_per_row_group: int,
-    num_proc: int,
-    template: Path,
-    repo_id: str,
-    tools_url: str,
-    validate: bool,
-    baseline: bool,
-    unet_results: Path | None,
-) -> tuple[CardStats, recipe.BuildReport]:
+def _build_into(folder: Path, *, options: BuildOptions) -> tuple[CardStats, recipe.BuildReport]:
     # The Arrow cache sits beside the staged folder, under a name the next build removes if
     # this one is killed (in /tmp it would stay for good), and on the output's own disk.
     with (
         tempfile.TemporaryDirectory(
             prefix=f"{folder.name}-cache-", dir=folder.parent, ignore_cleanup_errors=True
         ) as cache_dir,
-        _workers(num_proc) as pool,
+        _workers(options.num_proc) as pool,
     ):
-        builder = recipe.CovidChestXraySeg(
-            cache_dir=cache_dir,
-            data_dir=str(data_dir) if data_dir else None,
-            data_url=data_url,
-            annotation_file=annotation_file,
-            verify_upstream=verify_upstream,
-            severity_file=str(severity_file) if severity_file else None,
-            severity_url=severity_url,
-        )
+        builder = recipe.CovidChestXraySeg(cache_dir=cache_dir, **options.upstream.config())
         try:
             builder.download_and_prepare(
-                num_proc=num_proc if num_proc > 1 else None,
+                num_proc=options.num_proc if options.num_proc > 1 else None,
                 # The archive download is worth keeping across builds; the Arrow cache is not.
                 download_config=datasets.DownloadConfig(cache_dir=datasets.config.DOWNLOADED_DATASETS_PATH),
             )
@@ -188,7 +168,6 @@ def _build_into(
                 # As it is, with what it wraps: staging finds a full disk behind it.
                 raise
             raise cause from None
-        cut = {"shards": shards, "max_shard_bytes": max_shard_bytes, "rows_per_row_group": rows_per_row_group}
         splits = {split: builder.as_dataset(split=split) for split in recipe.SPLITS}
         parts = {}
         for split, rows in splits.items():
@@ -196,18 +175,11 @@ def _build_into(
             parts[split] = {layout.LICENSED_PART: known, layout.UNKNOWN_LICENSE_PART: [not k for k in known]}
             # One pass per part over the same cache, each keeping its rows: no copy of the split.
             for part, keep in parts[split].items():
-                parquet.write_split(rows, folder, split, part=part, keep=keep, **cut)
+                parquet.write_split(rows, folder, split, part=part, keep=keep, cut=options.cut)
         # The 256-px rows are made in worker processes while this one writes the card's pieces.
         shrinking = _shrink(splits, pool=pool, cache_dir=Path(cache_dir))
-        extras, stats = _card_pieces(
-            folder,
-            builder=builder,
-            validate=validate,
-            baseline=baseline,
-            annotation_file=annotation_file,
-            unet_results=unet_results,
-        )
-        _write_size_256(shrinking, splits, parts, folder, cache_dir=Path(cache_dir), cut=cut)
+        extras, stats = _card_pieces(folder, builder=builder, options=options)
+        _write_size_256(shrinking, splits, parts, folder, cache_dir=Path(cache_dir), cut=options.cut)
         descriptions = {
             **{config.name: config.description for config in recipe.CovidChestXraySeg.BUILDER_CONFIGS},
             **resize.CONFIG_DESCRIPTIONS,
@@ -234,16 +206,7 @@ def _build_into(
     parquet.write_infos(infos, folder / layout.INFOS_FILENAME)
     checksums.write(folder)
     (folder / layout.LICENSE_FILENAME).write_text(render_license(stats, infos), encoding="utf-8")
-    card = render_card(
-        template,
-        folder=folder,
-        infos=infos,
-        stats=stats,
-        report=report,
-        extras=extras,
-        repo_id=repo_id,
-        tools_url=tools_url,
-    )
+    card = render_card(folder=folder, infos=infos, stats=stats, report=report, extras=extras, options=options.card)
     (folder / layout.CARD_FILENAME).write_text(card, encoding="utf-8")
     return stats, report
 
@@ -265,13 +228,7 @@ def _workers(num_proc: int) -> Iterator[ProcessPoolExecutor | None]:
 
 
 def _card_pieces(
-    folder: Path,
-    *,
-    builder: recipe.CovidChestXraySeg,
-    validate: bool,
-    baseline: bool,
-    annotation_file: str,
-    unet_results: Path | None,
+    folder: Path, *, builder: recipe.CovidChestXraySeg, options: BuildOptions
 ) -> tuple[dict[str, Any], CardStats]:
     """The card's statistics, pictures, baselines and quality report, from the written default parts."""
     stats = compute_stats(folder)
@@ -287,14 +244,14 @@ def _card_pieces(
         split: first_rows_shown(layout.iter_rows(folder, split), image_columns=_IMAGE_COLUMNS)
         for split in recipe.SPLITS
     }
-    if baseline:
+    if options.baseline:
         extras["baseline"] = format_results([score_atlas(folder, split=split) for split in _BASELINE_SPLITS])
-        if unet_results is not None:
-            extras["unet"] = results.card_table(results.read_results(unet_results))
-    if validate:
+        if options.unet_results is not None:
+            extras["unet"] = results.card_table(results.read_results(options.unet_results))
+    if options.validate:
         if builder.data_root is None:
             raise AssertionError("the builder records where it read the data once it has prepared the splits")
-        checked = quality.validate(data_dir=builder.data_root, annotation_file=annotation_file)
+        checked = quality.validate(data_dir=builder.data_root, annotation_file=options.upstream.annotation_file)
         if checked.hard_errors:
             raise recipe.BuildError(builder.data_root, recipe.setting("validate"), checked.hard_errors[0])
         extras["validation"] = checked
@@ -333,7 +290,7 @@ def _write_size_256(
     folder: Path,
     *,
     cache_dir: Path,
-    cut: dict,
+    cut: parquet.ShardCut,
 ) -> None:
     """The 256-px parts: the shrunk rows (in the order of the splits) gathered into one Arrow
     file beside the builder's cache, then each split's rows of each part written as `default`'s are."""
@@ -353,7 +310,7 @@ def _write_size_256(
         for name, keep in parts[split].items():
             # The split's rows of the part, among all splits' rows.
             chosen = [False] * before + keep + [False] * after
-            parquet.write_split(small, folder, split, part=layout.SIZE_256_PARTS[name], keep=chosen, **cut)
+            parquet.write_split(small, folder, split, part=layout.SIZE_256_PARTS[name], keep=chosen, cut=cut)
         before += len(rows)
 
 

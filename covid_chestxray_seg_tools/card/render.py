@@ -8,6 +8,7 @@ so tables and metadata always derive from the builder and the built files.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "LICENSE_NAME",
     "TEMPLATE",
     "CardError",
+    "CardOptions",
     "card_data",
     "card_for_repo",
     "check_tools_url",
@@ -237,19 +239,38 @@ def _generated_blocks(
     }
 
 
+@dataclass(frozen=True)
+class CardOptions:
+    """What a build's card is rendered from, beside the build itself.
+
+    Attributes:
+        template: the card template (generated blocks between markers).
+        repo_id: the Hub repo the card's code loads (publishing rewrites it).
+        tools_url: the repository of these tools the card tells people to install `covid-seg` from.
+    """
+
+    template: Path = TEMPLATE
+    repo_id: str = DEFAULT_REPO_ID
+    tools_url: str = DEFAULT_TOOLS_URL
+
+
 def render_card(
-    template: Path,
     *,
     folder: Path,
     infos: dict[str, datasets.DatasetInfo],
     stats: CardStats,
     report: recipe.BuildReport,
     extras: dict[str, Any] | None = None,
-    repo_id: str = DEFAULT_REPO_ID,
-    tools_url: str = DEFAULT_TOOLS_URL,
+    options: CardOptions | None = None,
 ) -> str:
-    """The template with a fresh YAML header, every generated block filled in, `repo_id`
-    wherever the code names the dataset and `tools_url` wherever it names these tools."""
+    """The template with a fresh YAML header, every generated block filled in, the repo id
+    wherever the code names the dataset and the tools' URL wherever it names these tools.
+
+    Raises:
+        CardError: the template is missing or lacks a block, the tools' URL is not one pip installs from.
+    """
+    options = options or CardOptions()
+    template, repo_id, tools_url = options.template, options.repo_id, options.tools_url
     check_tools_url(tools_url)
     try:
         text = template.read_text(encoding="utf-8")

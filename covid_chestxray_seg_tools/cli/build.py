@@ -9,9 +9,10 @@ from pathlib import Path
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.baselines import results
-from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, build
+from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, BuildOptions, UpstreamSource, build
 from covid_chestxray_seg_tools.card import render as card_render
 from covid_chestxray_seg_tools.card.legend import LEGEND_PATH
+from covid_chestxray_seg_tools.card.render import CardOptions
 from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 from covid_chestxray_seg_tools.errors import CovidSegError
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_OUT",
     "EXAMPLES",
     "SyncError",
+    "build_options",
     "register",
     "run",
 ]
@@ -128,26 +130,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> Outcome:
-    result = build(
-        data_dir=args.data_dir,
-        data_url=args.data_url,
+def build_options(args: argparse.Namespace) -> BuildOptions:
+    """The build the command line asks for."""
+    return BuildOptions(
         out=args.out,
-        annotation_file=args.annotation_file,
-        verify_upstream=not args.allow_modified,
-        severity_file=args.severity_file,
-        severity_url=args.severity_url,
-        shards=args.shards,
-        max_shard_bytes=args.max_shard_mb * 1_000_000,
-        rows_per_row_group=args.rows_per_row_group,
+        upstream=UpstreamSource(
+            data_dir=args.data_dir,
+            data_url=args.data_url,
+            annotation_file=args.annotation_file,
+            verify_upstream=not args.allow_modified,
+            severity_file=args.severity_file,
+            severity_url=args.severity_url,
+        ),
+        cut=parquet.ShardCut(
+            shards=args.shards,
+            max_shard_bytes=args.max_shard_mb * 1_000_000,
+            rows_per_row_group=args.rows_per_row_group,
+        ),
+        card=CardOptions(template=args.template, repo_id=args.repo_id, tools_url=args.tools_url),
         num_proc=args.num_proc,
-        template=args.template,
-        repo_id=args.repo_id,
-        tools_url=args.tools_url,
         validate=args.validate,
         baseline=args.baseline,
         unet_results=args.unet_results or results.committed_results(),
     )
+
+
+def run(args: argparse.Namespace) -> Outcome:
+    result = build(build_options(args))
     text = result.summary()
     if args.sync_repo:
         # The repository keeps the build's infos (a test compares them with a fresh build) and

@@ -7,6 +7,7 @@ import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_MAX_SHARD_MB",
     "DEFAULT_ROWS_PER_ROW_GROUP",
     "DEFAULT_SHARDS",
+    "ShardCut",
     "arrow_sizes",
     "hub_info",
     "write_infos",
@@ -39,19 +41,27 @@ DEFAULT_ROWS_PER_ROW_GROUP = 4
 DEFAULT_MAX_SHARD_MB = 3
 
 
+@dataclass(frozen=True)
+class ShardCut:
+    """How a split's rows are cut into Parquet files.
+
+    Attributes:
+        shards: files per split at least (one per streaming worker), at most one per row.
+        max_shard_bytes: more files when a split would otherwise have files over this size.
+        rows_per_row_group: rows per row group; small groups make streaming start fast.
+    """
+
+    shards: int = DEFAULT_SHARDS
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_MB * 1_000_000
+    rows_per_row_group: int = DEFAULT_ROWS_PER_ROW_GROUP
+
+
 def write_split(
-    dataset: datasets.Dataset,
-    folder: Path,
-    split: str,
-    *,
-    part: str,
-    keep: Sequence[bool],
-    shards: int,
-    max_shard_bytes: int,
-    rows_per_row_group: int,
+    dataset: datasets.Dataset, folder: Path, split: str, *, part: str, keep: Sequence[bool], cut: ShardCut
 ) -> list[Path]:
     """Write the rows of `dataset` that `keep` marks as Parquet files of near-equal row counts: at
-    least `shards` of them, more when that keeps each under `max_shard_bytes`, never more than rows.
+    least `cut.shards` of them, more when that keeps each under `cut.max_shard_bytes`, never more
+    than rows.
 
     Rows are read batch by batch from the Arrow cache files (not memory-mapped as a whole, and
     not copied to select them), so memory stays bounded by one batch whatever the size of the data.
@@ -59,7 +69,7 @@ def write_split(
     cache_files = [entry["filename"] for entry in dataset.cache_files]
     rows = sum(keep)
     kept_bytes = int(_picture_bytes(dataset)[np.asarray(keep, dtype=bool)].sum())
-    wanted = max(shards, math.ceil(kept_bytes / max_shard_bytes))
+    wanted = max(cut.shards, math.ceil(kept_bytes / cut.max_shard_bytes))
     count = min(wanted, max(1, rows))
     bounds = [index * rows // count for index in range(count + 1)]
     schema = portable_schema(dataset.features)
@@ -76,7 +86,7 @@ def write_split(
             # Arrow cache happened to be batched (which varies with --num-proc).
             rows = pa.Table.from_batches(pending, schema=schema).combine_chunks()
             assert writer is not None  # a batch is pending only once its file is open
-            writer.write_table(rows, row_group_size=rows_per_row_group)
+            writer.write_table(rows, row_group_size=cut.rows_per_row_group)
             pending.clear()
 
     if rows == 0:
@@ -99,10 +109,10 @@ def write_split(
                     writer.add_key_value_metadata(
                         {"content_defined_chunking": json.dumps(datasets.config.DEFAULT_CDC_OPTIONS)}
                     )
-                room = min(bounds[shard + 1] - position, rows_per_row_group - sum(b.num_rows for b in pending))
+                room = min(bounds[shard + 1] - position, cut.rows_per_row_group - sum(b.num_rows for b in pending))
                 pending.append(batch.slice(0, room))
                 batch, position = batch.slice(room), position + min(room, batch.num_rows)
-                if position == bounds[shard + 1] or sum(b.num_rows for b in pending) == rows_per_row_group:
+                if position == bounds[shard + 1] or sum(b.num_rows for b in pending) == cut.rows_per_row_group:
                     flush()
                 if position == bounds[shard + 1]:
                     writer.close()
