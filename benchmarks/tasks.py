@@ -230,7 +230,7 @@ def task_evaluate_ours(folder: str, predictions: str, split: str) -> dict:
     from covid_chestxray_seg_tools import evaluate
 
     start = time.perf_counter()
-    result = evaluate.evaluate(source=folder, split=split, predictions=Path(predictions))
+    result = evaluate.evaluate(evaluate.EvaluateRequest(source=folder, split=split, predictions=Path(predictions)))
     return {"seconds_inner": time.perf_counter() - start, "classes": result["classes"], "counts": result["counts"]}
 
 

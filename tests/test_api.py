@@ -183,3 +183,22 @@ def test_no_library_error_names_a_command_line_option():
 def test_the_check_finds_an_option_in_an_error():
     tree = ast.parse('raise ValueError(f"--split {x}: no such split")\nraise ValueError("split: fine")\n')
     assert [text for _, text in _error_texts(tree) if _FLAG.search(text)] == ["--split "]
+
+
+def _parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    arguments = function.args
+    names = [a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]]
+    names += [a.arg for a in (arguments.vararg, arguments.kwarg) if a is not None]
+    return [name for name in names if name not in ("self", "cls")]
+
+
+def test_no_function_takes_more_than_eight_parameters():
+    """What a task is asked for travels as one frozen object (BuildOptions, PublishRequest,
+    EvaluateRequest, ...), not as a relay of parameters passed on unchanged."""
+    crowded = [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.name}({len(_parameters(node))})"
+        for path in _library_modules()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and len(_parameters(node)) > 8
+    ]
+    assert not crowded

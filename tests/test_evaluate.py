@@ -301,14 +301,18 @@ def test_a_class_without_files_is_not_predicted_unless_chosen_and_parquet_reads_
     shutil.copytree(fixture_truth, predictions)
     (predictions / SPLIT / "83" / "mask_right_lung.png").unlink()
     # No Right Lung file in any image folder: not predicted, so not scored (the fixture's test split is one image).
-    result = evaluate.evaluate(source=str(fixture_build), split=SPLIT, predictions=predictions)
+    result = evaluate.evaluate(
+        evaluate.EvaluateRequest(source=str(fixture_build), split=SPLIT, predictions=predictions)
+    )
     assert "Right Lung" not in result["classes"] and "Right Lung" in result["not_predicted"]
     assert "Not predicted (no mask file in any image's predictions), so not scored: " in evaluate.format_markdown(
         result
     )
     # Chosen with --classes, a missing file is an empty prediction.
     result = evaluate.evaluate(
-        source=str(fixture_build), split=SPLIT, predictions=predictions, classes=["Right Lung", "mask_left_lung"]
+        evaluate.EvaluateRequest(
+            source=str(fixture_build), split=SPLIT, predictions=predictions, classes=("Right Lung", "mask_left_lung")
+        )
     )
     assert list(result["classes"]) == ["Left Lung", "Right Lung"] and result["not_predicted"] == []
     right = result["classes"]["Right Lung"]
@@ -319,11 +323,21 @@ def test_a_class_without_files_is_not_predicted_unless_chosen_and_parquet_reads_
     assert result["counts"]["distance_missing_one_side_empty"] == 1 and result["counts"]["pairs"] == 2
     assert "distances missing for 1 pairs where one of the two is empty" in evaluate.format_markdown(result)
     # The build itself as Parquet predictions, and a save_to_disk copy: the same numbers as its folder export.
-    from_folder = evaluate.evaluate(source=str(fixture_build), split=SPLIT, predictions=fixture_truth)
+    from_folder = evaluate.evaluate(
+        evaluate.EvaluateRequest(source=str(fixture_build), split=SPLIT, predictions=fixture_truth)
+    )
     assert all(entry["dice"]["mean"] in (1.0, None) for entry in from_folder["classes"].values())
-    assert evaluate.evaluate(source=str(fixture_build), split=SPLIT, predictions=fixture_build) == from_folder
+    assert (
+        evaluate.evaluate(evaluate.EvaluateRequest(source=str(fixture_build), split=SPLIT, predictions=fixture_build))
+        == from_folder
+    )
     datasets.load_dataset(str(fixture_build)).save_to_disk(str(tmp_path / "saved"))
-    assert evaluate.evaluate(source=str(fixture_build), split=SPLIT, predictions=tmp_path / "saved") == from_folder
+    assert (
+        evaluate.evaluate(
+            evaluate.EvaluateRequest(source=str(fixture_build), split=SPLIT, predictions=tmp_path / "saved")
+        )
+        == from_folder
+    )
 
 
 # --- bad predictions: one clear message naming the file -------------------------------------

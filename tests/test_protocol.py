@@ -410,14 +410,18 @@ def test_quality_flags_are_read_where_the_source_has_them(fixture_build, tmp_pat
     flagged = _with_flags(
         fixture_build, tmp_path / "flagged", {22: ["missing:mask_left_lung", "duplicate:mask_airways"]}
     )
-    result = evaluate.evaluate(source=str(flagged), split="cv", predictions=truth, classes=["Left Lung", "Airways"])
+    result = evaluate.evaluate(
+        evaluate.EvaluateRequest(source=str(flagged), split="cv", predictions=truth, classes=["Left Lung", "Airways"])
+    )
     assert result["counts"]["skipped_flagged_missing"] == 1
     by_image = {image["image_id"]: image["classes"] for image in result["images"]}
     assert by_image[22]["Left Lung"] == {"skipped": "flagged_missing"} and by_image[22]["Airways"]["dice"] == 1.0
     # A build without the column (an older builder): nothing is flagged, nothing fails.
     older = _with_flags(fixture_build, tmp_path / "older", None)
     assert "quality_flags" not in pq.read_schema(layout.shard_paths(older)[0]).names
-    plain = evaluate.evaluate(source=str(older), split="cv", predictions=truth, classes=["Left Lung"])
+    plain = evaluate.evaluate(
+        evaluate.EvaluateRequest(source=str(older), split="cv", predictions=truth, classes=["Left Lung"])
+    )
     assert plain["counts"]["skipped_flagged_missing"] == 0 and plain["classes"]["Left Lung"]["n"] == 2
 
 
@@ -427,13 +431,13 @@ def test_quality_flags_are_read_where_the_source_has_them(fixture_build, tmp_pat
 @pytest.mark.slow
 def test_the_real_ground_truth_scores_1_under_cv_and_each_fold(real_build, tmp_path):
     truth = write_truth_folder(real_build, tmp_path / "truth", ["train", "validation"])
-    pooled = evaluate.evaluate(source=str(real_build), split="cv", predictions=truth)
+    pooled = evaluate.evaluate(evaluate.EvaluateRequest(source=str(real_build), split="cv", predictions=truth))
     # 84 development images of 63 patients in 5 folds of 16-17 images.
     assert (pooled["counts"]["images"], pooled["counts"]["patients"]) == (84, 63)
     assert sum(pooled["counts"]["fold_images"]) == 84 and min(pooled["counts"]["fold_images"]) >= 16
     images = 0
     for fold in range(recipe.FOLDS):
-        result = evaluate.evaluate(source=str(real_build), fold=fold, predictions=truth)
+        result = evaluate.evaluate(evaluate.EvaluateRequest(source=str(real_build), fold=fold, predictions=truth))
         assert {image["fold"] for image in result["images"]} == {fold}
         assert result["counts"]["images"] == pooled["counts"]["fold_images"][fold]
         images += result["counts"]["images"]
@@ -458,7 +462,7 @@ def test_compare_of_the_truth_against_a_shifted_copy_is_above_0(real_build, tmp_
         change=lambda image_id, column, mask: shifted(mask, 5, -4) if column in lungs else mask,
     )
     result = evaluate.evaluate(
-        source=str(real_build), split="test", predictions=truth, compare_with=moved, classes=list(lungs)
+        evaluate.EvaluateRequest(source=str(real_build), split="test", predictions=truth, compare=moved, classes=lungs)
     )
     for name in ("Left Lung", "Right Lung"):
         entry = result["comparison"]["classes"][name]
@@ -513,7 +517,9 @@ def test_the_out_of_fold_atlas_of_the_real_build_ignores_its_folds_masks(real_bu
         else:
             different += not equal
     assert same == 17 and different == 84 - 17  # every other fold's atlas learnt from the change
-    scored = evaluate.evaluate(source=str(real_build), split="cv", predictions=tmp_path / "before")
+    scored = evaluate.evaluate(
+        evaluate.EvaluateRequest(source=str(real_build), split="cv", predictions=tmp_path / "before")
+    )
     assert scored["classes"]["Left Lung"]["dice"]["mean"] > 0.7
     assert scored == baseline_cv_result(real_build)
 

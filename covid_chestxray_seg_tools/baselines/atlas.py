@@ -358,5 +358,7 @@ def score_atlas(
     if not scored:
         raise BaselineError(f"{folder}: split {split} has no rows")
     models = fit_atlases(split=split, rows=rows)
-    result = evaluate.score(truth=scored, predictions=models, split=split, samples=samples, seed=seed)
+    result = evaluate.score(
+        truth=scored, predictions=models, split=split, options=evaluate.ScoringOptions(samples=samples, seed=seed)
+    )
     return AtlasScore(**result, predictor=models.summary())

@@ -11,7 +11,7 @@ from covid_chestxray_seg_tools import evaluate
 from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 
-__all__ = ["register", "run"]
+__all__ = ["register", "request", "run"]
 
 _EXAMPLES = """\
   # score predictions (DIR/test/<image_id>/mask_<class>.png, 0 = background) on the test split
@@ -144,19 +144,22 @@ def _fraction(text: str) -> float:
     return value
 
 
-def run(args: argparse.Namespace) -> Outcome:
-    result = evaluate.evaluate(
+def request(args: argparse.Namespace) -> evaluate.EvaluateRequest:
+    """The evaluation the command line asks for, its source opened (checked) at its revision."""
+    return evaluate.EvaluateRequest(
         source=options.opened_source(args),
         predictions=args.predictions,
         split=args.split,
         fold=args.fold,
-        classes=args.classes,
-        compare_with=args.compare,
-        tolerance_pct=args.nsd_tolerance,
-        samples=args.samples,
-        seed=args.seed,
+        classes=None if args.classes is None else tuple(args.classes),
+        compare=args.compare,
         threshold=args.threshold,
+        scoring=evaluate.ScoringOptions(nsd_tolerance=args.nsd_tolerance, samples=args.samples, seed=args.seed),
     )
+
+
+def run(args: argparse.Namespace) -> Outcome:
+    result = evaluate.evaluate(request(args))
     text = evaluate.format_markdown(result)
     if args.per_image is not None:
         written = evaluate.write_per_image_csv(result, path=args.per_image)

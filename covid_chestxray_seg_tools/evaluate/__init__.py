@@ -19,7 +19,7 @@ The card's "Evaluation protocol" says the same conventions in short.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from covid_chestxray_seg_tools.evaluate.bootstrap import BOOTSTRAP_SAMPLES, CONFIDENCE, SEED, bootstrap_interval
@@ -75,7 +75,15 @@ from covid_chestxray_seg_tools.evaluate.result import (
     SkippedCounts,
     SkipReason,
 )
-from covid_chestxray_seg_tools.evaluate.scoring import compare, resolve_classes, score
+from covid_chestxray_seg_tools.evaluate.scoring import (
+    ScoreAccumulator,
+    ScoringOptions,
+    compare,
+    patient_group,
+    resolve_classes,
+    score,
+    score_image,
+)
 from covid_chestxray_seg_tools.source import Source
 
 __all__ = [
@@ -95,6 +103,7 @@ __all__ = [
     "Comparison",
     "Counts",
     "EvaluateError",
+    "EvaluateRequest",
     "FitRound",
     "FolderPredictions",
     "ImageScores",
@@ -105,7 +114,9 @@ __all__ = [
     "PairScores",
     "Predictions",
     "ReportError",
+    "ScoreAccumulator",
     "ScoreResult",
+    "ScoringOptions",
     "Selection",
     "SkipReason",
     "SkippedCounts",
@@ -123,32 +134,23 @@ __all__ = [
     "load_predictions",
     "normalised_surface_dice",
     "pair_scores",
+    "patient_group",
     "read_mask",
     "read_truth",
     "resolve_classes",
     "score",
+    "score_image",
     "surface_distances",
     "tolerance_pixels",
     "write_per_image_csv",
 ]
 
 
-def evaluate(
-    *,
-    source: str | Source,
-    predictions: Path,
-    split: str | None = None,
-    fold: int | None = None,
-    classes: Sequence[str] | None = None,
-    compare_with: Path | None = None,
-    tolerance_pct: float = DEFAULT_NSD_TOLERANCE_PCT,
-    samples: int = BOOTSTRAP_SAMPLES,
-    seed: int = SEED,
-    threshold: float | None = None,
-) -> ScoreResult:
-    """Score the predictions in a folder against a build or a Hub repo.
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """What an evaluation is asked for: built once by the command line (or a Python caller).
 
-    Args:
+    Attributes:
         source: the ground truth: a built folder or a Hub dataset repo id (checked whole first,
             see `source.open_source`), or a `Source` opened at a revision.
         predictions: the predictions (see `predictions`).
@@ -156,12 +158,27 @@ def evaluate(
         fold: one fold of the cross-validation.
         classes: class names or mask columns to score; None scores every class the
             predictions hold and lists the others as not predicted.
-        compare_with: a second set of predictions B: the result gets the paired difference
-            A - B under "comparison".
-        tolerance_pct: NSD's tolerance in percent of the image diagonal.
-        samples, seed: the bootstrap's.
+        compare: a second set of predictions B: the result gets the paired difference A - B.
         threshold: where probability maps (masks with more than two values) are cut, as a
             fraction of their format's full scale (see `read_mask`); None refuses them.
+        scoring: NSD's tolerance and the bootstrap's settings.
+    """
+
+    source: str | Source
+    predictions: Path
+    split: str | None = None
+    fold: int | None = None
+    classes: tuple[str, ...] | None = None
+    compare: Path | None = None
+    threshold: float | None = None
+    scoring: ScoringOptions = field(default_factory=ScoringOptions)
+
+
+def evaluate(request: EvaluateRequest) -> ScoreResult:
+    """Score the predictions in a folder against a build or a Hub repo.
+
+    Args:
+        request: what to score against what, and how.
 
     Returns:
         The `score` result (plus "comparison": `compare`'s result and the two folders).
@@ -170,17 +187,18 @@ def evaluate(
         EvaluateError: bad options, predictions that cannot be scored.
         source.SourceError: the source cannot be read, is damaged or incomplete, or lacks a split.
     """
-    selection = Selection.parse(split=split, fold=fold)
-    chosen = None if classes is None else resolve_classes(classes)
-    if not tolerance_pct > 0:
+    selection = Selection.parse(split=request.split, fold=request.fold)
+    chosen = None if request.classes is None else resolve_classes(request.classes)
+    options = request.scoring
+    if not options.nsd_tolerance > 0:
         raise EvaluateError(
-            "must be above 0 (percent of the image diagonal)", setting="nsd_tolerance", value=tolerance_pct
+            "must be above 0 (percent of the image diagonal)", setting="nsd_tolerance", value=options.nsd_tolerance
         )
-    truth, targets = read_truth(source=source, selection=selection)
-    predicted = load_predictions(path=predictions, targets=targets, threshold=threshold)
+    truth, targets = read_truth(source=request.source, selection=selection)
+    predicted = load_predictions(path=request.predictions, targets=targets, threshold=request.threshold)
     other = None
-    if compare_with is not None:
-        other = load_predictions(path=compare_with, targets=targets, threshold=threshold, setting="compare")
+    if request.compare is not None:
+        other = load_predictions(path=request.compare, targets=targets, threshold=request.threshold, setting="compare")
 
     def scored(with_predictions: FolderPredictions | TablePredictions) -> ScoreResult:
         return score(
@@ -190,17 +208,15 @@ def evaluate(
             fold=selection.fold,
             classes=chosen,
             predicted=with_predictions.predicted_columns,
-            tolerance_pct=tolerance_pct,
-            samples=samples,
-            seed=seed,
+            options=options,
         )
 
     result = scored(predicted)
     if other is not None:
-        comparison = compare(a=result, b=scored(other), samples=samples, seed=seed)
+        comparison = compare(a=result, b=scored(other), options=options)
         result["comparison"] = Comparison(
-            predictions=str(predictions),
-            against=str(compare_with),
+            predictions=str(request.predictions),
+            against=str(request.compare),
             classes=comparison["classes"],
             not_compared=comparison["not_compared"],
         )

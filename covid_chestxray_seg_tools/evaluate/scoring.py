@@ -1,16 +1,17 @@
 """Scoring predictions against ground-truth rows, per image and class, summarised per class;
 and the paired comparison of two sets of predictions over the same pairs.
 
-Skipped, and counted: a pair whose true mask is null (the class is annotated on the image but
-upstream has no mask), a pair the build flags `missing:<mask column>` (the class is empty on the
-image because its annotation was left out, not because it is absent), and a pair where prediction
-and truth are both empty. Per class: the mean over the scored pairs with a patient-bootstrap 95 %
-interval; under cross-validation also the mean of each fold.
+Computed apart from aggregated, as MONAI's metrics are: `score_image` scores one image's pairs
+into a plain record (`ImageScores`), `ScoreAccumulator` keeps the records, and its `summary`
+gives per class the mean of each metric over the scored pairs with a patient-bootstrap 95 %
+interval (under cross-validation each fold's mean too). `score` is the three in a row. What is
+skipped and why is the protocol's (`protocol.RULES`), decided in `score_image` alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,9 +42,34 @@ from covid_chestxray_seg_tools.evaluate.result import (
     SkipReason,
 )
 
-__all__ = ["SKIP_REASONS", "compare", "resolve_classes", "score"]
+__all__ = [
+    "SKIP_REASONS",
+    "ScoreAccumulator",
+    "ScoringOptions",
+    "compare",
+    "patient_group",
+    "resolve_classes",
+    "score",
+    "score_image",
+]
 
 SKIP_REASONS: tuple[SkipReason, ...] = ("null_truth", "flagged_missing", "both_empty")
+_COLUMNS = dict(zip(recipe.CLASSES, recipe.MASK_COLUMNS))
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How pairs are scored and summarised.
+
+    Attributes:
+        nsd_tolerance: NSD's tolerance in percent of the image's diagonal.
+        samples: the bootstrap's resamples.
+        seed: the bootstrap's seed.
+    """
+
+    nsd_tolerance: float = DEFAULT_NSD_TOLERANCE_PCT
+    samples: int = BOOTSTRAP_SAMPLES
+    seed: int = SEED
 
 
 def resolve_classes(names: Sequence[str]) -> list[str]:
@@ -75,19 +101,184 @@ def resolve_classes(names: Sequence[str]) -> list[str]:
     return [name for name in recipe.CLASSES if name in chosen]
 
 
-def _group(image_id: int, patient: Hashable | None) -> Hashable:
-    # An image without a patient id is a patient of its own.
+def patient_group(image_id: int, patient: Hashable | None) -> Hashable:
+    """The unit the bootstrap resamples: the patient, or the image where no patient id is known
+    (it is then a patient of its own)."""
     return ("image", image_id) if patient is None else ("patient", patient)
+
+
+def score_image(
+    row: Mapping[str, Any],
+    predicted: Mapping[str, np.ndarray],
+    *,
+    classes: Sequence[str],
+    nsd_tolerance: float = DEFAULT_NSD_TOLERANCE_PCT,
+    split: str = "test",
+) -> ImageScores:
+    """One image's pairs scored: the per-image pass, a plain record.
+
+    Args:
+        row: the ground-truth row: image_id, patient_id, width, height, the mask columns
+            (stored or decoded); `fold`, `quality_flags` and `split` where the source has them.
+        predicted: mask column -> bool (H, W); a column left out is an empty prediction.
+        classes: the class names to score.
+        nsd_tolerance: NSD's tolerance in percent of the image's diagonal.
+        split: the split the row comes from, where the row does not say.
+
+    Returns:
+        The image's identity and, per class, its metrics or why the pair is skipped (a null
+        true mask, a class the build flags missing on the image, both masks empty).
+
+    Raises:
+        EvaluateError: a true mask or a prediction of another size than the image.
+    """
+    image_id, width, height = int(row["image_id"]), int(row["width"]), int(row["height"])
+    flags = set(row.get(FLAGS_COLUMN) or ())
+    results: dict[str, PairResult] = {}
+    for name in classes:
+        column = _COLUMNS[name]
+        flagged = recipe.quality_flag("missing", column) in flags
+        truth = None if flagged else recipe.decode_mask(row[column])
+        if truth is None:
+            results[name] = PairResult(skipped="flagged_missing" if flagged else "null_truth")
+            continue
+        if truth.shape != (height, width):
+            raise EvaluateError(
+                f"{column} is {truth.shape[1]}x{truth.shape[0]}, the image {width}x{height}",
+                file=f"split {row.get('split', split)}: image {image_id}",
+            )
+        pair = pair_scores(
+            prediction=predicted.get(column),
+            truth=truth,
+            tolerance_pct=nsd_tolerance,
+            centreline=name in TUBULAR_CLASSES,
+        )
+        results[name] = PairResult(skipped="both_empty") if pair is None else pair.as_dict()
+    return ImageScores(
+        image_id=image_id,
+        patient_id=row.get("patient_id"),
+        split=row.get("split", split),
+        fold=row.get(FOLD_COLUMN),
+        classes=results,
+    )
+
+
+@dataclass
+class ScoreAccumulator:
+    """The per-image records of one set of predictions, and their summary per class.
+
+    Attributes:
+        classes: the classes scored, in class order.
+        images: the records added, in the order added.
+    """
+
+    classes: Sequence[str]
+    images: list[ImageScores] = field(default_factory=list)
+
+    def add(self, image: ImageScores) -> None:
+        """Keep one image's record (`score_image`)."""
+        self.images.append(image)
+
+    def summary(
+        self,
+        *,
+        split: str,
+        fold: int | None = None,
+        not_predicted: Sequence[str] = (),
+        options: ScoringOptions | None = None,
+    ) -> ScoreResult:
+        """Per class and metric the mean over the scored pairs with a patient-bootstrap interval
+        (under cross-validation over all folds also each fold's mean), the counts, the records.
+
+        Args:
+            split: the split scored, or "cv".
+            fold: the fold scored, under cross-validation.
+            not_predicted: the classes left out because no image's predictions hold them.
+            options: the NSD tolerance the records were scored with, and the bootstrap's settings.
+
+        Returns:
+            What `--json` writes (see `ScoreResult`), images in image id order.
+
+        Raises:
+            EvaluateError: no image was added.
+        """
+        options = options or ScoringOptions()
+        if not self.images:
+            raise EvaluateError(f"split {split} has no images to score")
+        images = sorted(self.images, key=lambda image: image["image_id"])
+        per_fold = split == CV and fold is None
+        summary = {name: self._class_scores(name, images, per_fold=per_fold, options=options) for name in self.classes}
+        skipped = [entry["skipped"] for entry in summary.values()]
+        counts = Counts(
+            images=len(images),
+            patients=len({patient_group(image["image_id"], image["patient_id"]) for image in images}),
+            pairs=len(images) * len(self.classes),
+            scored=sum(entry["n"] for entry in summary.values()),
+            skipped_null_truth=sum(s["null_truth"] for s in skipped),
+            skipped_flagged_missing=sum(s["flagged_missing"] for s in skipped),
+            skipped_both_empty=sum(s["both_empty"] for s in skipped),
+            distance_missing_one_side_empty=sum(s["distance_one_side_empty"] for s in skipped),
+        )
+        if per_fold:
+            counts["fold_images"] = [sum(image["fold"] == k for image in images) for k in range(recipe.FOLDS)]
+        return ScoreResult(
+            split=split,
+            fold=fold,
+            classes=summary,
+            not_predicted=list(not_predicted),
+            nsd_tolerance_pct=options.nsd_tolerance,
+            counts=counts,
+            bootstrap=Bootstrap(
+                unit="patient", samples=options.samples, seed=options.seed, confidence=CONFIDENCE, method="percentile"
+            ),
+            images=images,
+        )
+
+    @staticmethod
+    def _class_scores(
+        name: str, images: Sequence[ImageScores], *, per_fold: bool, options: ScoringOptions
+    ) -> ClassScores:
+        pairs = [(image, image["classes"][name]) for image in images]
+        reasons = [pair.get("skipped") for _, pair in pairs]
+        skipped = SkippedCounts(
+            null_truth=reasons.count("null_truth"),
+            flagged_missing=reasons.count("flagged_missing"),
+            both_empty=reasons.count("both_empty"),
+            distance_one_side_empty=sum("skipped" not in pair and pair["hd95"] is None for _, pair in pairs),
+        )
+        metrics: dict[Metric, MetricSummary] = {}
+        for metric in METRICS:
+            scored = [(image, pair[metric]) for image, pair in pairs if pair.get(metric) is not None]
+            values = [value for _, value in scored if value is not None]
+            groups = [patient_group(image["image_id"], image["patient_id"]) for image, _ in scored]
+            metrics[metric] = _summary(values, groups, options=options)
+            if per_fold:
+                metrics[metric]["folds"] = [
+                    _mean([value for image, value in scored if value is not None and image["fold"] == k])
+                    for k in range(recipe.FOLDS)
+                ]
+        return ClassScores(
+            n=sum("skipped" not in pair for _, pair in pairs),
+            dice=metrics["dice"],
+            iou=metrics["iou"],
+            nsd=metrics["nsd"],
+            cldice=metrics["cldice"],
+            hd95=metrics["hd95"],
+            assd=metrics["assd"],
+            hd95_pct=metrics["hd95_pct"],
+            assd_pct=metrics["assd_pct"],
+            skipped=skipped,
+        )
 
 
 def _mean(values: Sequence[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _summary(values: Sequence[float], groups: Sequence[Hashable], *, samples: int, seed: int) -> MetricSummary:
+def _summary(values: Sequence[float], groups: Sequence[Hashable], *, options: ScoringOptions) -> MetricSummary:
     if not values:
         return MetricSummary(mean=None, ci95=None, n=0)
-    low, high = bootstrap_interval(values=values, groups=groups, samples=samples, seed=seed)
+    low, high = bootstrap_interval(values=values, groups=groups, samples=options.samples, seed=options.seed)
     return MetricSummary(mean=float(np.mean(values)), ci95=[low, high], n=len(values))
 
 
@@ -99,11 +290,9 @@ def score(
     fold: int | None = None,
     classes: Sequence[str] | None = None,
     predicted: Collection[str] | None = None,
-    tolerance_pct: float = DEFAULT_NSD_TOLERANCE_PCT,
-    samples: int = BOOTSTRAP_SAMPLES,
-    seed: int = SEED,
+    options: ScoringOptions | None = None,
 ) -> ScoreResult:
-    """Score predictions against ground-truth rows.
+    """Score predictions against ground-truth rows: `score_image` for each row, then the summary.
 
     Args:
         truth: rows with image_id, patient_id, width, height and the mask columns (stored or
@@ -115,8 +304,7 @@ def score(
         classes: the class names to score; None scores every class in `predicted`.
         predicted: the mask columns predicted for at least one image (None: all); without
             `classes`, the others are reported as not predicted instead of scored as empty.
-        tolerance_pct: NSD's tolerance in percent of the image's diagonal.
-        samples, seed: the bootstrap's.
+        options: the NSD tolerance and the bootstrap's settings.
 
     Returns:
         What `--json` writes (see `ScoreResult`): ``{"split", "fold", "classes": {CLASS: {"n",
@@ -129,9 +317,9 @@ def score(
         EvaluateError: no class or no image to score, a true mask of the wrong size, a
             prediction of the wrong size.
     """
-    columns = dict(zip(recipe.CLASSES, recipe.MASK_COLUMNS))
+    options = options or ScoringOptions()
     if classes is None:
-        scored = [name for name in recipe.CLASSES if predicted is None or columns[name] in predicted]
+        scored = [name for name in recipe.CLASSES if predicted is None or _COLUMNS[name] in predicted]
         not_predicted = [name for name in recipe.CLASSES if name not in scored]
     else:
         scored, not_predicted = list(classes), []
@@ -140,121 +328,19 @@ def score(
             f"split {split}: no class to score: the predictions hold no mask of any class",
             fix=f"choose the classes to score ({recipe.setting('classes')})",
         )
-    per_fold = split == CV and fold is None
-    values: dict[str, dict[Metric, list[float]]] = {name: {metric: [] for metric in METRICS} for name in scored}
-    groups: dict[str, dict[Metric, list[Hashable]]] = {name: {metric: [] for metric in METRICS} for name in scored}
-    folds: dict[str, dict[Metric, list[int | None]]] = {name: {metric: [] for metric in METRICS} for name in scored}
-    skipped = {
-        name: SkippedCounts(null_truth=0, flagged_missing=0, both_empty=0, distance_one_side_empty=0) for name in scored
-    }
-    images: list[ImageScores] = []
-    patients: set[Hashable] = set()
-    # In image id order, so the numbers do not depend on the order the rows were read in.
-    for row in sorted(truth, key=lambda row: int(row["image_id"])):
-        image_id, width, height = int(row["image_id"]), int(row["width"]), int(row["height"])
-        group = _group(image_id, row.get("patient_id"))
-        patients.add(group)
-        flags = set(row.get(FLAGS_COLUMN) or ())
-        predicted_masks = predictions(image_id, width, height)
-        results: dict[str, PairResult] = {}
-        for name in scored:
-            column = columns[name]
-            flagged = recipe.quality_flag("missing", column) in flags
-            truth_mask = None if flagged else recipe.decode_mask(row[column])
-            if truth_mask is None:
-                reason: SkipReason = "flagged_missing" if flagged else "null_truth"
-                skipped[name][reason] += 1
-                results[name] = PairResult(skipped=reason)
-                continue
-            if truth_mask.shape != (height, width):
-                raise EvaluateError(
-                    f"split {row.get('split', split)}: image {image_id}: {column} is "
-                    f"{truth_mask.shape[1]}x{truth_mask.shape[0]}, the image {width}x{height}"
-                )
-            result = pair_scores(
-                prediction=predicted_masks.get(column),
-                truth=truth_mask,
-                tolerance_pct=tolerance_pct,
-                centreline=name in TUBULAR_CLASSES,
-            )
-            if result is None:
-                skipped[name]["both_empty"] += 1
-                results[name] = PairResult(skipped="both_empty")
-                continue
-            if result.hd95 is None:
-                skipped[name]["distance_one_side_empty"] += 1
-            pair = result.as_dict()
-            for metric in METRICS:
-                value = pair[metric]
-                if value is not None:
-                    values[name][metric].append(value)
-                    groups[name][metric].append(group)
-                    folds[name][metric].append(row.get(FOLD_COLUMN))
-            results[name] = pair
-        images.append(
-            ImageScores(
-                image_id=image_id,
-                patient_id=row.get("patient_id"),
-                split=row.get("split", split),
-                fold=row.get(FOLD_COLUMN),
-                classes=results,
-            )
-        )
-    if not images:
-        raise EvaluateError(f"split {split} has no images to score")
-
-    summary: dict[str, ClassScores] = {}
-    for name in scored:
-        metrics: dict[Metric, MetricSummary] = {}
-        for metric in METRICS:
-            metrics[metric] = _summary(values[name][metric], groups[name][metric], samples=samples, seed=seed)
-            if per_fold:
-                metrics[metric]["folds"] = [
-                    _mean([value for value, of in zip(values[name][metric], folds[name][metric]) if of == k])
-                    for k in range(recipe.FOLDS)
-                ]
-        summary[name] = ClassScores(
-            n=len(values[name]["dice"]),
-            dice=metrics["dice"],
-            iou=metrics["iou"],
-            nsd=metrics["nsd"],
-            cldice=metrics["cldice"],
-            hd95=metrics["hd95"],
-            assd=metrics["assd"],
-            hd95_pct=metrics["hd95_pct"],
-            assd_pct=metrics["assd_pct"],
-            skipped=skipped[name],
-        )
-    counts = Counts(
-        images=len(images),
-        patients=len(patients),
-        pairs=len(images) * len(scored),
-        scored=sum(entry["n"] for entry in summary.values()),
-        skipped_null_truth=sum(s["null_truth"] for s in skipped.values()),
-        skipped_flagged_missing=sum(s["flagged_missing"] for s in skipped.values()),
-        skipped_both_empty=sum(s["both_empty"] for s in skipped.values()),
-        distance_missing_one_side_empty=sum(s["distance_one_side_empty"] for s in skipped.values()),
-    )
-    if per_fold:
-        counts["fold_images"] = [sum(image["fold"] == k for image in images) for k in range(recipe.FOLDS)]
-    return ScoreResult(
-        split=split,
-        fold=fold,
-        classes=summary,
-        not_predicted=not_predicted,
-        nsd_tolerance_pct=tolerance_pct,
-        counts=counts,
-        bootstrap=Bootstrap(unit="patient", samples=samples, seed=seed, confidence=CONFIDENCE, method="percentile"),
-        images=images,
-    )
+    accumulator = ScoreAccumulator(classes=scored)
+    for row in truth:
+        masks = predictions(int(row["image_id"]), int(row["width"]), int(row["height"]))
+        accumulator.add(score_image(row, masks, classes=scored, nsd_tolerance=options.nsd_tolerance, split=split))
+    return accumulator.summary(split=split, fold=fold, not_predicted=not_predicted, options=options)
 
 
-def compare(*, a: ScoreResult, b: ScoreResult, samples: int = BOOTSTRAP_SAMPLES, seed: int = SEED) -> Comparison:
+def compare(*, a: ScoreResult, b: ScoreResult, options: ScoringOptions | None = None) -> Comparison:
     """The paired difference A - B of two `score` results over the same ground truth.
 
     Args:
         a, b: `score` results of two sets of predictions for the same images.
-        samples, seed: the bootstrap's.
+        options: the bootstrap's settings.
 
     Returns:
         ``{"classes": {CLASS: {METRIC: {"n", "mean_a", "mean_b", "difference", "ci95",
@@ -266,6 +352,7 @@ def compare(*, a: ScoreResult, b: ScoreResult, samples: int = BOOTSTRAP_SAMPLES,
     Raises:
         EvaluateError: the two results are not of the same images.
     """
+    options = options or ScoringOptions()
     images_b = {image["image_id"]: image for image in b["images"]}
     if sorted(images_b) != sorted(image["image_id"] for image in a["images"]):
         raise EvaluateError("the two sets of predictions were scored on different images", setting="compare")
@@ -283,14 +370,16 @@ def compare(*, a: ScoreResult, b: ScoreResult, samples: int = BOOTSTRAP_SAMPLES,
                 if value_a is not None and value_b is not None:
                     pairs_a.append(value_a)
                     pairs_b.append(value_b)
-                    groups.append(_group(image["image_id"], image["patient_id"]))
+                    groups.append(patient_group(image["image_id"], image["patient_id"]))
             if not groups:
                 entry[metric] = MetricDifference(
                     n=0, mean_a=None, mean_b=None, difference=None, ci95=None, excludes_zero=None
                 )
                 continue
             differences = np.asarray(pairs_a) - np.asarray(pairs_b)
-            low, high = bootstrap_interval(values=differences, groups=groups, samples=samples, seed=seed)
+            low, high = bootstrap_interval(
+                values=differences, groups=groups, samples=options.samples, seed=options.seed
+            )
             entry[metric] = MetricDifference(
                 n=len(groups),
                 mean_a=float(np.mean(pairs_a)),
