@@ -52,25 +52,33 @@ __all__ = [
     "CLASSES",
     "CLASS_COLOURS",
     "CLASS_STYLES",
+    "CLASS_TIERS",
+    "CLASS_TIER_NAMES",
+    "DEVELOPMENT_MASK_IMAGES",
     "EXPECTED_CLASSES",
     "EXPECTED_SIDE",
     "FOLDS",
     "FOLD_SPLITS",
+    "HEADLINE_CLASSES",
+    "HEADLINE_MIN_IMAGES",
     "HOMEPAGE",
     "IMAGES_DIR",
     "IMAGE_LICENSE_TERMS",
     "LICENSE",
+    "LUNG_CLASSES",
     "MANIFEST_NAME",
     "MANIFEST_PATH",
     "MASK_COLUMNS",
     "METADATA_COLUMNS",
     "METADATA_FILE",
     "METADATA_JOIN_COLUMN",
+    "OPACITY_CLASSES",
     "OVERLAY_ALPHA",
     "OVERLAY_MAX_SIDE",
     "OVERLAY_OUTLINE_WIDTH",
     "OVERLAY_STYLE_ORDER",
     "QUALITY_FLAG_KINDS",
+    "RARE_BELOW",
     "SETTING_REFERENCE",
     "SEVERITY_COLUMNS",
     "SEVERITY_COMMIT",
@@ -96,6 +104,7 @@ __all__ = [
     "bit_png",
     "check_upstream",
     "class_names",
+    "class_tier",
     "compressed_rle_runs",
     "decode_class_mask",
     "decode_mask",
@@ -277,6 +286,52 @@ SINGLE_INSTANCE_CLASSES = EXPECTED_CLASSES
 EXPECTED_SIDE = {"Left Lung": "right", "Right Lung": "left"}
 # A flag is "<kind>:<mask column>", e.g. "missing:mask_left_lung" (quality_flag builds one).
 QUALITY_FLAG_KINDS = ("missing", "duplicate", "wrong_side")
+
+# The benchmark's class tiers. A class's tier follows from how many development images (train +
+# validation) hold a non-empty true mask of it (a null mask, or one the build flags missing,
+# does not count): from HEADLINE_MIN_IMAGES up it is a headline class, averaged into the one
+# headline number; under RARE_BELOW it is rare, reported but never averaged (a mean over one
+# or two images says nothing); in between a tube, line or probe is a device, any other class
+# reported per class. DEVELOPMENT_MASK_IMAGES are the pinned data's counts (a test derives
+# them from the data again), so every source, a Hub copy too, scores the same tiers.
+HEADLINE_MIN_IMAGES = 20
+RARE_BELOW = 3
+CLASS_TIER_NAMES = ("headline", "device", "reported", "rare")
+DEVELOPMENT_MASK_IMAGES = {
+    "Left Lung": 83,
+    "Right Lung": 84,
+    "Cardiomediastinum": 84,
+    "Airways": 83,
+    "Ground Glass Opacities": 78,
+    "Consolidation": 24,
+    "Pleural Effusion": 1,
+    "Pneumothorax": 1,
+    "Endotracheal Tube": 11,
+    "Central Venous Line": 9,
+    "Monitoring Probes": 12,
+    "Nasogastric Tube": 7,
+    "Chest Tube": 0,
+    "Tubings": 13,
+}
+
+
+def class_tier(name: str, images: int) -> str:
+    """The tier of class `name` when `images` development images hold a mask of it (see
+    `HEADLINE_MIN_IMAGES`): "headline", "device", "reported" or "rare"."""
+    if images >= HEADLINE_MIN_IMAGES:
+        return "headline"
+    if images < RARE_BELOW:
+        return "rare"
+    return "device" if SUPERCATEGORIES[name] == "Objects" else "reported"
+
+
+CLASS_TIERS = {name: class_tier(name, DEVELOPMENT_MASK_IMAGES[name]) for name in CLASSES}
+HEADLINE_CLASSES = tuple(name for name in CLASSES if CLASS_TIERS[name] == "headline")
+
+# The opacity burden of an image: the share of its lung fields (the union of these lungs) that
+# these opacities cover. ieee8023's geographic-extent score rates the same thing by eye.
+LUNG_CLASSES = ("Left Lung", "Right Lung")
+OPACITY_CLASSES = ("Ground Glass Opacities", "Consolidation")
 
 # metadata.csv column -> (record column, type). `filename` is the join key (the
 # record's `file_name`); `folder` only names upstream's own directory and is dropped.

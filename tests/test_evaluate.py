@@ -624,7 +624,11 @@ def test_the_atlas_on_the_real_test_split(real_build):
         assert result["classes"][name]["dice"]["mean"] > 0.7, name
     assert model["classes"]["Monitoring Probes"]["fit_masks"] < model["classes"]["Left Lung"]["fit_masks"]  # nulls
     table = evaluate.format_markdown(result)
-    assert table.startswith("| Class | n | Dice | IoU | NSD (1 % diag.) | clDice |\n")
+    # The headline number first, then the tiers, then the tables.
+    assert table.startswith("**Headline** `test` (cross-validation is the primary measure): Dice 0.")
+    assert (
+        "\n\nClass tiers: headline " in table and "\n\n| Class | n | Dice | IoU | NSD (1 % diag.) | clDice |\n" in table
+    )
     assert "| Class | n (distances) | HD95 (px) | HD95 (% diag.) | ASSD (px) | ASSD (% diag.) |" in table
     assert len([line for line in table.splitlines() if line.startswith("| ")]) == 2 * (2 + len(recipe.CLASSES))
     # Seeded: each interval comes back, twice, from the per-image values resampled by patient.

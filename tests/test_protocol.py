@@ -20,55 +20,7 @@ from covid_chestxray_seg_tools import evaluate
 from covid_chestxray_seg_tools.baselines import atlas
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.hub_folder import checksums, layout
-from tests.helpers import shifted, write_truth_folder
-
-SIZE = (20, 24)  # (height, width) of the hand-made images
-
-
-# --- rows built by hand ----------------------------------------------------------------------
-
-
-def cell(mask: np.ndarray | None) -> dict | None:
-    return None if mask is None else {"bytes": recipe.encode_mask_png(mask), "path": None}
-
-
-def square(top: int = 5, left: int = 6, side: int = 10) -> np.ndarray:
-    mask = np.zeros(SIZE, dtype=bool)
-    mask[top : top + side, left : left + side] = True
-    return mask
-
-
-def hand_row(image_id: int, *, patient, fold=None, split="train", masks=None, flags=None) -> dict:
-    """A ground-truth row: every class empty but those in `masks` (column -> mask, None = null)."""
-    masks = masks or {}
-    row = {
-        "image_id": image_id,
-        "patient_id": patient,
-        "width": SIZE[1],
-        "height": SIZE[0],
-        "fold": fold,
-        "split": split,
-        **{column: cell(masks.get(column, np.zeros(SIZE, dtype=bool))) for column in recipe.MASK_COLUMNS},
-    }
-    if flags is not None:
-        row["quality_flags"] = flags
-    return row
-
-
-def cut(mask: np.ndarray, rows: int) -> np.ndarray:
-    """`mask` without the last `rows` rows of its foreground."""
-    out = mask.copy()
-    if rows:
-        out[np.flatnonzero(mask.any(axis=1))[-rows:]] = False
-    return out
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
-
-
-def predictor(masks: dict[int, dict[str, np.ndarray]]):
-    return lambda image_id, width, height: masks.get(image_id, {})
+from tests.helpers import SIZE, cut, dice, hand_row, predictor, shifted, square, write_truth_folder
 
 
 def cv_rows() -> list[dict]:

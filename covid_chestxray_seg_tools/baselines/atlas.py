@@ -347,9 +347,12 @@ def score_atlas(
     """
     folder = Path(folder)
     shards = layout.shard_paths(folder)
-    # Builds of an older builder have no quality flags.
-    flags = (FLAGS_COLUMN,) if shards and FLAGS_COLUMN in pq.read_schema(shards[0]).names else ()
-    columns = (*evaluate.TRUTH_COLUMNS, FOLD_COLUMN, *flags)
+    # What `evaluate` reads where the build has it (builds of an older builder lack some), so
+    # the in-memory score is the one `covid-seg evaluate` gives the atlas's files.
+    names = pq.read_schema(shards[0]).names if shards else []
+    optional = [column for column in evaluate.OPTIONAL_TRUTH_COLUMNS if column in names and column != FOLD_COLUMN]
+    flags = (FLAGS_COLUMN,) if FLAGS_COLUMN in names else ()
+    columns = (*evaluate.TRUTH_COLUMNS, FOLD_COLUMN, *optional)
     truth = {name: layout.read_rows(folder, name, columns=columns) for name in _predicted_splits(split)}
     rows = dict(truth)
     for name in evaluate.fit_splits(split):

@@ -155,14 +155,30 @@ def _difference(comparison: Mapping, name: str) -> str:
     return _cell(entry["dice"]["difference"], entry["dice"]["ci95"], signed=True)
 
 
+def _headline(result: Mapping) -> str:
+    summary = result.get("summary")
+    return "–" if not summary else _cell(summary["dice"]["mean"], summary["dice"]["ci95"])
+
+
+def _headline_difference(comparison: Mapping) -> str:
+    summary = comparison.get("summary")
+    return "–" if not summary else _cell(summary["dice"]["difference"], summary["dice"]["ci95"], signed=True)
+
+
 def card_table(results: Mapping) -> str:
-    """The card's table: per class, Dice of the atlas and the U-Net for cross-validation and
-    test with intervals, and the paired U-Net minus atlas difference; then how it was trained."""
+    """The card's table: the headline number first (the macro mean Dice over the headline
+    classes), then per class Dice of the atlas and the U-Net for cross-validation and test with
+    intervals, and the paired U-Net minus atlas difference; then how it was trained."""
     scores, training = results["scores"], results["training"]
     lines = [
         "| Class | atlas, cv | U-Net, cv | U-Net - atlas, cv | atlas, test | U-Net, test | U-Net - atlas, test |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    headline = [f"**Headline** ({len(recipe.HEADLINE_CLASSES)} classes)"]
+    for label in (CV, TEST_SPLIT):
+        entry = scores[label]
+        headline += [_headline(entry["atlas"]), _headline(entry["unet"]), _headline_difference(entry["difference"])]
+    lines.append("| " + " | ".join(headline) + " |")
     for name in recipe.CLASSES:
         row = [name]
         for label in (CV, TEST_SPLIT):
@@ -179,7 +195,9 @@ def card_table(results: Mapping) -> str:
         f"{cv['counts']['images']} images, each fold's by a model trained on the other four folds; test: "
         f"{scores[TEST_SPLIT]['unet']['counts']['images']} images, by a model trained on train + validation. "
         f"Left Lung per fold: {per_fold}. U-Net - atlas: the mean per-image difference over the pairs both "
-        "score, with its own interval.",
+        "score, with its own interval. Headline: the macro mean over the headline classes "
+        f"({', '.join(recipe.HEADLINE_CLASSES)}) of each class's mean Dice, its interval from resampling "
+        "patients for all of them at once.",
         f"U-Net: MONAI `UNet`, channels {tuple(settings['channels'])}, random initialisation, "
         f"{settings['epochs']} epochs at {settings['size']} px per model, seed {settings['seed']}; "
         f"{len(training['rounds'])} models in {training['cpu_seconds'] / 60:.0f} CPU minutes "
@@ -192,6 +210,11 @@ def card_table(results: Mapping) -> str:
 def format_summary(results: Mapping) -> str:
     """A few lines for the terminal: Dice per class, U-Net against the atlas."""
     lines = ["Dice, U-Net vs atlas (cv / test):"]
+    headline = [
+        " vs ".join(_headline(results["scores"][label][kind]).split(" [")[0] for kind in ("unet", "atlas"))
+        for label in (CV, TEST_SPLIT)
+    ]
+    lines.append(f"  headline ({len(recipe.HEADLINE_CLASSES)} classes): " + " / ".join(headline))
     for name in recipe.CLASSES:
         parts = []
         for label in (CV, TEST_SPLIT):

@@ -14,8 +14,8 @@ from covid_chestxray_seg_tools.hub_folder import layout
 
 __all__ = ["SEVERITY_PLOT_PATH", "SeverityCorrelation", "lesion_shares", "render_severity_plot", "severity_correlation"]
 
-_LUNGS = ("Left Lung", "Right Lung")
-_LESIONS = ("Ground Glass Opacities", "Consolidation")
+_LUNGS = recipe.LUNG_CLASSES
+_LESIONS = recipe.OPACITY_CLASSES
 SEVERITY_PLOT_PATH = "assets/severity.png"
 
 

@@ -22,7 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from covid_chestxray_seg_tools.evaluate.bootstrap import BOOTSTRAP_SAMPLES, CONFIDENCE, SEED, bootstrap_interval
+from covid_chestxray_seg_tools.evaluate.bootstrap import (
+    BOOTSTRAP_SAMPLES,
+    CONFIDENCE,
+    SEED,
+    bootstrap_interval,
+    macro_bootstrap_interval,
+)
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError, ReportError
 from covid_chestxray_seg_tools.evaluate.metrics import (
     DEFAULT_NSD_TOLERANCE_PCT,
@@ -48,6 +54,7 @@ from covid_chestxray_seg_tools.evaluate.predictions import (
 )
 from covid_chestxray_seg_tools.evaluate.protocol import (
     CV,
+    OPTIONAL_TRUTH_COLUMNS,
     TRUTH_COLUMNS,
     FitRound,
     Selection,
@@ -59,19 +66,27 @@ from covid_chestxray_seg_tools.evaluate.report import (
     format_comparison,
     format_markdown,
     format_results,
+    headline_text,
+    severity_table,
+    tiers_text,
     write_per_image_csv,
 )
 from covid_chestxray_seg_tools.evaluate.result import (
     Bootstrap,
+    Burden,
     ClassScores,
     Comparison,
     Counts,
+    Headline,
+    HeadlineDifference,
+    HeadlineMetric,
     ImageScores,
     Metric,
     MetricDifference,
     MetricSummary,
     PairResult,
     ScoreResult,
+    SeverityAgreement,
     SkippedCounts,
     SkipReason,
 )
@@ -94,11 +109,13 @@ __all__ = [
     "DISTANCE_METRICS",
     "FULL_SCALE",
     "METRICS",
+    "OPTIONAL_TRUTH_COLUMNS",
     "OVERLAP_METRICS",
     "SEED",
     "TRUTH_COLUMNS",
     "TUBULAR_CLASSES",
     "Bootstrap",
+    "Burden",
     "ClassScores",
     "Comparison",
     "Counts",
@@ -106,6 +123,9 @@ __all__ = [
     "EvaluateRequest",
     "FitRound",
     "FolderPredictions",
+    "Headline",
+    "HeadlineDifference",
+    "HeadlineMetric",
     "ImageScores",
     "Metric",
     "MetricDifference",
@@ -118,6 +138,7 @@ __all__ = [
     "ScoreResult",
     "ScoringOptions",
     "Selection",
+    "SeverityAgreement",
     "SkipReason",
     "SkippedCounts",
     "TablePredictions",
@@ -131,7 +152,9 @@ __all__ = [
     "format_comparison",
     "format_markdown",
     "format_results",
+    "headline_text",
     "load_predictions",
+    "macro_bootstrap_interval",
     "normalised_surface_dice",
     "pair_scores",
     "patient_group",
@@ -140,7 +163,9 @@ __all__ = [
     "resolve_classes",
     "score",
     "score_image",
+    "severity_table",
     "surface_distances",
+    "tiers_text",
     "tolerance_pixels",
     "write_per_image_csv",
 ]

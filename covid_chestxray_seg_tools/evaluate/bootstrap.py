@@ -13,7 +13,7 @@ import numpy as np
 
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError
 
-__all__ = ["BOOTSTRAP_SAMPLES", "CONFIDENCE", "SEED", "bootstrap_interval"]
+__all__ = ["BOOTSTRAP_SAMPLES", "CONFIDENCE", "SEED", "bootstrap_interval", "macro_bootstrap_interval"]
 
 CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
@@ -64,4 +64,47 @@ def bootstrap_interval(
     means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def macro_bootstrap_interval(
+    *,
+    series: Sequence[tuple[Sequence[float], Sequence[Hashable]]],
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of a macro mean: the mean over several series (classes) of
+    each series' mean, resampling whole groups (patients) jointly for all series.
+
+    Each resample draws as many groups as all series hold between them, with replacement; a
+    series whose groups were not drawn has no mean in that resample and the macro mean is over
+    the others (it is never counted as 0).
+
+    Args:
+        series: per class, its values and the group of each.
+        samples, seed, confidence: as `bootstrap_interval`.
+
+    Returns:
+        (low, high).
+
+    Raises:
+        EvaluateError: no series, a series without values, or not one group per value.
+    """
+    if not series or any(len(values) != len(groups) or not values for values, groups in series):
+        raise EvaluateError("a macro bootstrap needs series of values, each with one group per value")
+    keys = list(dict.fromkeys(group for _, groups in series for group in groups))
+    index = {key: position for position, key in enumerate(keys)}
+    draws = np.random.default_rng(seed).integers(0, len(keys), size=(samples, len(keys)))
+    means = np.empty((len(series), samples))
+    for row, (values, groups) in enumerate(series):
+        members = np.array([index[group] for group in groups])
+        sums = np.bincount(members, weights=np.asarray(values, dtype=float), minlength=len(keys))
+        counts = np.bincount(members, minlength=len(keys)).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[row] = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        macro = np.nanmean(means, axis=0)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.nanpercentile(macro, [tail, 100 - tail])
     return float(low), float(high)

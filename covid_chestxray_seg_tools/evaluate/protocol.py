@@ -24,6 +24,7 @@ __all__ = [
     "DEVELOPMENT_SPLITS",
     "FLAGS_COLUMN",
     "FOLD_COLUMN",
+    "OPTIONAL_TRUTH_COLUMNS",
     "TRUTH_COLUMNS",
     "FitRound",
     "Selection",
@@ -37,8 +38,10 @@ DEVELOPMENT_SPLITS = tuple(recipe.FOLD_SPLITS)
 FOLD_COLUMN = "fold"
 # The build's data-quality codes; "missing:<mask column>" marks a class left out by mistake.
 FLAGS_COLUMN = "quality_flags"
-# Columns of the ground truth that scoring reads (the image bytes are never read).
+# Columns of the ground truth that scoring reads (the image bytes are never read), and those it
+# reads where the source has them (builds of older builders lack some).
 TRUTH_COLUMNS = ("image_id", "patient_id", "width", "height", *recipe.MASK_COLUMNS)
+OPTIONAL_TRUTH_COLUMNS = (FOLD_COLUMN, FLAGS_COLUMN, *(column for column, _ in recipe.SEVERITY_COLUMNS.values()))
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def read_truth(*, source: str | Source, selection: Selection) -> tuple[list[dict
     columns = (*TRUTH_COLUMNS, FOLD_COLUMN) if selection.cross_validation else TRUTH_COLUMNS
     rows, known = [], {}
     for split in selection.splits:
-        read = load_rows(source=source, split=split, columns=columns, optional=(FOLD_COLUMN, FLAGS_COLUMN))
+        read = load_rows(source=source, split=split, columns=columns, optional=OPTIONAL_TRUTH_COLUMNS)
         for row in read:
             row["split"] = split
             if selection.cross_validation and row[FOLD_COLUMN] is None:

@@ -12,14 +12,17 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.evaluate.errors import ReportError
 from covid_chestxray_seg_tools.evaluate.metrics import METRICS, TUBULAR_CLASSES
 from covid_chestxray_seg_tools.evaluate.protocol import CV
-from covid_chestxray_seg_tools.evaluate.result import Comparison, Metric, ScoreResult
+from covid_chestxray_seg_tools.evaluate.result import Comparison, Metric, MetricDifference, ScoreResult
 
 __all__ = [
     "CSV_COLUMNS",
     "format_comparison",
     "format_markdown",
     "format_results",
+    "headline_text",
     "per_image_rows",
+    "severity_table",
+    "tiers_text",
     "write_per_image_csv",
 ]
 
@@ -146,10 +149,69 @@ def _notes(result: ScoreResult) -> str:
     return text
 
 
+def headline_text(result: ScoreResult) -> str:
+    """The headline number of a result in one line of Markdown (or why there is none)."""
+    summary = result.get("summary")
+    scope = _title(result)
+    if summary is None:
+        return (
+            "No headline number: it needs every headline class scored "
+            f"({', '.join(recipe.HEADLINE_CLASSES)}), and the predictions leave some out."
+        )
+    cells = []
+    for metric in ("dice", "nsd"):
+        entry = summary[metric]
+        cells.append(f"{_HEADERS[metric][0]} {_cell('', metric, entry['mean'], entry['ci95'])}")
+    secondary = "" if result["split"] == CV else " (cross-validation is the primary measure)"
+    return (
+        f"**Headline** `{scope}`{secondary}: {', '.join(cells)}: the macro mean over the "
+        f"{len(summary['classes'])} headline classes with a patient-bootstrap 95 % interval."
+    )
+
+
+def tiers_text() -> str:
+    """The benchmark's class tiers in one line of Markdown."""
+    names = {
+        "headline": f"headline (a mask on at least {recipe.HEADLINE_MIN_IMAGES} development images, averaged)",
+        "device": "devices (reported per class)",
+        "reported": "reported per class",
+        "rare": f"rare (a mask on fewer than {recipe.RARE_BELOW} development images: reported, never averaged)",
+    }
+    parts = []
+    for tier in recipe.CLASS_TIER_NAMES:
+        members = [name for name in recipe.CLASSES if recipe.CLASS_TIERS[name] == tier]
+        if members:
+            parts.append(f"{names[tier]}: {', '.join(members)}")
+    return "Class tiers: " + "; ".join(parts) + "."
+
+
+def severity_table(result: ScoreResult) -> list[str]:
+    """The agreement with the expert severity scores as Markdown lines; none without scores."""
+    agreement = result.get("severity")
+    if not agreement:
+        return []
+    lines = [
+        "Agreement with the radiologists: Spearman's rho between the opacity burden (the share of the lung "
+        "fields covered by ground-glass opacity or consolidation) and ieee8023's expert scores, from the "
+        "predictions' own masks (patient-bootstrap 95 % interval) and, on the same images, from the truth's "
+        "masks (a reference, not a ceiling):",
+        "",
+        "| score | n | predicted | truth's masks |",
+        "| --- | ---: | --- | --- |",
+    ]
+    for column, entry in agreement.items():
+        predicted = "–" if entry["predicted"] is None else f"{entry['predicted']:.2f}"
+        if entry["interval"] is not None:
+            predicted += f" [{entry['interval'][0]:.2f}, {entry['interval'][1]:.2f}]"
+        truth = "–" if entry["truth"] is None else f"{entry['truth']:.2f}"
+        lines.append(f"| `{column}` | {entry['n']} | {predicted} | {truth} |")
+    return [*lines, ""]
+
+
 def format_results(results: Sequence[ScoreResult]) -> str:
-    """Several `score` results of one predictor (e.g. test and cross-validation) in one pair of
-    tables, each class's rows side by side; each fold's means under cross-validation; a line
-    on what each scored and skipped.
+    """Several `score` results of one predictor (e.g. test and cross-validation): each one's
+    headline number first, then one pair of tables with each class's rows side by side, each
+    fold's means under cross-validation, a line on what each scored and skipped.
 
     Args:
         results: `score` results.
@@ -157,7 +219,8 @@ def format_results(results: Sequence[ScoreResult]) -> str:
     Returns:
         Markdown.
     """
-    lines = _tables(results)
+    lines = [*(headline_text(result) for result in results), "", tiers_text(), ""]
+    lines += _tables(results)
     for result in results:
         if result["split"] == CV and result.get("fold") is None:
             lines += _fold_table(result)
@@ -177,6 +240,9 @@ def format_markdown(result: ScoreResult) -> str:
         Markdown.
     """
     text = format_results([result])
+    severity = severity_table(result)
+    if severity:
+        text += "\n" + "\n".join(severity)
     if result.get("comparison"):
         text += "\n" + format_comparison(result["comparison"])
     return text
@@ -193,7 +259,20 @@ def format_comparison(comparison: Comparison) -> str:
     """
     columns = (*_OVERLAP_COLUMNS, *_DISTANCE_COLUMNS)
     head = ["Class", "n", *(_HEADERS[metric][0] for metric in columns)]
+    summary = comparison.get("summary")
+    headline = []
+    if summary is not None:
+        cells = []
+        headline_metrics: tuple[tuple[Metric, MetricDifference], ...] = (
+            ("dice", summary["dice"]),
+            ("nsd", summary["nsd"]),
+        )
+        for metric, difference in headline_metrics:
+            value = _cell("", metric, difference["difference"], difference["ci95"], signed=True)
+            cells.append(f"{_HEADERS[metric][0]} {value}" + (" *" if difference["excludes_zero"] else ""))
+        headline = [f"**Headline difference** A - B: {', '.join(cells)}.", ""]
     lines = [
+        *headline,
         f"Paired difference A - B (A: `{comparison['predictions']}`, B: `{comparison['against']}`), over the "
         "image-class pairs both score: mean [95 % interval: bootstrap over patients]; `*` where the interval "
         "excludes 0. Higher is better for Dice, IoU, NSD and clDice, lower for the distances.",

@@ -11,15 +11,20 @@ from typing import Literal, TypedDict
 
 __all__ = [
     "Bootstrap",
+    "Burden",
     "ClassScores",
     "Comparison",
     "Counts",
+    "Headline",
+    "HeadlineDifference",
+    "HeadlineMetric",
     "ImageScores",
     "Metric",
     "MetricDifference",
     "MetricSummary",
     "PairResult",
     "ScoreResult",
+    "SeverityAgreement",
     "SkipReason",
     "SkippedCounts",
 ]
@@ -110,14 +115,30 @@ class PairResult(TypedDict, total=False):
     assd_pct: float | None
 
 
-class ImageScores(TypedDict):
-    """One image: who and where it is, and a `PairResult` per class scored."""
+class Burden(TypedDict):
+    """An image's opacity burden: the share of its lung fields (left + right lung) that ground-glass
+    opacity or consolidation covers, from the prediction's own masks and from the truth's (None
+    where the lung fields are empty, or the truth lacks a lung)."""
 
+    predicted: float | None
+    truth: float | None
+
+
+class _ImageScoresFields(TypedDict):
     image_id: int
     patient_id: int | None
     split: str
     fold: int | None
     classes: dict[str, PairResult]
+
+
+class ImageScores(_ImageScoresFields, total=False):
+    """One image: who and where it is, and a `PairResult` per class scored; where the truth has
+    the columns, its opacity `burden` and its expert `severity` scores (column -> score, None
+    where not scored)."""
+
+    burden: Burden
+    severity: dict[str, float | None]
 
 
 class MetricDifference(TypedDict):
@@ -132,6 +153,44 @@ class MetricDifference(TypedDict):
     excludes_zero: bool | None
 
 
+class HeadlineMetric(TypedDict):
+    """The headline number of one metric: the macro mean over the headline classes of each
+    class's mean, with a patient-bootstrap interval (resampled jointly for all classes)."""
+
+    mean: float | None
+    ci95: list[float] | None
+
+
+class Headline(TypedDict):
+    """The benchmark's one number (`--json`'s "summary"): the headline classes it averages, and
+    their macro mean Dice and NSD."""
+
+    classes: list[str]
+    dice: HeadlineMetric
+    nsd: HeadlineMetric
+
+
+class HeadlineDifference(TypedDict):
+    """The headline's paired difference A - B: per metric the macro mean over the headline
+    classes of each class's mean difference, its interval and whether it excludes 0."""
+
+    classes: list[str]
+    dice: MetricDifference
+    nsd: MetricDifference
+
+
+class SeverityAgreement(TypedDict):
+    """Spearman's rho between the opacity burden and one expert severity score over the `n`
+    images that have the score and both burdens: from the predictions (`predicted`, with its
+    patient-bootstrap `interval`) and from the truth's masks (`truth`, a reference); None
+    where fewer than 3 images qualify or a burden does not vary."""
+
+    predicted: float | None
+    truth: float | None
+    interval: list[float] | None
+    n: int
+
+
 class _ComparisonFields(TypedDict):
     classes: dict[str, dict[Metric, MetricDifference]]
     not_compared: list[str]
@@ -139,9 +198,11 @@ class _ComparisonFields(TypedDict):
 
 class Comparison(_ComparisonFields, total=False):
     """The paired comparison of two score results (`compare`): per class scored in both, per
-    metric; `not_compared` the classes scored in one only. `evaluate` adds the two prediction
+    metric; `not_compared` the classes scored in one only; `summary` the headline's difference
+    (None when a headline class was not scored in both). `evaluate` adds the two prediction
     folders, `predictions` (A) and `against` (B)."""
 
+    summary: HeadlineDifference | None
     predictions: str
     against: str
 
@@ -159,8 +220,13 @@ class _ScoreResultFields(TypedDict):
 
 class ScoreResult(_ScoreResultFields, total=False):
     """What `score` returns and `covid-seg evaluate --json` writes: the split (or "cv") and
-    fold scored, per class its `ClassScores`, the classes not predicted, NSD's tolerance, the
-    counts, the bootstrap's settings and per image its scores; with `evaluate(compare_with=...)`
-    also `comparison`."""
+    fold scored, the headline `summary` (None when a headline class was not scored), each
+    scored class's benchmark tier, per class its `ClassScores`, the classes not predicted,
+    NSD's tolerance, the counts, the bootstrap's settings, the agreement with the expert
+    `severity` scores (where the truth has them) and per image its scores; with a second set
+    of predictions also `comparison`."""
 
+    summary: Headline | None
+    tiers: dict[str, str]
+    severity: dict[str, SeverityAgreement]
     comparison: Comparison

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools.evaluate.bootstrap import BOOTSTRAP_SAMPLES, CONFIDENCE, SEED, bootstrap_interval
+from covid_chestxray_seg_tools.evaluate import severity
+from covid_chestxray_seg_tools.evaluate.bootstrap import (
+    BOOTSTRAP_SAMPLES,
+    CONFIDENCE,
+    SEED,
+    bootstrap_interval,
+    macro_bootstrap_interval,
+)
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError
 from covid_chestxray_seg_tools.evaluate.metrics import (
     DEFAULT_NSD_TOLERANCE_PCT,
@@ -29,9 +36,13 @@ from covid_chestxray_seg_tools.evaluate.predictions import Predictions
 from covid_chestxray_seg_tools.evaluate.protocol import CV, FLAGS_COLUMN, FOLD_COLUMN
 from covid_chestxray_seg_tools.evaluate.result import (
     Bootstrap,
+    Burden,
     ClassScores,
     Comparison,
     Counts,
+    Headline,
+    HeadlineDifference,
+    HeadlineMetric,
     ImageScores,
     Metric,
     MetricDifference,
@@ -43,6 +54,7 @@ from covid_chestxray_seg_tools.evaluate.result import (
 )
 
 __all__ = [
+    "HEADLINE_METRICS",
     "SKIP_REASONS",
     "ScoreAccumulator",
     "ScoringOptions",
@@ -54,6 +66,8 @@ __all__ = [
 ]
 
 SKIP_REASONS: tuple[SkipReason, ...] = ("null_truth", "flagged_missing", "both_empty")
+# The metrics the headline number averages: overlap (Dice) and boundary (NSD).
+HEADLINE_METRICS: tuple[Metric, ...] = ("dice", "nsd")
 _COLUMNS = dict(zip(recipe.CLASSES, recipe.MASK_COLUMNS))
 
 
@@ -134,19 +148,28 @@ def score_image(
     """
     image_id, width, height = int(row["image_id"]), int(row["width"]), int(row["height"])
     flags = set(row.get(FLAGS_COLUMN) or ())
+    decoded: dict[str, np.ndarray | None] = {}
+
+    def truth_of(column: str) -> np.ndarray | None:
+        # A class the build flags missing on the image has no truth there, whatever is stored.
+        if column not in decoded:
+            mask = None if recipe.quality_flag("missing", column) in flags else recipe.decode_mask(row[column])
+            if mask is not None and mask.shape != (height, width):
+                raise EvaluateError(
+                    f"{column} is {mask.shape[1]}x{mask.shape[0]}, the image {width}x{height}",
+                    file=f"split {row.get('split', split)}: image {image_id}",
+                )
+            decoded[column] = mask
+        return decoded[column]
+
     results: dict[str, PairResult] = {}
     for name in classes:
         column = _COLUMNS[name]
-        flagged = recipe.quality_flag("missing", column) in flags
-        truth = None if flagged else recipe.decode_mask(row[column])
+        truth = truth_of(column)
         if truth is None:
+            flagged = recipe.quality_flag("missing", column) in flags
             results[name] = PairResult(skipped="flagged_missing" if flagged else "null_truth")
             continue
-        if truth.shape != (height, width):
-            raise EvaluateError(
-                f"{column} is {truth.shape[1]}x{truth.shape[0]}, the image {width}x{height}",
-                file=f"split {row.get('split', split)}: image {image_id}",
-            )
         pair = pair_scores(
             prediction=predicted.get(column),
             truth=truth,
@@ -154,13 +177,22 @@ def score_image(
             centreline=name in TUBULAR_CLASSES,
         )
         results[name] = PairResult(skipped="both_empty") if pair is None else pair.as_dict()
-    return ImageScores(
+    record = ImageScores(
         image_id=image_id,
         patient_id=row.get("patient_id"),
         split=row.get("split", split),
         fold=row.get(FOLD_COLUMN),
         classes=results,
     )
+    scores = {column: row.get(column) for column in severity.SCORE_COLUMNS if column in row}
+    if any(score is not None for score in scores.values()):
+        # Only where an expert scored the image: the burden is what is ranked against the score.
+        record["severity"] = scores
+        record["burden"] = Burden(
+            predicted=severity.opacity_burden({column: predicted.get(column) for column in severity.BURDEN_COLUMNS}),
+            truth=severity.opacity_burden({column: truth_of(column) for column in severity.BURDEN_COLUMNS}),
+        )
+    return record
 
 
 @dataclass
@@ -208,6 +240,7 @@ class ScoreAccumulator:
         images = sorted(self.images, key=lambda image: image["image_id"])
         per_fold = split == CV and fold is None
         summary = {name: self._class_scores(name, images, per_fold=per_fold, options=options) for name in self.classes}
+        groups = [patient_group(image["image_id"], image["patient_id"]) for image in images]
         skipped = [entry["skipped"] for entry in summary.values()]
         counts = Counts(
             images=len(images),
@@ -221,9 +254,11 @@ class ScoreAccumulator:
         )
         if per_fold:
             counts["fold_images"] = [sum(image["fold"] == k for image in images) for k in range(recipe.FOLDS)]
-        return ScoreResult(
+        result = ScoreResult(
             split=split,
             fold=fold,
+            summary=_headline(images, self.classes, options=options),
+            tiers={name: recipe.CLASS_TIERS[name] for name in self.classes},
             classes=summary,
             not_predicted=list(not_predicted),
             nsd_tolerance_pct=options.nsd_tolerance,
@@ -233,6 +268,9 @@ class ScoreAccumulator:
             ),
             images=images,
         )
+        if any("severity" in image for image in images):
+            result["severity"] = severity.agreement(images, groups=groups, samples=options.samples, seed=options.seed)
+        return result
 
     @staticmethod
     def _class_scores(
@@ -269,6 +307,35 @@ class ScoreAccumulator:
             assd_pct=metrics["assd_pct"],
             skipped=skipped,
         )
+
+
+def _pairs(images: Sequence[ImageScores], name: str, metric: Metric) -> tuple[list[float], list[Hashable]]:
+    """A class's values of a metric over the pairs that have one, and each pair's patient."""
+    values, groups = [], []
+    for image in images:
+        value = image["classes"][name].get(metric)
+        if value is not None:
+            values.append(value)
+            groups.append(patient_group(image["image_id"], image["patient_id"]))
+    return values, groups
+
+
+def _headline(images: Sequence[ImageScores], classes: Sequence[str], *, options: ScoringOptions) -> Headline | None:
+    """The benchmark's number: the macro mean over the headline classes of each class's mean Dice
+    (and NSD), with a patient-bootstrap interval; None unless every headline class was scored."""
+    if not set(recipe.HEADLINE_CLASSES) <= set(classes):
+        return None
+    metrics = {}
+    for metric in HEADLINE_METRICS:
+        series = [_pairs(images, name, metric) for name in recipe.HEADLINE_CLASSES]
+        series = [(values, groups) for values, groups in series if values]
+        if not series:
+            metrics[metric] = HeadlineMetric(mean=None, ci95=None)
+            continue
+        low, high = macro_bootstrap_interval(series=series, samples=options.samples, seed=options.seed)
+        mean = float(np.mean([np.mean(values) for values, _ in series]))
+        metrics[metric] = HeadlineMetric(mean=mean, ci95=[low, high])
+    return Headline(classes=list(recipe.HEADLINE_CLASSES), dice=metrics["dice"], nsd=metrics["nsd"])
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -357,37 +424,70 @@ def compare(*, a: ScoreResult, b: ScoreResult, options: ScoringOptions | None = 
     if sorted(images_b) != sorted(image["image_id"] for image in a["images"]):
         raise EvaluateError("the two sets of predictions were scored on different images", setting="compare")
     names = [name for name in a["classes"] if name in b["classes"]]
-    classes: dict[str, dict[Metric, MetricDifference]] = {}
-    for name in names:
-        entry: dict[Metric, MetricDifference] = {}
-        for metric in METRICS:
-            pairs_a: list[float] = []
-            pairs_b: list[float] = []
-            groups: list[Hashable] = []
-            for image in a["images"]:
-                value_a = image["classes"][name].get(metric)
-                value_b = images_b[image["image_id"]]["classes"][name].get(metric)
-                if value_a is not None and value_b is not None:
-                    pairs_a.append(value_a)
-                    pairs_b.append(value_b)
-                    groups.append(patient_group(image["image_id"], image["patient_id"]))
-            if not groups:
-                entry[metric] = MetricDifference(
-                    n=0, mean_a=None, mean_b=None, difference=None, ci95=None, excludes_zero=None
-                )
-                continue
-            differences = np.asarray(pairs_a) - np.asarray(pairs_b)
-            low, high = bootstrap_interval(
-                values=differences, groups=groups, samples=options.samples, seed=options.seed
-            )
-            entry[metric] = MetricDifference(
-                n=len(groups),
-                mean_a=float(np.mean(pairs_a)),
-                mean_b=float(np.mean(pairs_b)),
-                difference=float(differences.mean()),
-                ci95=[low, high],
-                excludes_zero=bool(low > 0 or high < 0),
-            )
-        classes[name] = entry
+    paired = {name: {metric: _paired(a, images_b, name, metric) for metric in METRICS} for name in names}
+    classes = {
+        name: {metric: _difference(*paired[name][metric], options=options) for metric in METRICS} for name in names
+    }
     not_compared = [name for name in recipe.CLASSES if (name in a["classes"]) != (name in b["classes"])]
-    return Comparison(classes=classes, not_compared=not_compared)
+    summary = None
+    if set(recipe.HEADLINE_CLASSES) <= set(names):
+        summary = HeadlineDifference(
+            classes=list(recipe.HEADLINE_CLASSES),
+            dice=_macro_difference([paired[name]["dice"] for name in recipe.HEADLINE_CLASSES], options=options),
+            nsd=_macro_difference([paired[name]["nsd"] for name in recipe.HEADLINE_CLASSES], options=options),
+        )
+    return Comparison(classes=classes, not_compared=not_compared, summary=summary)
+
+
+# One class's paired values of one metric: A's, B's, and each pair's patient.
+_Paired = tuple[list[float], list[float], list[Hashable]]
+
+
+def _paired(a: ScoreResult, images_b: Mapping[int, ImageScores], name: str, metric: Metric) -> _Paired:
+    """The pairs both results score (for the distances: where both have one)."""
+    pairs_a: list[float] = []
+    pairs_b: list[float] = []
+    groups: list[Hashable] = []
+    for image in a["images"]:
+        value_a = image["classes"][name].get(metric)
+        value_b = images_b[image["image_id"]]["classes"][name].get(metric)
+        if value_a is not None and value_b is not None:
+            pairs_a.append(value_a)
+            pairs_b.append(value_b)
+            groups.append(patient_group(image["image_id"], image["patient_id"]))
+    return pairs_a, pairs_b, groups
+
+
+def _difference(
+    pairs_a: list[float], pairs_b: list[float], groups: list[Hashable], *, options: ScoringOptions
+) -> MetricDifference:
+    if not groups:
+        return MetricDifference(n=0, mean_a=None, mean_b=None, difference=None, ci95=None, excludes_zero=None)
+    differences = np.asarray(pairs_a) - np.asarray(pairs_b)
+    low, high = bootstrap_interval(values=differences, groups=groups, samples=options.samples, seed=options.seed)
+    return MetricDifference(
+        n=len(groups),
+        mean_a=float(np.mean(pairs_a)),
+        mean_b=float(np.mean(pairs_b)),
+        difference=float(differences.mean()),
+        ci95=[low, high],
+        excludes_zero=bool(low > 0 or high < 0),
+    )
+
+
+def _macro_difference(paired: Sequence[_Paired], *, options: ScoringOptions) -> MetricDifference:
+    """The headline's difference: the macro mean over the classes of each class's mean paired
+    difference, with a patient bootstrap resampling all classes jointly."""
+    present = [entry for entry in paired if entry[2]]
+    if not present:
+        return MetricDifference(n=0, mean_a=None, mean_b=None, difference=None, ci95=None, excludes_zero=None)
+    series = [(list(np.asarray(a) - np.asarray(b)), groups) for a, b, groups in present]
+    low, high = macro_bootstrap_interval(series=series, samples=options.samples, seed=options.seed)
+    return MetricDifference(
+        n=sum(len(groups) for _, _, groups in present),
+        mean_a=float(np.mean([np.mean(a) for a, _, _ in present])),
+        mean_b=float(np.mean([np.mean(b) for _, b, _ in present])),
+        difference=float(np.mean([np.mean(values) for values, _ in series])),
+        ci95=[low, high],
+        excludes_zero=bool(low > 0 or high < 0),
+    )
