@@ -630,7 +630,9 @@ def test_the_atlas_on_the_real_test_split(real_build):
         "\n\nClass tiers: headline " in table and "\n\n| Class | n | Dice | IoU | NSD (1 % diag.) | clDice |\n" in table
     )
     assert "| Class | n (distances) | HD95 (px) | HD95 (% diag.) | ASSD (px) | ASSD (% diag.) |" in table
-    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 2 * (2 + len(recipe.CLASSES))
+    # Two tables of every class (head, rule, 14 rows), and the severity table (head, rule, a row per score).
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 * (2 + len(recipe.CLASSES)) + 2 + len(recipe.SEVERITY_COLUMNS)
     # Seeded: each interval comes back, twice, from the per-image values resampled by patient.
     for name in recipe.CLASSES:
         for metric in evaluate.METRICS:
