@@ -40,6 +40,7 @@ from covid_chestxray_seg_tools.cli import (
     build,
     evaluate,
     export,
+    options,
     publish,
     validate,
 )
@@ -62,9 +63,9 @@ the traceback behind any error message.
 """
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser() -> options.CommandParser:
     """The command's parser, every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = options.CommandParser(
         prog=PROG,
         description="COVID-19 Chest X-ray Segmentations as a Hugging Face dataset: build, publish, export, "
         "validate, evaluate.",
@@ -100,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
     boundary.setup_logging(quiet=args.quiet)
     secrets: list[str | None] = getattr(args, "secrets", lambda _: [])(args)
-    names = boundary.FlagNames(vars(args), aliases=getattr(args, "setting_aliases", {}))
+    names = boundary.FlagNames(command=args.command_parser, commands=parser.commands())
     return boundary.run(lambda: args.handler(args).emit(json_path=args.json), secrets=secrets, names=names)
 
 

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from typing import TextIO
 
 import httpx2
@@ -25,6 +25,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from covid_chestxray_seg import BuildError, SettingNames
 from covid_chestxray_seg_tools import processes
+from covid_chestxray_seg_tools.cli.options import CommandParser
 from covid_chestxray_seg_tools.errors import CovidSegError, describe, scrub
 
 __all__ = ["DEBUG_VARIABLE", "EXPECTED_ERRORS", "FlagNames", "run", "setup_logging"]
@@ -36,33 +37,36 @@ EXPECTED_ERRORS = (CovidSegError, BuildError, HfHubHTTPError, OfflineModeIsEnabl
 
 
 class FlagNames(SettingNames):
-    """The command's words for the settings an error names: each setting by the option that
-    sets it (`--name-with-dashes` for a setting `name_with_dashes`, or the option `aliases`
-    gives), a setting the subcommand has no option for as Python names it.
+    """The command's words for the settings an error names: each setting by the option of the
+    running subcommand that sets it; a setting only another subcommand has as that command and
+    its option (`covid-seg build --baseline`); any other setting as Python names it.
 
     Args:
-        options: the settings the subcommand has options for (its parsed arguments' names).
-        aliases: setting -> the option that sets it, where that option has another name (an
-            option that sets the setting to False, such as --allow-modified for verify_upstream).
+        command: the running subcommand's parser.
+        commands: every subcommand's parser.
     """
 
-    def __init__(self, options: Iterable[str], aliases: Mapping[str, str]):
-        self.options, self.aliases = frozenset(options), dict(aliases)
-
-    def _flag(self, name: str) -> str | None:
-        if name in self.aliases:
-            return self.aliases[name]
-        return "--" + name.replace("_", "-") if name in self.options else None
+    def __init__(self, *, command: CommandParser, commands: Sequence[CommandParser]):
+        self.own = dict(command.flags)
+        # The flags the option sets itself (its value is not written after it).
+        self.switches = {setting for setting, flag in self.own.items() if not flag.endswith(setting.replace("_", "-"))}
+        self.elsewhere = {
+            setting: f"{parser.prog} {flag}"
+            for parser in commands
+            for setting, flag in parser.flags.items()
+            if setting not in self.own
+        }
 
     def reference(self, name: str, value: str | None) -> str:
-        flag = self._flag(name)
+        flag = self.own.get(name) or self.elsewhere.get(name)
         if flag is None:
             return super().reference(name, value)
-        # An alias stands for the value it sets; a plain option is followed by the value given.
-        return flag if value is None or name in self.aliases else f"{flag} {value}"
+        # An option named otherwise than its setting stands for the value it sets (--allow-modified
+        # for verify_upstream=False); a plain option is followed by the value the text gives it.
+        return flag if value is None or name in self.switches else f"{flag} {value}"
 
     def value(self, name: str, value: object) -> str:
-        flag = self._flag(name)
+        flag = self.own.get(name)
         if flag is None:
             return super().value(name, value)
         shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)

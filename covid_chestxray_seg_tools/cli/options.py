@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.source import Source, open_source
 
 __all__ = [
+    "CommandParser",
     "add_classes",
     "add_data_dir",
     "add_out",
@@ -38,12 +40,52 @@ __all__ = [
 ]
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A parser that knows which option sets which setting, so that an error naming a setting
+    (`errors.CovidSegError`) is worded with the option (`boundary.FlagNames`).
+
+    `add_argument` takes one more keyword, `setting`: the library's name for what the option
+    sets, where it is not the option's own (`--allow-modified` sets `verify_upstream` to False).
+
+    Attributes:
+        flags: setting -> the option that sets it, for every option added.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Before argparse's own __init__, which adds --help through add_argument.
+        self.flags: dict[str, str] = {}
+        self._children: list[argparse._SubParsersAction] = []
+        super().__init__(*args, **kwargs)
+
+    def add_subparsers(self, **kwargs: Any) -> argparse._SubParsersAction:
+        """argparse's, its subcommands' parsers being CommandParsers too, and remembered."""
+        action = super().add_subparsers(parser_class=CommandParser, **kwargs)
+        self._children.append(action)
+        return action
+
+    def commands(self) -> list[CommandParser]:
+        """Every subcommand's parser below this one, depth first."""
+        found: list[CommandParser] = []
+        for action in self._children:
+            for child in action.choices.values():
+                found += [child, *child.commands()]
+        return found
+
+    def add_argument(self, *names: str, setting: str | None = None, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*names, **kwargs)
+        long = [name for name in action.option_strings if name.startswith("--")]
+        if long:
+            self.flags[setting or action.dest] = long[0]
+        return action
+
+
 def subcommand(
     subparsers: argparse._SubParsersAction, name: str, *, summary: str, description: str, examples: str
-) -> argparse.ArgumentParser:
+) -> CommandParser:
     """A subcommand's parser with the options every subcommand has (`--json`, `--quiet`) and its
-    examples under its help."""
-    parser = subparsers.add_parser(
+    examples under its help; the command's error boundary reads which option sets which setting
+    from it (`command_parser`)."""
+    parser: CommandParser = subparsers.add_parser(
         name,
         help=summary,
         description=description,
@@ -60,6 +102,7 @@ def subcommand(
     parser.add_argument(
         "--quiet", action="store_true", help="only warnings and errors: no progress bars and no INFO lines"
     )
+    parser.set_defaults(command_parser=parser)
     return parser
 
 
@@ -151,7 +194,7 @@ def add_data_dir(parser: argparse.ArgumentParser, *, required: bool) -> None:
     )
 
 
-def add_upstream_source(parser: argparse.ArgumentParser) -> None:
+def add_upstream_source(parser: CommandParser) -> None:
     """What a build reads: upstream's repository and ieee8023's severity file, downloaded at
     their pinned commits unless local copies are given."""
     add_data_dir(parser, required=False)
@@ -175,12 +218,12 @@ def add_upstream_source(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--allow-modified",
+        # The builder's setting is the opposite: an error that says verify_upstream=False means this option.
+        setting="verify_upstream",
         action="store_true",
         help="accept images, metadata.csv and a severity file that differ from their pinned manifests (the card "
         "lists them)",
     )
-    # The builder's setting is the opposite: an error that says verify_upstream=False means this option.
-    parser.set_defaults(setting_aliases={"verify_upstream": "--allow-modified"})
 
 
 def positive_float(text: str) -> float:
