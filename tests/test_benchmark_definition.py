@@ -214,3 +214,16 @@ def test_the_real_truth_has_a_headline_of_1_and_equal_severity_rhos(real_build, 
         assert 45 <= entry["n"] <= 60
         low, high = entry["interval"]
         assert low < entry["predicted"] < high
+
+
+def _words(text: str) -> str:
+    return " ".join(text.replace("- ", " ").split())
+
+
+def test_the_protocols_rules_are_written_once_and_evaluate_help_prints_them(capsys):
+    from covid_chestxray_seg_tools.cli import main as covid_seg
+
+    assert covid_seg(["evaluate", "--help"]) == 0
+    shown = _words(capsys.readouterr().out)
+    for text in (evaluate.BENCHMARK, *evaluate.RULES.values()):
+        assert _words(text) in shown

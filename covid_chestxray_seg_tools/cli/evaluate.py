@@ -4,6 +4,7 @@ one fold, per image and class; optionally compared with a second set of predicti
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 import covid_chestxray_seg as recipe
@@ -46,18 +47,19 @@ _EXAMPLES = """\
   covid-seg baseline atlas --source build --split cv --out preds-atlas
   covid-seg evaluate --source build --split cv --predictions preds-atlas
 
-A prediction is a binary mask (0/1, 0/255, 1-bit; 0 is background). A probability map (more than
-two values) is refused unless --threshold T cuts it. The source's data files are checked against
-its checksums.json first (a damaged copy is named, not scored).
+The source's data files are checked against its checksums.json first (a damaged copy is named,
+not scored).
 
 Dice, IoU, NSD (tolerance in % of the image diagonal), clDice (tubes and lines), HD95 and ASSD
 in pixels and in % of the image diagonal, as MONAI and the clDice reference compute them.
-Skipped and counted: pairs whose ground truth is null (annotated without mask) or flagged
-missing by the build, and pairs with both masks empty; with one mask empty the overlap metrics
-are 0 and the distances missing (counted). Without --classes, a class with no mask in any
-image's predictions is reported as not predicted instead of scored as empty. Per class: mean
-and a 95 % bootstrap interval over patients (seeded); under --split cv also each fold's mean.
 """
+
+
+def _protocol_text() -> str:
+    """The benchmark and the protocol's rules (`evaluate.protocol`), wrapped for the terminal."""
+    paragraphs = [evaluate.BENCHMARK, *evaluate.RULES.values()]
+    wrapped = [textwrap.fill(text, width=100, initial_indent="- ", subsequent_indent="  ") for text in paragraphs]
+    return "\nthe benchmark and the protocol:\n" + "\n".join(wrapped) + "\n"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         summary="score predicted masks against a split, cross-validation or a fold",
         description="Score predicted masks against a split (or under cross-validation): Dice, IoU, NSD, clDice, "
         "HD95 and ASSD per image and class, and per class a mean with a patient-bootstrap 95 % interval.",
-        examples=_EXAMPLES,
+        examples=_EXAMPLES + _protocol_text(),
     )
     options.add_source(parser, what="the ground truth")
     options.add_split(

@@ -53,8 +53,10 @@ from covid_chestxray_seg_tools.evaluate.predictions import (
     read_mask,
 )
 from covid_chestxray_seg_tools.evaluate.protocol import (
+    BENCHMARK,
     CV,
     OPTIONAL_TRUTH_COLUMNS,
+    RULES,
     TRUTH_COLUMNS,
     FitRound,
     Selection,
@@ -102,6 +104,7 @@ from covid_chestxray_seg_tools.evaluate.scoring import (
 from covid_chestxray_seg_tools.source import Source
 
 __all__ = [
+    "BENCHMARK",
     "BOOTSTRAP_SAMPLES",
     "CONFIDENCE",
     "CV",
@@ -111,6 +114,7 @@ __all__ = [
     "METRICS",
     "OPTIONAL_TRUTH_COLUMNS",
     "OVERLAP_METRICS",
+    "RULES",
     "SEED",
     "TRUTH_COLUMNS",
     "TUBULAR_CLASSES",

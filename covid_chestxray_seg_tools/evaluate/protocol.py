@@ -20,11 +20,13 @@ from covid_chestxray_seg_tools.evaluate.predictions import Targets
 from covid_chestxray_seg_tools.source import Source, load_rows, open_source
 
 __all__ = [
+    "BENCHMARK",
     "CV",
     "DEVELOPMENT_SPLITS",
     "FLAGS_COLUMN",
     "FOLD_COLUMN",
     "OPTIONAL_TRUTH_COLUMNS",
+    "RULES",
     "TRUTH_COLUMNS",
     "FitRound",
     "Selection",
@@ -34,6 +36,47 @@ __all__ = [
 ]
 
 CV = "cv"
+
+# The benchmark and the protocol's rules, in words, once: the card renders them (its protocol
+# section), `covid-seg evaluate --help` prints them, the docs link here; `scoring` and
+# `predictions` are the code that applies them.
+BENCHMARK = (
+    "Cross-validation is the primary measure: out-of-fold predictions of every development image "
+    f"(train + validation, {recipe.FOLDS} patient-grouped folds); the test split is secondary (few images). "
+    f"The headline number is the macro mean Dice (and NSD) over the headline classes "
+    f"({', '.join(recipe.HEADLINE_CLASSES)}: a mask on at least {recipe.HEADLINE_MIN_IMAGES} development "
+    "images), with a 95 % bootstrap interval that resamples patients for all of them at once. The devices are "
+    f"reported per class; rare classes (a mask on fewer than {recipe.RARE_BELOW} development images) are "
+    "reported, never averaged."
+)
+RULES = {
+    "binary": (
+        "A prediction is a binary mask at the image's full size: 0 is background, its other value the class "
+        "(0/1, 0/255, 1-bit). A probability map (more than two values) is refused unless `--threshold T` cuts it at "
+        "T of its format's full scale (255 for 8-bit, 65535 for 16-bit, 1.0 for float images)."
+    ),
+    "skipped": (
+        "Skipped, and counted: a pair whose true mask is null (annotated without a mask), a pair whose class the "
+        "image's `quality_flags` mark `missing:<mask column>` (left out of the annotation by mistake), and a pair "
+        "where both masks are empty."
+    ),
+    "one_empty": (
+        "When exactly one of the two masks is empty, Dice, IoU, NSD and clDice are 0 and the distances are missing "
+        "(counted, never averaged as 0 or infinity)."
+    ),
+    "not_predicted": (
+        "A class no image's predictions hold is reported as not predicted, not scored as empty masks, so that two "
+        "models' tables compare; `--classes` chooses the classes scored. The headline needs every headline class."
+    ),
+    "interval": (
+        "Each mean comes with a 95 % percentile-bootstrap interval that resamples patients (all images of a patient "
+        "together; 2000 resamples, seed 0); under cross-validation each fold's mean too."
+    ),
+    "compare": (
+        "`--compare` gives, per class and metric and for the headline, the mean of the paired differences A−B "
+        "over the image-class pairs both score, with a patient-bootstrap 95 % interval, marked where it excludes 0."
+    ),
+}
 DEVELOPMENT_SPLITS = tuple(recipe.FOLD_SPLITS)
 FOLD_COLUMN = "fold"
 # The build's data-quality codes; "missing:<mask column>" marks a class left out by mistake.
