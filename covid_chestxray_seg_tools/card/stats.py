@@ -144,8 +144,14 @@ class CardStats(_CardStatsFields, total=False):
 
 
 def view_hints(row: Mapping[str, Any]) -> list[str]:
-    """The words of a row's clinical_notes and other_notes that say the film is not PA, in
-    order and once each; [] when there are none."""
+    """The words of a row's clinical_notes and other_notes that say the film is not PA.
+
+    Args:
+        row: a row with `clinical_notes` and `other_notes` (either may be missing or null).
+
+    Returns:
+        The words, in order and once each; [] when there are none.
+    """
     text = " ".join(row.get(column) or "" for column in ("clinical_notes", "other_notes"))
     return list(dict.fromkeys(match.group(0) for match in VIEW_HINTS.finditer(text)))
 
