@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools.card.stats import FlaggedImage, ViewConflict
+from covid_chestxray_seg_tools.card.stats import CardStats, FlaggedImage, ViewConflict
 
-__all__ = ["FLAG_MEANINGS", "FlagMeaning", "flagged_images_text", "view_conflicts_text"]
+__all__ = ["FLAG_MEANINGS", "FlagMeaning", "flagged_images_text", "known_issues_text", "view_conflicts_text"]
 
 
 @dataclass(frozen=True)
@@ -87,4 +87,32 @@ def view_conflicts_text(conflicts: Sequence[ViewConflict], *, images: int) -> st
         f"- `view` says PA, but the notes say otherwise, on {len(conflicts)} of {images} images: {listed}. "
         "Upstream's `view` is what the source stated; a supine or portable (mobile) film is usually AP, which "
         "magnifies the heart. Burnt-in text on other films (such as PORTABLE) is not checked."
+    )
+
+
+def known_issues_text(stats: CardStats, report: recipe.BuildReport) -> str:
+    """The card's Known-issues list: the flagged images, the metadata that contradicts itself, and
+    the upstream quirks the build handled (annotations without a mask, renamed categories, images
+    without a licence, series of one patient).
+
+    Args:
+        stats: the built files' counts (`card.stats.compute_stats`).
+        report: what the build read and the upstream quirks it handled.
+
+    Returns:
+        The list, one Markdown item per issue.
+    """
+    renamed = ", ".join(f"`{old}` -> `{new}`" for old, new in report.renamed_categories.items()) or "none"
+    return "\n".join(
+        [
+            flagged_images_text(stats["quality_flags"]),
+            view_conflicts_text(stats["view_conflicts"], images=stats["images"]),
+            f"- {report.annotations_without_segmentation} annotations have no segmentation upstream: they are kept "
+            "in `objects` with a null `segmentation`, and their class mask is null on that image.",
+            f"- Renamed upstream categories: {renamed}.",
+            f"- {report.images_without_license} images have no licence in `{recipe.METADATA_FILE}`: "
+            "their `license` is null.",
+            f"- {stats['patients_with_series']} patients have a series of images ({stats['images_in_series']} "
+            f"images, up to {stats['largest_series']} for one patient): the splits keep each series together.",
+        ]
     )

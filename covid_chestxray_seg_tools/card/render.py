@@ -8,6 +8,7 @@ so tables and metadata always derive from the builder and the built files.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from covid_chestxray_seg_tools.card.legend import legend_table
 from covid_chestxray_seg_tools.card.license import license_table, licensed_config_text
 from covid_chestxray_seg_tools.card.metadata_summary import metadata_table
 from covid_chestxray_seg_tools.card.preview import PREVIEW_LICENSES
-from covid_chestxray_seg_tools.card.quality import flagged_images_text, view_conflicts_text
+from covid_chestxray_seg_tools.card.quality import known_issues_text
 from covid_chestxray_seg_tools.card.semantics import overlap_table, sides_text
 from covid_chestxray_seg_tools.card.stats import CardStats
 from covid_chestxray_seg_tools.errors import CovidSegError
@@ -61,7 +62,15 @@ TEMPLATE = Path(__file__).with_name("template.md")
 
 
 def card_data(infos: dict[str, datasets.DatasetInfo], folder: Path) -> DatasetCardData:
-    """The card's YAML header, derived from the builder and the layout."""
+    """The card's YAML header, derived from the builder and the layout.
+
+    Args:
+        infos: the builder's infos, by config.
+        folder: the built folder (its data files name the configs' splits).
+
+    Returns:
+        The header: licence, tasks, tags, configs and each config's features and sizes.
+    """
     data = DatasetCardData(
         pretty_name="COVID-19 Chest X-ray Segmentations",
         license="other",
@@ -102,35 +111,127 @@ def card_data(infos: dict[str, datasets.DatasetInfo], folder: Path) -> DatasetCa
     return data
 
 
-def _generated_blocks(
-    *, infos: dict[str, datasets.DatasetInfo], stats: CardStats, report: recipe.BuildReport, extras: dict[str, Any]
-) -> dict[str, str]:
-    """Every generated part of the card, from the builder's constants and the built files."""
+@dataclass(frozen=True)
+class _BlockInputs:
+    """What the generated blocks are rendered from: the builder's infos, the built files' counts,
+    the build's report and its optional parts (`render_card`'s `extras`)."""
 
-    def pct(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.2f}"
+    infos: dict[str, datasets.DatasetInfo]
+    stats: CardStats
+    report: recipe.BuildReport
+    extras: dict[str, Any]
 
-    classes = [
+
+# What the card says where the build left an optional part out.
+_BASELINE_NOT_COMPUTED = "Not computed for this build (`covid-seg build --baseline` computes it)."
+_UNET_NOT_IN_BUILD = (
+    "Not in this build (`covid-seg build --baseline` renders it from the results file that "
+    "`covid-seg baseline unet --results` writes)."
+)
+_VALIDATION_NOT_RUN = "Not run for this build (`covid-seg build --validate` or `covid-seg validate` runs it)."
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _summary_block(stats: CardStats, infos: dict[str, datasets.DatasetInfo]) -> str:
+    return (
+        f"{stats['images']} images of {stats['patients']} patients, {stats['annotations']} annotations in "
+        f"{len(recipe.CLASSES)} classes; {infos[layout.CONFIG_NAME].download_size / 1e6:.1f} MB of Parquet."
+    )
+
+
+def _preview_block(extras: dict[str, Any]) -> str:
+    shown = extras.get("preview") or []
+    if shown:
+        text = (
+            f"![Chest X-rays with their masks overlaid: anatomy outlined, opacities filled, devices as lines]"
+            f"({layout.PREVIEW_PATH})\n\n"
+        )
+    else:
+        text = f"No image has a {' or '.join(PREVIEW_LICENSES)} licence, so none is shown here.\n\n"
+    if extras.get("legend"):
+        text += f"![The overlay's legend: a swatch per class, drawn as in the overlay]({extras['legend']})"
+    if shown:
+        credits = "; ".join(f"`{item['file_name']}` ({item['license']}, {item['url']})" for item in shown)
+        text += f"\n\nImages shown (the openly licensed ones): {credits}."
+    return text
+
+
+def _classes_block(stats: CardStats) -> str:
+    lines = [
         "| # | class | mask column | instances | images | without segmentation | mean area % | median area % |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for number, name in enumerate(recipe.CLASSES):
         of_class = stats["classes"][name]
-        classes.append(
+        lines.append(
             f"| {number} | {name} | `{recipe.MASK_COLUMNS[number]}` | {of_class['instances']} | {of_class['images']} | "
-            f"{of_class['without_segmentation']} | {pct(of_class['mean_area_pct'])} | "
-            f"{pct(of_class['median_area_pct'])} |"
+            f"{of_class['without_segmentation']} | {_pct(of_class['mean_area_pct'])} | "
+            f"{_pct(of_class['median_area_pct'])} |"
         )
-    splits = ["| split | images | patients | annotations | Parquet files |", "|---|---:|---:|---:|---:|"]
+    return "\n".join(lines)
+
+
+def _splits_block(stats: CardStats) -> str:
+    # The splits' counts, then the findings by split.
+    lines = ["| split | images | patients | annotations | Parquet files |", "|---|---:|---:|---:|---:|"]
     for split, of_split in stats["splits"].items():
-        splits.append(
+        lines.append(
             f"| {split} | {of_split['images']} | {of_split['patients']} | {of_split['annotations']} "
             f"| {of_split['files']} |"
         )
-    splits += ["", "| finding | " + " | ".join(recipe.SPLITS) + " |", "|---|" + "---:|" * len(recipe.SPLITS)]
+    lines += ["", "| finding | " + " | ".join(recipe.SPLITS) + " |", "|---|" + "---:|" * len(recipe.SPLITS)]
     for finding, counts in stats["findings"].items():
-        splits.append(f"| {finding} | " + " | ".join(str(counts[split]) for split in recipe.SPLITS) + " |")
-    renamed = ", ".join(f"`{old}` -> `{new}`" for old, new in report.renamed_categories.items()) or "none"
+        lines.append(f"| {finding} | " + " | ".join(str(counts[split]) for split in recipe.SPLITS) + " |")
+    return "\n".join(lines)
+
+
+def _configs_block(infos: dict[str, datasets.DatasetInfo], stats: CardStats) -> str:
+    lines = [
+        "| config | " + " | ".join(recipe.SPLITS) + " | all | what it holds |",
+        "|---|" + "---:|" * (len(recipe.SPLITS) + 1) + "---|",
+    ]
+    for config, info in infos.items():
+        rows = [info.splits[split].num_examples for split in recipe.SPLITS]
+        lines.append(f"| `{config}` | " + " | ".join(map(str, rows)) + f" | {sum(rows)} | {info.description} |")
+    return "\n".join(lines) + "\n\n" + licensed_config_text(stats)
+
+
+def _folds_block(stats: CardStats) -> str:
+    # The findings' columns in the order of the splits table (the commonest first).
+    findings = stats["findings"]
+    lines = [
+        "| fold | images | patients | " + " | ".join(findings) + " |",
+        "|---|---:|---:|" + "---:|" * len(findings),
+    ]
+    for fold, of_fold in stats["folds"].items():
+        lines.append(
+            f"| {fold} | {of_fold['images']} | {of_fold['patients']} | "
+            + " | ".join(str(of_fold["findings"][finding]) for finding in findings)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def _severity_block(stats: CardStats, severity: dict[str, Any] | None) -> str:
+    text = f"{stats['images_with_severity']} of {stats['images']} images have ieee8023's expert scores."
+    # Under 3 scored images with both lungs there is no rho (severity.severity_correlation).
+    if not severity or severity["correlation"]["rho"] is None:
+        return text
+    correlation = severity["correlation"]
+    text += (
+        f" Over the {correlation['n']} scored images that have both lung masks, the share of the lung fields "
+        f"covered by ground-glass opacity or consolidation ranks with `severity_geographic_extent` at Spearman's "
+        f"rho = {correlation['rho']:.2f} (p = {correlation['p']:.1g})."
+    )
+    if severity.get("plot"):
+        text += f"\n\n![Lesion share of the lung fields against the geographic extent score]({severity['plot']})"
+    return text
+
+
+def _provenance_block(report: recipe.BuildReport) -> str:
     modified = ", ".join(f"`{path}`" for path in report.modified_files) or "none"
     if report.annotation_upstream:
         annotation_state = "equal to upstream's file (its git blob SHA-1 is the one upstream's commit lists)"
@@ -141,102 +242,48 @@ def _generated_blocks(
             "data-quality report below compares every segmentation in it with upstream's crops instead"
         )
     changes = recipe.BUILDER_CHANGES.get(recipe.BUILDER_VERSION)
-    provenance = [
-        f"- Upstream: [{recipe.HOMEPAGE}]({recipe.HOMEPAGE}) at commit `{recipe.UPSTREAM_COMMIT}`.",
-        f"- Manifest check: the images, `{recipe.METADATA_FILE}` and the severity file are compared by size and "
-        "git blob SHA-1 with the files of the pinned commits, and a difference stops the build (unless told to "
-        f"accept it, and then it is listed here). Files that differ: {modified}.",
-        f"- Annotation file: `{report.annotation_file}`, SHA-256 `{report.annotation_sha256}`, {annotation_state}.",
-        f"- Severity scores: [{recipe.SEVERITY_HOMEPAGE}]({recipe.SEVERITY_HOMEPAGE}) `{recipe.SEVERITY_PATH}` "
-        f"at commit `{recipe.SEVERITY_COMMIT}`, checked by size and git blob SHA-1.",
-        f"- Builder version {recipe.BUILDER_VERSION}, built with `datasets` {datasets.__version__}."
-        + (f" Changes in {recipe.BUILDER_VERSION}: {changes}." if changes else ""),
-    ]
-    quirks = [
-        flagged_images_text(stats["quality_flags"]),
-        view_conflicts_text(stats["view_conflicts"], images=stats["images"]),
-        f"- {report.annotations_without_segmentation} annotations have no segmentation upstream: they are kept in "
-        "`objects` with a null `segmentation`, and their class mask is null on that image.",
-        f"- Renamed upstream categories: {renamed}.",
-        f"- {report.images_without_license} images have no licence in `{recipe.METADATA_FILE}`: "
-        "their `license` is null.",
-        f"- {stats['patients_with_series']} patients have a series of images ({stats['images_in_series']} images, "
-        f"up to {stats['largest_series']} for one patient): the splits keep each series together.",
-    ]
-    configs = [
-        "| config | " + " | ".join(recipe.SPLITS) + " | all | what it holds |",
-        "|---|" + "---:|" * (len(recipe.SPLITS) + 1) + "---|",
-    ]
-    for config, info in infos.items():
-        rows = [info.splits[split].num_examples for split in recipe.SPLITS]
-        configs.append(f"| `{config}` | " + " | ".join(map(str, rows)) + f" | {sum(rows)} | {info.description} |")
-    folds = [
-        "| fold | images | patients | " + " | ".join(stats["findings"]) + " |",
-        "|---|---:|---:|" + "---:|" * len(stats["findings"]),
-    ]
-    for fold, of_fold in stats["folds"].items():
-        folds.append(
-            f"| {fold} | {of_fold['images']} | {of_fold['patients']} | "
-            + " | ".join(str(of_fold["findings"][f]) for f in stats["findings"])
-            + " |"
-        )
-    severity = extras.get("severity")
-    if severity and severity["correlation"]["rho"] is not None:
-        correlation = severity["correlation"]
-        severity_text = (
-            f"{stats['images_with_severity']} of {stats['images']} images have ieee8023's expert scores. Over the "
-            f"{correlation['n']} scored images that have both lung masks, the share of the lung fields covered by "
-            f"ground-glass opacity or consolidation ranks with `severity_geographic_extent` at Spearman's "
-            f"rho = {correlation['rho']:.2f} (p = {correlation['p']:.1g})."
-        )
-        if severity.get("plot"):
-            severity_text += (
-                f"\n\n![Lesion share of the lung fields against the geographic extent score]({severity['plot']})"
-            )
-    else:
-        severity_text = f"{stats['images_with_severity']} of {stats['images']} images have ieee8023's expert scores."
-    validation = extras.get("validation")
-    shown = extras.get("preview") or []
-    if shown:
-        credits = "; ".join(f"`{item['file_name']}` ({item['license']}, {item['url']})" for item in shown)
-        preview = (
-            f"![Chest X-rays with their masks overlaid: anatomy outlined, opacities filled, devices as lines]"
-            f"({layout.PREVIEW_PATH})\n\n"
-        )
-    else:
-        preview = f"No image has a {' or '.join(PREVIEW_LICENSES)} licence, so none is shown here.\n\n"
-    if extras.get("legend"):
-        preview += f"![The overlay's legend: a swatch per class, drawn as in the overlay]({extras['legend']})"
-    if shown:
-        preview += f"\n\nImages shown (the openly licensed ones): {credits}."
-    summary = (
-        f"{stats['images']} images of {stats['patients']} patients, {stats['annotations']} annotations in "
-        f"{len(recipe.CLASSES)} classes; {infos[layout.CONFIG_NAME].download_size / 1e6:.1f} MB of Parquet."
+    return "\n".join(
+        [
+            f"- Upstream: [{recipe.HOMEPAGE}]({recipe.HOMEPAGE}) at commit `{recipe.UPSTREAM_COMMIT}`.",
+            f"- Manifest check: the images, `{recipe.METADATA_FILE}` and the severity file are compared by size and "
+            "git blob SHA-1 with the files of the pinned commits, and a difference stops the build (unless told to "
+            f"accept it, and then it is listed here). Files that differ: {modified}.",
+            f"- Annotation file: `{report.annotation_file}`, SHA-256 `{report.annotation_sha256}`, {annotation_state}.",
+            f"- Severity scores: [{recipe.SEVERITY_HOMEPAGE}]({recipe.SEVERITY_HOMEPAGE}) `{recipe.SEVERITY_PATH}` "
+            f"at commit `{recipe.SEVERITY_COMMIT}`, checked by size and git blob SHA-1.",
+            f"- Builder version {recipe.BUILDER_VERSION}, built with `datasets` {datasets.__version__}."
+            + (f" Changes in {recipe.BUILDER_VERSION}: {changes}." if changes else ""),
+        ]
     )
-    return {
-        "summary": summary,
-        "preview": preview,
-        "classes": "\n".join(classes),
-        "splits": "\n".join(splits),
-        "licenses": license_table(stats),
-        "configs": "\n".join(configs) + "\n\n" + licensed_config_text(stats),
-        "metadata": metadata_table(stats["metadata"], images=stats["images"]),
-        "overlap": overlap_table(stats["overlap"]),
-        "sides": sides_text(stats["sides"]),
-        "folds": "\n".join(folds),
-        "legend": legend_table(),
-        "severity": severity_text,
-        "baseline": extras.get("baseline") or "Not computed for this build (`covid-seg build --baseline` computes it).",
-        "unet": extras.get("unet")
-        or "Not in this build (`covid-seg build --baseline` renders it from the results file that "
-        "`covid-seg baseline unet --results` writes).",
-        "provenance": "\n".join(provenance),
-        "quirks": "\n".join(quirks),
-        "validation": validation.summary()
-        if validation is not None
-        else "Not run for this build (`covid-seg build --validate` or `covid-seg validate` runs it).",
-        "citation": citation_text(_REPO_ID_TOKEN),
-    }
+
+
+def _validation_block(validation: Any) -> str:
+    # `validation` is the report of `validate.validate` when the build ran it (its `summary()` is the block).
+    return validation.summary() if validation is not None else _VALIDATION_NOT_RUN
+
+
+# Every generated block of the template, by its name (`<!-- BEGIN GENERATED: name -->`), and
+# what it is rendered from.
+_BLOCKS: dict[str, Callable[[_BlockInputs], str]] = {
+    "summary": lambda given: _summary_block(given.stats, given.infos),
+    "preview": lambda given: _preview_block(given.extras),
+    "classes": lambda given: _classes_block(given.stats),
+    "splits": lambda given: _splits_block(given.stats),
+    "licenses": lambda given: license_table(given.stats),
+    "configs": lambda given: _configs_block(given.infos, given.stats),
+    "metadata": lambda given: metadata_table(given.stats["metadata"], images=given.stats["images"]),
+    "overlap": lambda given: overlap_table(given.stats["overlap"]),
+    "sides": lambda given: sides_text(given.stats["sides"]),
+    "folds": lambda given: _folds_block(given.stats),
+    "legend": lambda given: legend_table(),
+    "severity": lambda given: _severity_block(given.stats, given.extras.get("severity")),
+    "baseline": lambda given: given.extras.get("baseline") or _BASELINE_NOT_COMPUTED,
+    "unet": lambda given: given.extras.get("unet") or _UNET_NOT_IN_BUILD,
+    "provenance": lambda given: _provenance_block(given.report),
+    "quirks": lambda given: known_issues_text(given.stats, given.report),
+    "validation": lambda given: _validation_block(given.extras.get("validation")),
+    "citation": lambda given: citation_text(_REPO_ID_TOKEN),
+}
 
 
 @dataclass(frozen=True)
@@ -266,6 +313,19 @@ def render_card(
     """The template with a fresh YAML header, every generated block filled in, the repo id
     wherever the code names the dataset and the tools' URL wherever it names these tools.
 
+    Args:
+        folder: the built folder.
+        infos: the builder's infos, by config.
+        stats: the built files' counts (`card.stats.compute_stats`).
+        report: what the build read and the upstream quirks it handled.
+        extras: the build's optional parts, by name: "preview" (the shown images), "legend" and
+            "severity" (pictures and the correlation), "baseline" and "unet" (tables),
+            "validation" (a report with `summary()`); a block whose part is missing says so.
+        options: the template, the repo id and the tools' URL.
+
+    Returns:
+        The card, YAML header included.
+
     Raises:
         CardError: the template is missing or lacks a block, the tools' URL is not one pip installs from.
     """
@@ -277,7 +337,9 @@ def render_card(
     except FileNotFoundError:
         raise CardError(f"{template}: card template: file not found") from None
     body = DatasetCard(text).text if text.startswith("---") else text
-    for name, content in _generated_blocks(infos=infos, stats=stats, report=report, extras=extras or {}).items():
+    given = _BlockInputs(infos=infos, stats=stats, report=report, extras=extras or {})
+    blocks = {name: render_block(given) for name, render_block in _BLOCKS.items()}
+    for name, content in blocks.items():
         body = _fill_block(body, name, content, template=template)
     body = body.replace(_REPO_ID_TOKEN, repo_id).replace(_TOOLS_URL_TOKEN, tools_url)
     card = DatasetCard(f"---\n{card_data(infos, folder).to_yaml()}\n---\n{body.lstrip()}")
@@ -294,6 +356,12 @@ _TOOLS_URL = re.compile(r"(https?|ssh|git|file)://[^\s\"'<>()\[\]`]+")
 
 def check_tools_url(url: str) -> str:
     """`url`, checked to be a URL pip can install from with `git+` (http(s), ssh, git or file).
+
+    Args:
+        url: the tools' repository URL.
+
+    Returns:
+        `url`, unchanged.
 
     Raises:
         CardError: it is not.
@@ -313,6 +381,14 @@ def card_for_repo(card: str, repo_id: str, *, tools_url: str | None = None) -> s
     (the citation's) naming `repo_id` (a card built for one repo, or none, is published to
     another), and, when given, `tools_url` wherever the card names the tools' repository. Links
     to other repos (the FiftyOne companion's) stay as they are.
+
+    Args:
+        card: a built card.
+        repo_id: the Hub repo it is published to.
+        tools_url: the tools' repository URL; None leaves the card's as it is.
+
+    Returns:
+        The card, naming `repo_id` (and `tools_url`).
 
     Raises:
         CardError: `tools_url` is not a URL pip installs from, or the card names no tools URL

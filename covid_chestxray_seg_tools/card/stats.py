@@ -6,8 +6,8 @@ import itertools
 import re
 import statistics
 from collections import Counter
-from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -20,15 +20,19 @@ __all__ = [
     "OVERLAP_CLASSES",
     "VIEW_HINTS",
     "CardStats",
+    "ClassFacts",
     "ClassStats",
     "FlaggedImage",
     "FoldStats",
+    "ImageFacts",
     "MetadataSummary",
     "OverlapStats",
     "SideStats",
     "SplitStats",
     "ViewConflict",
     "compute_stats",
+    "image_facts",
+    "summarise",
     "view_hints",
 ]
 
@@ -140,10 +144,94 @@ class CardStats(_CardStatsFields, total=False):
 
 
 def view_hints(row: Mapping[str, Any]) -> list[str]:
-    """The words of a row's clinical_notes and other_notes that say the film is not PA, in
-    order and once each; [] when there are none."""
+    """The words of a row's clinical_notes and other_notes that say the film is not PA.
+
+    Args:
+        row: a row with `clinical_notes` and `other_notes` (either may be missing or null).
+
+    Returns:
+        The words, in order and once each; [] when there are none.
+    """
     text = " ".join(row.get(column) or "" for column in ("clinical_notes", "other_notes"))
     return list(dict.fromkeys(match.group(0) for match in VIEW_HINTS.finditer(text)))
+
+
+# The columns the per-image pass reads: no image or mask bytes.
+_COLUMNS = (
+    "file_name",
+    "patient_id",
+    "license",
+    "finding",
+    "width",
+    "height",
+    "objects",
+    "fold",
+    "severity_geographic_extent",
+    "sex",
+    "age",
+    "view",
+    "modality",
+    "clinical_notes",
+    "other_notes",
+    "quality_flags",
+)
+# What the card calls a finding or licence upstream leaves empty, and a missing metadata value.
+_NONE_GIVEN, _MISSING = "none given", "missing"
+
+
+@dataclass(frozen=True)
+class ClassFacts:
+    """One class on one image.
+
+    Attributes:
+        instances: its annotations.
+        without_segmentation: those of them with no mask upstream.
+        area_pct: the area of their union in % of the image; None when one has no mask.
+    """
+
+    instances: int
+    without_segmentation: int
+    area_pct: float | None
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the card counts of one image, as plain values (`image_facts`); `summarise` adds them up.
+
+    Attributes:
+        file_name, split, patient, fold: the row's, `fold` None outside the folds.
+        finding, license: the row's, "none given" when null.
+        severity_scored: whether the row has ieee8023's geographic-extent score.
+        annotations: the row's annotations (`objects`).
+        sex, view, modality: the row's, "missing" when null; `age` None when null.
+        quality_flags: the row's `quality_flags`.
+        view_conflict: the notes' words that contradict `view` when it says PA (`view_hints`); () otherwise.
+        classes: each class annotated on the image, in the order of `objects`.
+        sides: per lung of `recipe.EXPECTED_SIDE`, whether each of its annotations with a mask has its
+            centroid on the expected side.
+        overlap: per class of OVERLAP_CLASSES with pixels on the image, the share (0-1) of its pixels
+            that are also each other class's (0 for a class absent from the image).
+        overlapping_pairs: the class indices (lower first) of every two classes that share a pixel.
+    """
+
+    file_name: str
+    split: str
+    patient: int | None
+    fold: int | None
+    finding: str
+    license: str
+    severity_scored: bool
+    annotations: int
+    sex: str
+    age: int | None
+    view: str
+    modality: str
+    quality_flags: tuple[str, ...]
+    view_conflict: tuple[str, ...]
+    classes: Mapping[str, ClassFacts]
+    sides: Mapping[str, tuple[bool, ...]]
+    overlap: Mapping[str, Mapping[str, float]]
+    overlapping_pairs: tuple[tuple[int, int], ...]
 
 
 def compute_stats(folder: Path) -> CardStats:
@@ -159,194 +247,228 @@ def compute_stats(folder: Path) -> CardStats:
     Returns:
         The counts, every mapping in the order the card shows it.
     """
-    columns = [
-        "image_id",
-        "file_name",
-        "patient_id",
-        "license",
-        "finding",
-        "width",
-        "height",
-        "objects",
-        "fold",
-        "severity_geographic_extent",
-        "sex",
-        "age",
-        "view",
-        "modality",
-        "clinical_notes",
-        "other_notes",
-        "quality_flags",
-    ]
-    instances: Counter[str] = Counter()
-    class_images: Counter[str] = Counter()
-    without_segmentation: Counter[str] = Counter()
-    areas: dict[str, list[float]] = {name: [] for name in recipe.CLASSES}
-    splits: dict[str, SplitStats] = {}
-    split_patients: dict[str, set[Hashable]] = {}
-    licenses: Counter[str] = Counter()
-    findings: dict[str, Counter[str]] = {}
-    images_per_patient: Counter[Hashable] = Counter()
-    folds = {fold: FoldStats(images=0, patients=0, findings=Counter()) for fold in range(recipe.FOLDS)}
-    fold_patients: dict[int, set[Hashable]] = {fold: set() for fold in range(recipe.FOLDS)}
-    overlap_images: Counter[str] = Counter()
-    shares: dict[str, dict[str, list[float]]] = {
-        name: {other: [] for other in OVERLAP_CLASSES} for name in OVERLAP_CLASSES
-    }
-    overlapping_pairs: set[tuple[int, int]] = set()
-    sides = {name: SideStats(instances=0, expected_side=0) for name in recipe.EXPECTED_SIDE}
-    metadata = _MetadataCounts()
-    flagged: list[FlaggedImage] = []
-    view_conflicts: list[ViewConflict] = []
-    scored = 0
-    for split in recipe.SPLITS:
-        splits[split] = SplitStats(images=0, patients=0, annotations=0, files=len(layout.shard_paths(folder, split)))
-        split_patients[split] = set()
-        findings[split] = Counter()
-        for row in layout.iter_rows(folder, split, columns=columns):
-            splits[split]["images"] += 1
-            split_patients[split].add(row["patient_id"])
-            splits[split]["annotations"] += len(row["objects"])
-            findings[split][row["finding"] or "none given"] += 1
-            images_per_patient[row["patient_id"]] += 1
-            licenses[row["license"] or "none given"] += 1
-            scored += row["severity_geographic_extent"] is not None
-            if row["fold"] is not None:
-                folds[row["fold"]]["images"] += 1
-                fold_patients[row["fold"]].add(row["patient_id"])
-                folds[row["fold"]]["findings"][row["finding"] or "none given"] += 1
-            metadata.count(row)
-            if row["quality_flags"]:
-                flagged.append(FlaggedImage(file_name=row["file_name"], split=split, flags=list(row["quality_flags"])))
-            hints = view_hints(row)
-            if hints and row["view"] == "PA":
-                view_conflicts.append(ViewConflict(file_name=row["file_name"], split=split, hints=hints))
-            by_class: dict[str, list[dict[str, Any] | None]] = {}
-            for obj in row["objects"]:
-                name = recipe.CLASSES[obj["category"]]
-                instances[name] += 1
-                without_segmentation[name] += obj["segmentation"] is None
-                by_class.setdefault(name, []).append(obj["segmentation"])
-                if name in sides and obj["segmentation"] is not None:
-                    centroid = recipe.rle_centroid_x(obj["segmentation"])
-                    on_right = centroid is not None and centroid > row["width"] / 2
-                    sides[name]["instances"] += 1
-                    sides[name]["expected_side"] += on_right == (recipe.EXPECTED_SIDE[name] == "right")
-            unions = {}
-            for name, segmentations in by_class.items():
-                class_images[name] += 1
-                present = [seg for seg in segmentations if seg is not None]
-                if len(present) == len(segmentations):
-                    unions[name] = recipe.union_rle(present)
-                    area = float(mask_utils.area(unions[name]))
-                    areas[name].append(100.0 * area / (row["width"] * row["height"]))
-            _count_overlaps(unions, images=overlap_images, shares=shares, pairs=overlapping_pairs)
-    for split, patients in split_patients.items():
-        splits[split]["patients"] = len(patients)
-    for fold, patients in fold_patients.items():
-        folds[fold]["patients"] = len(patients)
-    all_findings = sorted(
-        {f for counter in findings.values() for f in counter}, key=lambda f: (-sum(c[f] for c in findings.values()), f)
+    facts = (
+        image_facts(row, split=split)
+        for split in recipe.SPLITS
+        for row in layout.iter_rows(folder, split, columns=_COLUMNS)
     )
-    series = [count for count in images_per_patient.values() if count > 1]
+    files = {split: len(layout.shard_paths(folder, split)) for split in recipe.SPLITS}
+    return summarise(facts, files=files)
+
+
+def image_facts(row: Mapping[str, Any], *, split: str) -> ImageFacts:
+    """The per-image pass: what the card counts of one stored row, from its RLE (no PNG decoded).
+
+    Args:
+        row: a stored row with at least the columns `compute_stats` reads (file_name, patient_id,
+            license, finding, width, height, objects, fold, severity_geographic_extent, sex, age,
+            view, modality, clinical_notes, other_notes, quality_flags).
+        split: the split the row is in.
+
+    Returns:
+        The image's facts.
+    """
+    by_class: dict[str, list[dict[str, Any] | None]] = {}
+    for obj in row["objects"]:
+        by_class.setdefault(recipe.CLASSES[obj["category"]], []).append(obj["segmentation"])
+    # A class's mask is the union of its annotations, and has no area when one of them has no mask.
+    unions = {}
+    for name, segmentations in by_class.items():
+        present = [segmentation for segmentation in segmentations if segmentation is not None]
+        if len(present) == len(segmentations):
+            unions[name] = recipe.union_rle(present)
+    areas = {name: float(mask_utils.area(rle)) for name, rle in unions.items()}
+    overlap, pairs = _overlaps(unions, areas)
+    hints = view_hints(row)
+    return ImageFacts(
+        file_name=row["file_name"],
+        split=split,
+        patient=row["patient_id"],
+        fold=row["fold"],
+        finding=row["finding"] or _NONE_GIVEN,
+        license=row["license"] or _NONE_GIVEN,
+        severity_scored=row["severity_geographic_extent"] is not None,
+        annotations=len(row["objects"]),
+        sex=row["sex"] or _MISSING,
+        age=row["age"],
+        view=row["view"] or _MISSING,
+        modality=row["modality"] or _MISSING,
+        quality_flags=tuple(row["quality_flags"] or ()),
+        view_conflict=tuple(hints) if row["view"] == "PA" else (),
+        classes={
+            name: ClassFacts(
+                instances=len(segmentations),
+                without_segmentation=sum(segmentation is None for segmentation in segmentations),
+                area_pct=100.0 * areas[name] / (row["width"] * row["height"]) if name in areas else None,
+            )
+            for name, segmentations in by_class.items()
+        },
+        sides={
+            name: tuple(
+                _on_expected_side(segmentation, name, width=row["width"])
+                for segmentation in by_class.get(name, [])
+                if segmentation is not None
+            )
+            for name in recipe.EXPECTED_SIDE
+        },
+        overlap=overlap,
+        overlapping_pairs=pairs,
+    )
+
+
+def _on_expected_side(segmentation: dict[str, Any], name: str, *, width: int) -> bool:
+    centroid = recipe.rle_centroid_x(segmentation)
+    on_right = centroid is not None and centroid > width / 2
+    return on_right == (recipe.EXPECTED_SIDE[name] == "right")
+
+
+def _overlaps(
+    unions: Mapping[str, dict[str, Any]], areas: Mapping[str, float]
+) -> tuple[dict[str, dict[str, float]], tuple[tuple[int, int], ...]]:
+    # Each unordered pair's intersection once: the share of A in B and of B in A both use it.
+    drawn = sorted((name for name in unions if areas[name]), key=recipe.CLASSES.index)
+    shared: dict[tuple[str, str], float] = {}
+    pairs = []
+    for first, second in itertools.combinations(drawn, 2):
+        common = float(mask_utils.area(mask_utils.merge([unions[first], unions[second]], intersect=True)))
+        shared[first, second] = shared[second, first] = common
+        if common:
+            pairs.append((recipe.CLASSES.index(first), recipe.CLASSES.index(second)))
+    # A class absent from the image shares nothing with one that is there: a 0 in its mean.
+    shares = {
+        name: {other: shared.get((name, other), 0.0) / areas[name] for other in OVERLAP_CLASSES if other != name}
+        for name in OVERLAP_CLASSES
+        if areas.get(name)
+    }
+    return shares, tuple(pairs)
+
+
+def summarise(facts: Iterable[ImageFacts], *, files: Mapping[str, int]) -> CardStats:
+    """The card's statistics from the facts of every image (`image_facts`), in the order read.
+
+    Args:
+        facts: the images' facts, split by split in the order of `recipe.SPLITS`.
+        files: the Parquet files of each split of `recipe.SPLITS`, both licence parts.
+
+    Returns:
+        The counts, every mapping in the order the card shows it (`compute_stats`).
+    """
+    images = list(facts)
+    per_patient = Counter(image.patient for image in images)
+    series = [count for count in per_patient.values() if count > 1]
+    licenses = Counter(image.license for image in images)
+    pairs = {pair for image in images for pair in image.overlapping_pairs}
     return CardStats(
-        images=sum(s["images"] for s in splits.values()),
-        annotations=sum(s["annotations"] for s in splits.values()),
-        patients=len(images_per_patient),
+        images=len(images),
+        annotations=sum(image.annotations for image in images),
+        patients=len(per_patient),
         patients_with_series=len(series),
         images_in_series=sum(series),
         largest_series=max(series, default=1),
-        splits=splits,
-        findings={finding: {split: findings[split][finding] for split in recipe.SPLITS} for finding in all_findings},
-        classes={
-            name: ClassStats(
-                instances=instances[name],
-                images=class_images[name],
-                without_segmentation=without_segmentation[name],
-                mean_area_pct=statistics.fmean(areas[name]) if areas[name] else None,
-                median_area_pct=statistics.median(areas[name]) if areas[name] else None,
-            )
-            for name in recipe.CLASSES
+        splits={
+            split: _split_stats([i for i in images if i.split == split], files=files[split]) for split in recipe.SPLITS
         },
+        findings=_findings(images),
+        classes={name: _class_stats([i.classes[name] for i in images if name in i.classes]) for name in recipe.CLASSES},
         licenses=dict(sorted(licenses.items(), key=lambda item: (-item[1], item[0]))),
-        folds=folds,
-        images_with_severity=scored,
+        folds={fold: _fold_stats([i for i in images if i.fold == fold]) for fold in range(recipe.FOLDS)},
+        images_with_severity=sum(image.severity_scored for image in images),
         overlap={
-            name: OverlapStats(
-                images=overlap_images[name],
-                mean_pct={
-                    other: 100 * statistics.fmean(values) if values else None for other, values in shares[name].items()
-                },
-                max_pct={other: 100 * max(values) if values else None for other, values in shares[name].items()},
-            )
+            name: _overlap_stats(name, [i.overlap[name] for i in images if name in i.overlap])
             for name in OVERLAP_CLASSES
         },
-        overlapping_pairs=sorted(overlapping_pairs),
-        sides=sides,
-        quality_flags=sorted(flagged, key=lambda row: row["file_name"]),
-        view_conflicts=sorted(view_conflicts, key=lambda row: row["file_name"]),
-        metadata=metadata.summary(),
+        overlapping_pairs=sorted(pairs),
+        sides={name: _side_stats([i.sides.get(name, ()) for i in images]) for name in recipe.EXPECTED_SIDE},
+        quality_flags=_flagged_images(images),
+        view_conflicts=_view_conflicts(images),
+        metadata=_metadata_summary(images),
     )
 
 
-def _count_overlaps(
-    unions: dict[str, dict[str, Any]],
-    *,
-    images: Counter[str],
-    shares: dict[str, dict[str, list[float]]],
-    pairs: set[tuple[int, int]],
-) -> None:
-    # Each unordered pair's intersection once: the share of A in B and of B in A both use it.
-    areas = {name: float(mask_utils.area(rle)) for name, rle in unions.items()}
-    for name in OVERLAP_CLASSES:
-        if areas.get(name):
-            images[name] += 1
-    for first, second in itertools.combinations(sorted(unions, key=recipe.CLASSES.index), 2):
-        if not areas[first] or not areas[second]:
-            continue
-        shared = float(mask_utils.area(mask_utils.merge([unions[first], unions[second]], intersect=True)))
-        if shared:
-            pairs.add((recipe.CLASSES.index(first), recipe.CLASSES.index(second)))
-        if first in shares and second in shares:
-            shares[first][second].append(shared / areas[first])
-            shares[second][first].append(shared / areas[second])
-    # A class absent from the image shares nothing with one that is there: a 0 in its mean.
-    for name in OVERLAP_CLASSES:
-        if areas.get(name):
-            for other in OVERLAP_CLASSES:
-                if other != name and not areas.get(other):
-                    shares[name][other].append(0.0)
+def _split_stats(images: list[ImageFacts], *, files: int) -> SplitStats:
+    return SplitStats(
+        images=len(images),
+        patients=len({image.patient for image in images}),
+        annotations=sum(image.annotations for image in images),
+        files=files,
+    )
 
 
-@dataclass
-class _MetadataCounts:
-    sex: Counter[str] = field(default_factory=Counter)
-    ages: list[int] = field(default_factory=list)
-    age_missing: int = 0
-    view: Counter[str] = field(default_factory=Counter)
-    modality: Counter[str] = field(default_factory=Counter)
+def _findings(images: list[ImageFacts]) -> dict[str, dict[str, int]]:
+    # finding -> split -> images, the commonest finding first (then by name).
+    totals = Counter(image.finding for image in images)
+    by_split = Counter((image.finding, image.split) for image in images)
+    order = sorted(totals, key=lambda finding: (-totals[finding], finding))
+    return {finding: {split: by_split[finding, split] for split in recipe.SPLITS} for finding in order}
 
-    def count(self, row: dict[str, Any]) -> None:
-        self.sex[row["sex"] or "missing"] += 1
-        if row["age"] is None:
-            self.age_missing += 1
-        else:
-            self.ages.append(row["age"])
-        self.view[row["view"] or "missing"] += 1
-        self.modality[row["modality"] or "missing"] += 1
 
-    def summary(self) -> MetadataSummary:
-        def ordered(counter: Counter[str]) -> dict[str, int]:
-            # The commonest first; "missing" last whatever its count.
-            return dict(sorted(counter.items(), key=lambda item: (item[0] == "missing", -item[1], item[0])))
+def _class_stats(on_images: list[ClassFacts]) -> ClassStats:
+    areas = [of_image.area_pct for of_image in on_images if of_image.area_pct is not None]
+    return ClassStats(
+        instances=sum(of_image.instances for of_image in on_images),
+        images=len(on_images),
+        without_segmentation=sum(of_image.without_segmentation for of_image in on_images),
+        mean_area_pct=statistics.fmean(areas) if areas else None,
+        median_area_pct=statistics.median(areas) if areas else None,
+    )
 
-        return MetadataSummary(
-            sex=ordered(self.sex),
-            age_median=statistics.median(self.ages) if self.ages else None,
-            age_min=min(self.ages, default=None),
-            age_max=max(self.ages, default=None),
-            age_known=len(self.ages),
-            age_missing=self.age_missing,
-            view=ordered(self.view),
-            modality=ordered(self.modality),
-        )
+
+def _fold_stats(images: list[ImageFacts]) -> FoldStats:
+    return FoldStats(
+        images=len(images),
+        patients=len({image.patient for image in images}),
+        findings=Counter(image.finding for image in images),
+    )
+
+
+def _overlap_stats(name: str, shares: list[Mapping[str, float]]) -> OverlapStats:
+    # A class has no share of itself: its own column stays None, as a class never drawn does.
+    values = {other: [share[other] for share in shares] if other != name else [] for other in OVERLAP_CLASSES}
+    return OverlapStats(
+        images=len(shares),
+        mean_pct={other: 100 * statistics.fmean(of) if of else None for other, of in values.items()},
+        max_pct={other: 100 * max(of) if of else None for other, of in values.items()},
+    )
+
+
+def _side_stats(on_images: list[tuple[bool, ...]]) -> SideStats:
+    return SideStats(
+        instances=sum(len(of_image) for of_image in on_images),
+        expected_side=sum(sum(of_image) for of_image in on_images),
+    )
+
+
+def _flagged_images(images: list[ImageFacts]) -> list[FlaggedImage]:
+    flagged = [
+        FlaggedImage(file_name=image.file_name, split=image.split, flags=list(image.quality_flags))
+        for image in images
+        if image.quality_flags
+    ]
+    return sorted(flagged, key=lambda row: row["file_name"])
+
+
+def _view_conflicts(images: list[ImageFacts]) -> list[ViewConflict]:
+    conflicts = [
+        ViewConflict(file_name=image.file_name, split=image.split, hints=list(image.view_conflict))
+        for image in images
+        if image.view_conflict
+    ]
+    return sorted(conflicts, key=lambda row: row["file_name"])
+
+
+def _metadata_summary(images: list[ImageFacts]) -> MetadataSummary:
+    def ordered(counter: Counter[str]) -> dict[str, int]:
+        # The commonest first; "missing" last whatever its count.
+        return dict(sorted(counter.items(), key=lambda item: (item[0] == _MISSING, -item[1], item[0])))
+
+    ages = [image.age for image in images if image.age is not None]
+    return MetadataSummary(
+        sex=ordered(Counter(image.sex for image in images)),
+        age_median=statistics.median(ages) if ages else None,
+        age_min=min(ages, default=None),
+        age_max=max(ages, default=None),
+        age_known=len(ages),
+        age_missing=len(images) - len(ages),
+        view=ordered(Counter(image.view for image in images)),
+        modality=ordered(Counter(image.modality for image in images)),
+    )
