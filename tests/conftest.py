@@ -32,12 +32,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def fixture_build(tmp_path_factory) -> Path:
-    """The Hub-ready folder built from the small real fixture (metadata.csv is cut down, so not upstream)."""
+    """The Hub-ready folder built from the small real fixture (metadata.csv is cut down, so not
+    upstream), complete as a release is: checked against upstream's crops, the baselines in its
+    card, the tools' repository named (publish refuses a card with holes)."""
     from covid_chestxray_seg_tools.cli import main as covid_seg
-    from tests.helpers import FIXTURE_ARGS
+    from tests.helpers import FIXTURE_ARGS, FIXTURE_BUILD_OPTIONS
 
     out = tmp_path_factory.mktemp("fixture-build") / "out"
-    assert covid_seg(["build", *FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--num-proc", "2"]) == 0
+    assert covid_seg(["build", *FIXTURE_ARGS, "--out", str(out), *FIXTURE_BUILD_OPTIONS, "--num-proc", "2"]) == 0
     return out
 
 

@@ -26,6 +26,10 @@ SHARED_SEVERITY = (
     REPO.parent / "shared" / "data" / "ieee8023-covid-chestxray-dataset" / "annotations" / "covid-severity-scores.csv"
 )
 FIXTURE_SEVERITY = REPO / "tests" / "fixtures" / "severity" / "covid-severity-scores.csv"
+# The tools' repository the fixture's card names (a release names the real one).
+FIXTURE_TOOLS_URL = "https://github.com/example-lab/covid-chestxray-seg"
+# The options the session's fixture build is built with (tests/conftest.py: fixture_build).
+FIXTURE_BUILD_OPTIONS = ("--allow-modified", "--quiet", "--validate", "--baseline", "--tools-url", FIXTURE_TOOLS_URL)
 # `covid-seg build`'s source options for each.
 FIXTURE_ARGS = ("--data-dir", str(FIXTURE_DIR), "--severity-file", str(FIXTURE_SEVERITY))
 SHARED_ARGS = ("--data-dir", str(SHARED_DIR), "--severity-file", str(SHARED_SEVERITY))

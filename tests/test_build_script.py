@@ -15,7 +15,7 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.card.stats import compute_stats
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.hub_folder import layout, parquet, resize, viewer
-from tests.helpers import FIXTURE_ARGS, REPO
+from tests.helpers import FIXTURE_ARGS, FIXTURE_BUILD_OPTIONS, REPO
 
 
 def parquet_files(folder: Path, split: str) -> list[Path]:
@@ -117,9 +117,7 @@ def test_card_tables_are_computed_from_the_parquet_files(fixture_build):
 
 def test_two_builds_are_byte_identical_whatever_the_process_count(tmp_path, fixture_build):
     other = tmp_path / "again"
-    assert (
-        covid_seg(["build", *FIXTURE_ARGS, "--out", str(other), "--allow-modified", "--quiet", "--num-proc", "1"]) == 0
-    )
+    assert covid_seg(["build", *FIXTURE_ARGS, "--out", str(other), *FIXTURE_BUILD_OPTIONS, "--num-proc", "1"]) == 0
     first = {p.relative_to(fixture_build): p.read_bytes() for p in fixture_build.rglob("*") if p.is_file()}
     second = {p.relative_to(other): p.read_bytes() for p in other.rglob("*") if p.is_file()}
     assert first.keys() == second.keys()

@@ -21,7 +21,7 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.card import render
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.hub_folder import layout
-from tests.helpers import FIXTURE_ARGS, REPO, shifted, write_truth_folder
+from tests.helpers import FIXTURE_ARGS, FIXTURE_TOOLS_URL, REPO, shifted, write_truth_folder
 
 REPO_ID = "acme-lab/cxr-seg"
 TOOLS_URL = "https://git.example.org/acme/cxr-tools"
@@ -39,8 +39,8 @@ def evaluate_lines(card: str) -> list[str]:
 def test_the_card_says_how_to_install_the_command_and_score_against_the_hub(fixture_build):
     card = (fixture_build / layout.CARD_FILENAME).read_text(encoding="utf-8")
     assert "__TOOLS_URL__" not in card and "__REPO_ID__" not in card
-    assert install_line(card) == f'pip install "covid-chestxray-seg @ git+{render.DEFAULT_TOOLS_URL}"'
-    assert f"[`covid-seg`]({render.DEFAULT_TOOLS_URL})" in card
+    assert install_line(card) == f'pip install "covid-chestxray-seg @ git+{FIXTURE_TOOLS_URL}"'
+    assert f"[`covid-seg`]({FIXTURE_TOOLS_URL})" in card
     lines = evaluate_lines(card)
     assert len(lines) >= 3 and all(
         line.startswith(f"covid-seg evaluate --source {render.DEFAULT_REPO_ID} ") for line in lines
@@ -55,13 +55,13 @@ def test_publishing_rewrites_the_tools_url_and_the_sources(fixture_build):
     card = (fixture_build / layout.CARD_FILENAME).read_text(encoding="utf-8")
     published = render.card_for_repo(card, REPO_ID, tools_url=TOOLS_URL)
     assert install_line(published) == f'pip install "covid-chestxray-seg @ git+{TOOLS_URL}"'
-    assert f"[`covid-seg`]({TOOLS_URL})" in published and render.DEFAULT_TOOLS_URL not in published
+    assert f"[`covid-seg`]({TOOLS_URL})" in published and FIXTURE_TOOLS_URL not in published
     assert all(line.startswith(f"covid-seg evaluate --source {REPO_ID} ") for line in evaluate_lines(published))
     # Without a URL the card keeps the one it was built with; a longer URL that starts with it is not touched.
-    kept = render.card_for_repo(card + f"\nsee {render.DEFAULT_TOOLS_URL}-docs\n", REPO_ID)
-    assert render.DEFAULT_TOOLS_URL in install_line(kept)
+    kept = render.card_for_repo(card + f"\nsee {FIXTURE_TOOLS_URL}-docs\n", REPO_ID)
+    assert FIXTURE_TOOLS_URL in install_line(kept)
     again = render.card_for_repo(kept, REPO_ID, tools_url=TOOLS_URL)
-    assert f"see {render.DEFAULT_TOOLS_URL}-docs" in again and TOOLS_URL in install_line(again)
+    assert f"see {FIXTURE_TOOLS_URL}-docs" in again and TOOLS_URL in install_line(again)
     with pytest.raises(ValueError, match=r"tools_url='not a url': not a repository URL pip installs from"):
         render.card_for_repo(card, REPO_ID, tools_url="not a url")
     with pytest.raises(ValueError, match=r"tools_url: the card names no tools URL to replace"):

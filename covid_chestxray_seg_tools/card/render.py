@@ -8,7 +8,7 @@ so tables and metadata always derive from the builder and the built files.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +36,13 @@ __all__ = [
     "LICENSE_NAME",
     "TEMPLATE",
     "CardError",
+    "CardGap",
     "CardOptions",
     "card_data",
     "card_for_repo",
+    "card_gaps",
     "check_tools_url",
+    "mark_draft",
     "render_card",
 ]
 
@@ -129,6 +132,64 @@ _UNET_NOT_IN_BUILD = (
     "`covid-seg baseline unet --results` writes)."
 )
 _VALIDATION_NOT_RUN = "Not run for this build (`covid-seg build --validate` or `covid-seg validate` runs it)."
+
+
+@dataclass(frozen=True)
+class CardGap:
+    """A hole in a card that a release must not have.
+
+    Attributes:
+        what: the hole, in words.
+        fill: how a build or a publish fills it, naming settings as `${name}`.
+    """
+
+    what: str
+    fill: str
+
+
+# Generated block -> (its text when the build left it out, the gap that text is).
+_OPTIONAL_BLOCKS = {
+    "baseline": (
+        _BASELINE_NOT_COMPUTED,
+        CardGap("the atlas baseline tables are not computed", recipe.setting("baseline")),
+    ),
+    "unet": (
+        _UNET_NOT_IN_BUILD,
+        CardGap("the U-Net table is not in the build", f"{recipe.setting('baseline')} with a U-Net results file"),
+    ),
+    "validation": (_VALIDATION_NOT_RUN, CardGap("the data-quality report was not run", recipe.setting("validate"))),
+}
+# A placeholder where a link or a command needs the real repository.
+_PLACEHOLDER = re.compile(r"https?://[^\s\"'()<>`\]]*\bOWNER\b[^\s\"'()<>`\]]*|\bORG/[\w.-]+")
+_DRAFT_NOTE = "> **Draft.** This card is incomplete and is no release: {gaps}."
+
+
+def card_gaps(card: str) -> list[CardGap]:
+    """What a rendered card lacks for a release: optional sections the build left out, and
+    placeholders (`OWNER`, `ORG/...`) where a link or a command needs the real repository.
+
+    Args:
+        card: the card as it is to be published (the repo id and tools URL rewritten).
+
+    Returns:
+        The gaps, in card order; empty for a complete card.
+    """
+    gaps = [
+        gap
+        for name, (missing, gap) in _OPTIONAL_BLOCKS.items()
+        if f"{BEGIN.format(name)}\n{missing}\n{END.format(name)}" in card
+    ]
+    for placeholder in dict.fromkeys(_PLACEHOLDER.findall(card)):
+        fill = recipe.setting("tools_url", "URL") if "OWNER" in placeholder else recipe.setting("repo_id")
+        gaps.append(CardGap(f"the card names the placeholder {placeholder}", fill))
+    return gaps
+
+
+def mark_draft(card: str, gaps: Sequence[CardGap]) -> str:
+    """The card with a note at the top of its text saying it is a draft, and why."""
+    note = _DRAFT_NOTE.format(gaps="; ".join(gap.what for gap in gaps))
+    head, separator, body = card.partition("\n---\n") if card.startswith("---") else ("", "", card)
+    return f"{head}{separator}{note}\n\n{body.lstrip()}"
 
 
 def _pct(value: float | None) -> str:
@@ -257,6 +318,30 @@ def _provenance_block(report: recipe.BuildReport) -> str:
     )
 
 
+def _benchmark_block() -> str:
+    """The benchmark's definition (`evaluate.protocol.BENCHMARK`) and each class's tier."""
+    # Imported here: the evaluate package loads scipy and scikit-image, which publishing a
+    # card (card_for_repo, card_gaps) does not need; a build has loaded them already.
+    from covid_chestxray_seg_tools.evaluate import protocol
+
+    rows = [
+        "| class | development images with a mask | tier |",
+        "|---|---:|---|",
+        *(
+            f"| {name} | {recipe.DEVELOPMENT_MASK_IMAGES[name]} | {recipe.CLASS_TIERS[name]} |"
+            for name in recipe.CLASSES
+        ),
+    ]
+    return protocol.BENCHMARK + "\n\n" + "\n".join(rows)
+
+
+def _protocol_block() -> str:
+    """The protocol's rules (`evaluate.protocol.RULES`), one bullet each."""
+    from covid_chestxray_seg_tools.evaluate import protocol
+
+    return "\n".join(f"- {text}" for text in protocol.RULES.values())
+
+
 def _validation_block(validation: Any) -> str:
     # `validation` is the report of `validate.validate` when the build ran it (its `summary()` is the block).
     return validation.summary() if validation is not None else _VALIDATION_NOT_RUN
@@ -283,6 +368,8 @@ _BLOCKS: dict[str, Callable[[_BlockInputs], str]] = {
     "quirks": lambda given: known_issues_text(given.stats, given.report),
     "validation": lambda given: _validation_block(given.extras.get("validation")),
     "citation": lambda given: citation_text(_REPO_ID_TOKEN),
+    "benchmark": lambda given: _benchmark_block(),
+    "protocol": lambda given: _protocol_block(),
 }
 
 

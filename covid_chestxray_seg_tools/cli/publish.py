@@ -75,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-verify", action="store_true", help="skip comparing the remote files and loading the dataset back"
     )
+    parser.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="publish a card with gaps (baseline or data-quality sections not computed, a placeholder such as OWNER "
+        "or ORG in a link or command) as a draft, marked so at its top; without it such a card is refused",
+    )
     options.add_tools_url(
         parser,
         help="repository of these tools, which the card tells people to install covid-seg from "
@@ -114,6 +120,7 @@ def run(args: argparse.Namespace) -> Outcome:
         commit_message=args.commit_message,
         dry_run=args.dry_run,
         verify=not args.no_verify,
+        allow_incomplete=args.allow_incomplete,
     )
     result = publish(
         folder=Path(args.source), request=request, fiftyone_repo_id=companion, tools_url=args.tools_url, say=say

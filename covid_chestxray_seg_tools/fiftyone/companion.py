@@ -106,7 +106,7 @@ def publish_companion(
     if not request.token and not request.dry_run:
         raise publish.PublishError(publish.NO_TOKEN, fix=publish.TOKEN_FIX)
     # The same checks as for the Parquet repo: a complete build of this builder.
-    publish.local_files(folder=Path(folder), repo_id=repo_id)
+    publish.local_files(folder=Path(folder), repo_id=repo_id, allow_incomplete=request.allow_incomplete)
     fiftyone_export = exporter()
     with tempfile.TemporaryDirectory(prefix="covid-chestxray-seg-fiftyone-") as scratch:
         out = Path(scratch) / "export"

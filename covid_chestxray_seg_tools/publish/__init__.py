@@ -85,7 +85,13 @@ def publish(
     """
     request.check()
     folder = Path(folder)
-    local = local_files(folder=folder, repo_id=request.repo_id, fiftyone_repo_id=fiftyone_repo_id, tools_url=tools_url)
+    local = local_files(
+        folder=folder,
+        repo_id=request.repo_id,
+        fiftyone_repo_id=fiftyone_repo_id,
+        tools_url=tools_url,
+        allow_incomplete=request.allow_incomplete,
+    )
     check_card(folder=folder)
     return push_files(
         local=local,

@@ -13,7 +13,7 @@ from huggingface_hub import DatasetCard
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.card.companion import companion_repo_id, link_companion
-from covid_chestxray_seg_tools.card.render import card_for_repo
+from covid_chestxray_seg_tools.card.render import card_for_repo, card_gaps, mark_draft
 from covid_chestxray_seg_tools.hub_folder import checksums, layout
 from covid_chestxray_seg_tools.publish.request import PublishError
 
@@ -58,16 +58,30 @@ def local_file(path: Path, data: bytes, *, changed: bool = False) -> LocalFile:
 
 
 def local_files(
-    *, folder: Path, repo_id: str, fiftyone_repo_id: str | None = None, tools_url: str | None = None
+    *,
+    folder: Path,
+    repo_id: str,
+    fiftyone_repo_id: str | None = None,
+    tools_url: str | None = None,
+    allow_incomplete: bool = False,
 ) -> dict[str, LocalFile]:
     """The built folder's files by repo path, after checking it is a complete, intact build of
     this builder; the card's code names `repo_id`, whatever repo it was built for, its FiftyOne
     section `fiftyone_repo_id` (default: `repo_id` + "-fiftyone"), and `tools_url` (when given)
     as the repository to install `covid-seg` from, whatever URL it was built with.
 
+    Args:
+        folder: the built folder.
+        repo_id: the repo the card is published to.
+        fiftyone_repo_id: the FiftyOne companion the card names.
+        tools_url: the tools' repository the card names (None: the one it was built with).
+        allow_incomplete: a card with gaps (`card.render.card_gaps`) goes as a draft, marked
+            at its top, instead of being refused.
+
     Raises:
         PublishError: no such folder, a loading script in it, a file of the build missing, a
-            build of another builder version, a data file that differs from its checksums.
+            build of another builder version, a data file that differs from its checksums, a
+            card with gaps (unless `allow_incomplete`).
         card.render.CardError: `tools_url` is not a URL pip installs from.
     """
     if not folder.is_dir():
@@ -84,7 +98,15 @@ def local_files(
         data = path.read_bytes()
         if relative == layout.CARD_FILENAME:
             text = card_for_repo(data.decode("utf-8"), repo_id, tools_url=tools_url)
-            card = link_companion(text, fiftyone_repo_id or companion_repo_id(repo_id)).encode("utf-8")
+            text = link_companion(text, fiftyone_repo_id or companion_repo_id(repo_id))
+            gaps = card_gaps(text)
+            if gaps and not allow_incomplete:
+                raise PublishError(
+                    "the card is incomplete: " + "; ".join(f"{gap.what} (fill: {gap.fill})" for gap in gaps),
+                    file=path,
+                    fix=f"publish it as a draft with {recipe.setting('allow_incomplete')}",
+                )
+            card = (mark_draft(text, gaps) if gaps else text).encode("utf-8")
             files[relative] = local_file(path, card, changed=card != data)
         else:
             files[relative] = local_file(path, data)

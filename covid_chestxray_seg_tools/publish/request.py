@@ -45,6 +45,8 @@ class PublishRequest:
         dry_run: print the plan (files, sizes, changes) and write nothing.
         verify: afterwards compare the remote files with the local ones (size and SHA-256)
             and load the dataset back.
+        allow_incomplete: publish a card with gaps (sections the build left out, placeholders)
+            as a draft, marked so at its top, instead of refusing it.
     """
 
     repo_id: str
@@ -55,6 +57,7 @@ class PublishRequest:
     commit_message: str = DEFAULT_COMMIT_MESSAGE
     dry_run: bool = False
     verify: bool = True
+    allow_incomplete: bool = False
 
     def check(self) -> None:
         """Refuse what no Hub call is needed to refuse.
