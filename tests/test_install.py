@@ -28,7 +28,8 @@ TOOLS_URL = "https://git.example.org/acme/cxr-tools"
 
 
 def install_line(card: str) -> str:
-    (line,) = re.findall(r"^pip install .*$", card, flags=re.M)
+    """The card's line that installs the command (the others install torch and monai)."""
+    (line,) = re.findall(r"^pip install .*covid-chestxray-seg.*$", card, flags=re.M)
     return line
 
 

@@ -123,3 +123,13 @@ def test_the_real_card_shows_the_committed_results(real_build):
     assert committed["scores"]["cv"]["unet"]["counts"]["images"] == 84
     assert committed["scores"]["test"]["unet"]["counts"]["images"] == 16
     assert results.card_table(committed) in (real_build / "README.md").read_text()
+
+
+def test_the_card_says_which_classes_the_committed_u_net_learns():
+    text = results.learnt_text(results.read_results(results.COMMITTED_RESULTS))
+    assert text.startswith(
+        "What the U-Net learns: 5 of 14 classes (Left Lung, Right Lung, Cardiomediastinum, Airways, "
+        "Ground Glass Opacities), cross-validation Dice from 0.1 up."
+    )
+    assert "Consolidation 0.002, the atlas 0.102 (24 images)" in text and "Pneumothorax 0.000" in text
+    assert "(1 image);" in text and "Chest Tube not scored (0 images)" in text
