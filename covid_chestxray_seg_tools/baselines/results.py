@@ -208,7 +208,33 @@ def card_table(results: Mapping) -> str:
         "",
         learnt_text(results),
     ]
+    severity = _severity_text(scores[CV])
+    if severity:
+        lines += ["", severity]
     return "\n".join(lines)
+
+
+def _severity_text(scores: Mapping) -> str:
+    """The cross-validation agreement with the expert severity scores, U-Net and atlas beside the truth's masks."""
+    unet, atlas = scores["unet"].get("severity"), scores["atlas"].get("severity")
+    if not unet or not atlas:
+        return ""
+    parts = []
+    for column, entry in unet.items():
+        interval = entry["interval"]
+        ours = "–" if entry["predicted"] is None else f"{entry['predicted']:.2f}"
+        if interval is not None:
+            ours += f" [{interval[0]:.2f}, {interval[1]:.2f}]"
+        theirs = atlas[column]["predicted"]
+        truth = entry["truth"]
+        parts.append(
+            f"`{column}` U-Net {ours}, atlas {'–' if theirs is None else f'{theirs:.2f}'}, the truth's masks "
+            f"{'–' if truth is None else f'{truth:.2f}'} (n = {entry['n']})"
+        )
+    return (
+        "Agreement with the radiologists (cv): Spearman's rho of the opacity burden from each model's own masks "
+        "against ieee8023's expert scores: " + "; ".join(parts) + "."
+    )
 
 
 # A class the U-Net "learns" reaches this cross-validation Dice; below it the model all but
