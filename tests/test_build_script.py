@@ -203,15 +203,19 @@ def test_template_without_a_generated_block_is_refused(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def _bash(text: str, heading: str) -> list[str]:
+    section = text.split(heading)[1].split("\n## ")[0]
+    return re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
+
+
 def test_ci_runs_the_readme_commands():
-    """The README promises two commands for a fresh machine (set up with the download, test),
-    the same set-up offline, then the datasets 3.x and FiftyOne checks; CI runs the offline
-    set-up, the tests and the checks, in that order."""
+    """The README promises two commands for a fresh machine (set up with the download, test) and
+    the same set-up offline; docs/development.md the datasets 3.x and FiftyOne checks. CI runs the
+    offline set-up, the tests and the checks, in that order."""
     readme = (REPO / "README.md").read_text()
-    section = readme.split("## Two commands")[1].split("\n## ")[0]
-    commands = re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
-    assert len(commands) == 5, commands
-    online, tests, offline, compat, fiftyone = commands
+    online, tests, torch = _bash(readme, "## Two commands")
+    (offline,) = _bash(readme, "## Offline copies of both sources")
+    compat, fiftyone = _bash((REPO / "docs" / "development.md").read_text(), "## CI")[0].splitlines()
     assert tests == ".venv/bin/python -m pytest" and "compat/datasets3" in compat and "compat/fiftyone" in fiftyone
     # The offline set-up is the online one with local copies of both sources.
     local = re.sub(r" --(data-dir|severity-file) \S+", "", offline)
@@ -220,3 +224,7 @@ def test_ci_runs_the_readme_commands():
     ran = [offline, tests, compat, fiftyone]
     assert all(command in ci for command in ran), [c for c in ran if c not in ci]
     assert [ci.index(command) for command in ran] == sorted(ci.index(command) for command in ran)
+    # The CPU torch line, stated once in the README and once in the card, with the version pinned.
+    line = "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+    assert line in torch and line in (REPO / "covid_chestxray_seg_tools" / "card" / "template.md").read_text()
+    assert "torch==2.13.0\n" in (REPO / "constraints.txt").read_text() and readme.count(line) == 1

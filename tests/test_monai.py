@@ -33,14 +33,14 @@ from covid_chestxray_seg_tools.hub_folder import layout, resize  # noqa: E402
 
 
 def _readme_recipe() -> dict:
-    """The project README's MONAI recipe, run as it stands there up to the line that loads the
+    """The MONAI recipe of docs/baselines.md, run as it stands there up to the line that loads the
     published repo (the tests call its functions on the fixture's build instead)."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = (REPO / "docs" / "baselines.md").read_text(encoding="utf-8")
     block = next(block for block in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "monai.transforms" in block)
     code = block.split('small = load_dataset("ORG/covid-chestxray-seg", "size-256")')[0]
     assert "def write_predictions" in code
     namespace: dict = {}
-    exec(compile(code, "README.md (MONAI recipe)", "exec"), namespace)
+    exec(compile(code, "docs/baselines.md (MONAI recipe)", "exec"), namespace)
     return namespace
 
 

@@ -215,9 +215,9 @@ def test_overlap_colours_count_blends_and_what_covers_what():
 
 
 @pytest.mark.slow
-def test_the_readme_states_the_measured_colour_distances(real_build):
+def test_the_build_docs_state_the_measured_colour_distances(real_build):
     contrast = colours.class_contrast(compute_stats(real_build)["overlapping_pairs"])
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = " ".join((REPO / "docs" / "build.md").read_text().split())
     assert f"between any two classes' drawn colours: {contrast.between_classes:.1f}" in readme
     assert f"where two classes overlap on an image: {contrast.where_overlapping:.1f}" in readme
     assert f"from any grey: {contrast.from_grey:.1f}" in readme
