@@ -187,7 +187,8 @@ def task_stream(folder: str) -> dict:
 
         from covid_chestxray_seg_tools.publish import PublishRequest, publish
 
-        request = PublishRequest(repo_id="bench/covid", token=VALID_TOKEN, verify=False)
+        # A measurement, not a release: the fixture's card may have gaps.
+        request = PublishRequest(repo_id="bench/covid", token=VALID_TOKEN, verify=False, allow_incomplete=True)
         publish(folder=Path(folder), request=request, say=lambda _: None)
         split_bytes = sum(p.stat().st_size for p in layout.shard_paths(Path(folder), "train"))
 

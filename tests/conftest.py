@@ -58,14 +58,14 @@ def real_build(tmp_path_factory) -> Path:
     """The Hub-ready folder built from the full upstream data (present in CI), by the installed
     command in a process of its own: built in this one, it left half a GB that every forked
     DataLoader worker of a later test counted again."""
-    from tests.helpers import FIXTURE_TOOLS_URL, SHARED_ARGS, SHARED_DIR
+    from tests.helpers import REAL_BUILD_OPTIONS, SHARED_ARGS, SHARED_DIR
 
     if not SHARED_DIR.is_dir():
         pytest.skip(f"the full data is not at {SHARED_DIR}")
 
     out = tmp_path_factory.mktemp("real-build") / "out"
     command = [sys.executable, "-m", "covid_chestxray_seg_tools", "build", *SHARED_ARGS, "--out", str(out)]
-    options = ["--quiet", "--num-proc", "2", "--validate", "--baseline", "--tools-url", FIXTURE_TOOLS_URL]
+    options = [*REAL_BUILD_OPTIONS, "--num-proc", "2"]
     built = subprocess.run([*command, *options], capture_output=True, text=True, check=False)
     assert built.returncode == 0, built.stderr
     return out

@@ -30,6 +30,8 @@ FIXTURE_SEVERITY = REPO / "tests" / "fixtures" / "severity" / "covid-severity-sc
 FIXTURE_TOOLS_URL = "https://github.com/example-lab/covid-chestxray-seg"
 # The options the session's fixture build is built with (tests/conftest.py: fixture_build).
 FIXTURE_BUILD_OPTIONS = ("--allow-modified", "--quiet", "--validate", "--baseline", "--tools-url", FIXTURE_TOOLS_URL)
+# The options of the session's build of the full data (tests/conftest.py: real_build).
+REAL_BUILD_OPTIONS = ("--quiet", "--validate", "--baseline", "--tools-url", FIXTURE_TOOLS_URL)
 # `covid-seg build`'s source options for each.
 FIXTURE_ARGS = ("--data-dir", str(FIXTURE_DIR), "--severity-file", str(FIXTURE_SEVERITY))
 SHARED_ARGS = ("--data-dir", str(SHARED_DIR), "--severity-file", str(SHARED_SEVERITY))

@@ -73,5 +73,5 @@ def test_annotations_without_mask_are_left_out_and_counted(real_build, coco_expo
     assert "images 16, annotations 97, annotations without mask upstream (left out) 4\n" in capsys.readouterr().out
     assert (
         "annotations have no mask upstream: left out, as COCOeval cannot read `segmentation: []` "
-        "(--upstream-form keeps them)"
+        "(an export in upstream's form keeps them)"
     ) in caplog.text

@@ -248,7 +248,8 @@ def test_the_viewers_first_page_shows_what_the_card_says(real_build):
     assert shown == {"train": 12, "validation": 15, "test": 14}
     # Viewer internals are for maintainers: the README states them, the card does not.
     assert "first page" not in (real_build / "README.md").read_text()
-    assert "viewer's first page shows: train 12 of 69 rows" in " ".join((REPO / "README.md").read_text().split())
+    docs = " ".join((REPO / "docs" / "build.md").read_text().split())
+    assert "viewer's first page shows: train 12 of 69 rows" in docs
 
 
 def test_the_first_rows_rule_keeps_ten_rows_and_stops_at_the_budget():

@@ -84,7 +84,7 @@ def test_build_writes_the_tools_url_into_the_card_and_refuses_a_bad_one(tmp_path
     out = tmp_path / "out"
     args = ["build", *FIXTURE_ARGS, "--allow-modified", "--quiet", "--num-proc", "1", "--out", str(out)]
     assert covid_seg([*args, "--tools-url", "git@example.org:acme/x.git"]) == 1
-    assert "error: --tools-url 'git@example.org:acme/x.git': not a repository URL" in capsys.readouterr().err
+    assert "error: --tools-url git@example.org:acme/x.git: not a repository URL" in capsys.readouterr().err
     assert not out.exists()
     assert covid_seg([*args, "--tools-url", TOOLS_URL, "--repo-id", REPO_ID]) == 0
     card = (out / layout.CARD_FILENAME).read_text(encoding="utf-8")

@@ -23,7 +23,7 @@ import pytest
 
 from covid_chestxray_seg_tools import staging
 from covid_chestxray_seg_tools.cli import main as covid_seg
-from tests.helpers import FIXTURE_ARGS, REPO, big_args, names, tree
+from tests.helpers import FIXTURE_ARGS, FIXTURE_BUILD_OPTIONS, REPO, big_args, names, tree
 
 # Each test runs the command in subprocesses (and most wait for signals): seconds each.
 # test_faults.py covers the same modules in-process for the fast loop.
@@ -291,8 +291,10 @@ def test_a_publish_killed_mid_upload_commits_nothing_and_a_rerun_makes_one_commi
 
 def test_concurrent_builds_into_one_folder_never_mix(tmp_path, fixture_build):
     out = tmp_path / "out"
+    # The session's fixture build's options, so that the winner's folder is that build, byte for byte.
+    command = [sys.executable, str(REPO / "scripts" / "build.py"), *FIXTURE_ARGS, *FIXTURE_BUILD_OPTIONS]
     processes = [
-        subprocess.Popen([*BUILD, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in processes]

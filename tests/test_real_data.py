@@ -16,7 +16,7 @@ from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.evaluate import format_results
 from covid_chestxray_seg_tools.hub_folder import layout
 from covid_chestxray_seg_tools.validate.crops import image_masks, structure_rows
-from tests.helpers import REPO, SHARED_ARGS, SHARED_DIR, parquet_rows
+from tests.helpers import REAL_BUILD_OPTIONS, REPO, SHARED_ARGS, SHARED_DIR, parquet_rows
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +99,7 @@ def test_committed_card_and_infos_match_a_fresh_build(real_build):
 
 def test_full_builds_are_byte_identical(real_build, tmp_path):
     again = tmp_path / "again"
-    assert (
-        covid_seg(
-            ["build", *SHARED_ARGS, "--out", str(again), "--quiet", "--num-proc", "1", "--validate", "--baseline"]
-        )
-        == 0
-    )
+    assert covid_seg(["build", *SHARED_ARGS, "--out", str(again), *REAL_BUILD_OPTIONS, "--num-proc", "1"]) == 0
     files = sorted(p.relative_to(real_build) for p in real_build.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     for name in files:
