@@ -80,6 +80,7 @@ from covid_chestxray_seg_tools.evaluate.result import (
     Headline,
     HeadlineDifference,
     HeadlineMetric,
+    ImageDice,
     ImageScores,
     Metric,
     MetricDifference,
@@ -126,6 +127,7 @@ __all__ = [
     "Headline",
     "HeadlineDifference",
     "HeadlineMetric",
+    "ImageDice",
     "ImageScores",
     "Metric",
     "MetricDifference",
@@ -238,11 +240,10 @@ def evaluate(request: EvaluateRequest) -> ScoreResult:
 
     result = scored(predicted)
     if other is not None:
+        # Everything `compare` gives (the headline's difference, each image's paired Dice too),
+        # plus which folder is A and which B.
         comparison = compare(a=result, b=scored(other), options=options)
-        result["comparison"] = Comparison(
-            predictions=str(request.predictions),
-            against=str(request.compare),
-            classes=comparison["classes"],
-            not_compared=comparison["not_compared"],
-        )
+        comparison["predictions"] = str(request.predictions)
+        comparison["against"] = str(request.compare)
+        result["comparison"] = comparison
     return result
