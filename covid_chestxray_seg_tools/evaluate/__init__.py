@@ -13,6 +13,8 @@ optionally the paired difference against a second set of predictions (`scoring.c
     scoring      scoring rows, summarising per class, comparing two sets of predictions
     result       the shape of a score result (TypedDicts: the result stays a dict of JSON values)
     report       Markdown tables and the per-image CSV
+    html_report  the self-contained HTML report (markdown_html: its tables; figures: its
+                 pictures; worst_cases: the worst images drawn from the source)
 
 The card's "Evaluation protocol" says the same conventions in short.
 """
@@ -30,6 +32,7 @@ from covid_chestxray_seg_tools.evaluate.bootstrap import (
     macro_bootstrap_interval,
 )
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError, ReportError
+from covid_chestxray_seg_tools.evaluate.html_report import DEFAULT_WORST, ReportOptions, render_report, write_report
 from covid_chestxray_seg_tools.evaluate.metrics import (
     DEFAULT_NSD_TOLERANCE_PCT,
     DISTANCE_METRICS,
@@ -107,6 +110,7 @@ __all__ = [
     "CONFIDENCE",
     "CV",
     "DEFAULT_NSD_TOLERANCE_PCT",
+    "DEFAULT_WORST",
     "DISTANCE_METRICS",
     "FULL_SCALE",
     "METRICS",
@@ -136,6 +140,7 @@ __all__ = [
     "PairScores",
     "Predictions",
     "ReportError",
+    "ReportOptions",
     "ScoreAccumulator",
     "ScoreResult",
     "ScoringOptions",
@@ -162,6 +167,7 @@ __all__ = [
     "patient_group",
     "read_mask",
     "read_truth",
+    "render_report",
     "resolve_classes",
     "score",
     "score_image",
@@ -170,6 +176,7 @@ __all__ = [
     "tiers_text",
     "tolerance_pixels",
     "write_per_image_csv",
+    "write_report",
 ]
 
 
