@@ -307,7 +307,7 @@ def test_markdown_tables_become_the_same_cells():
     rendered = markdown_html.table_html(table, ident="t")
     page = Page(rendered)
     assert page.tables["t"]["rows"] == [["Left Lung", "3", "0.500 [0.1, 0.9] *"]]
-    assert '<span class="ci">[0.1, 0.9]</span> <span class="mark">*</span>' in rendered
+    assert '<span class="ci">[0.1, 0.9] <span class="mark">*</span></span>' in rendered
     assert markdown_html.inline("a <b> **c** `d`") == "a &lt;b&gt; <strong>c</strong> <code>d</code>"
 
 

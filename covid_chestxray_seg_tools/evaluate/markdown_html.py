@@ -88,7 +88,8 @@ def _cell(text: str) -> str:
         return inline(text)
     mean, interval, mark = match.groups()
     marked = ' <span class="mark">*</span>' if mark else ""
-    return f'{inline(mean)} <span class="ci">{inline(interval)}</span>{marked}'
+    # The interval and its mark wrap together, never apart.
+    return f'{inline(mean)} <span class="ci">{inline(interval)}{marked}</span>'
 
 
 def table_html(table: Table, *, ident: str, span: int | None = None) -> str:
