@@ -373,3 +373,29 @@ def test_the_truth_under_cv_on_the_full_data_agrees_with_itself(real_build, tmp_
         assert entry["predicted"] == entry["truth"] and entry["n"] > 40
         row = severity[f"{column}"]
         assert row[2].split(" [")[0] == row[3] == f"{entry['truth']:.2f}"
+
+
+def test_a_hub_source_draws_from_size_256_and_names_its_commit(hub, token, fixture_build, development_truth, tmp_path):
+    repo = "org/covid-chestxray-seg"
+    assert covid_seg(["publish", "--source", str(fixture_build), "--repo-id", repo, "--quiet"]) == 0
+    commit = hub.state.commits(repo)[-1].oid
+    args = ["--source", repo, "--split", "cv", "--predictions", str(development_truth), "--classes", *recipe.CLASSES]
+
+    def default_bytes() -> int:
+        # The default config's shards (full-size images and masks), not size-256's.
+        requests = hub.state.requests("GET", r"/data/(licensed|license-unknown)/.*\.parquet")
+        return sum(request.sent for request in requests)
+
+    before = default_bytes()
+    page, text, result = run_report(tmp_path, *args)
+    with_report = default_bytes() - before
+    assert with_report > 0  # the mask columns scoring reads
+    assert hub.state.requests("GET", r"/data/(licensed|license-unknown)-256/.*\.parquet")
+    assert_page_matches_json(page, result)
+    assert_self_contained(page, text)
+    assert f"{repo} at commit {commit}" in " ".join(page.sections["scored"].split())
+    assert len(page.cases) == 10
+    # Scoring alone reads as much of the default config: the pictures cost none of it.
+    before = default_bytes()
+    assert covid_seg(["evaluate", *args, "--quiet"]) == 0
+    assert default_bytes() - before == with_report
