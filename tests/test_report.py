@@ -209,6 +209,21 @@ def test_the_truth_as_predictions_gives_1_everywhere_on_the_page(fixture_build, 
     assert f"in the tables only: {', '.join(recipe.CLASSES)}." in " ".join(page.sections["distributions"].split())
 
 
+def test_one_fold_gives_the_severity_agreement_with_its_n_and_interval_only(fixture_build, development_truth, tmp_path):
+    source = ["--source", str(fixture_build), "--predictions", str(development_truth), "--fold", "0"]
+    page, text, result = run_report(tmp_path, *source)
+    assert (result["split"], result["fold"]) == ("cv", 0) and "folds" not in page.tables
+    assert_page_matches_json(page, result)
+    assert_self_contained(page, text)
+    assert page.tables["severity"]["head"] == ["score", "n", "95 % interval of rho (predicted)"]
+    assert page.rows("severity") == {
+        column: [column, str(entry["n"]), "–"] for column, entry in result["severity"].items()
+    }
+    assert "n is small here: on cross-validation fold 0 only the number of images" in " ".join(
+        page.sections["severity"].split()
+    )
+
+
 def test_a_comparison_draws_the_forest_plot_and_where_a_and_b_differ(fixture_build, development_truth, tmp_path):
     moved = write_truth_folder(
         fixture_build,
