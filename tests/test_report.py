@@ -414,3 +414,33 @@ def test_a_hub_source_draws_from_size_256_and_names_its_commit(hub, token, fixtu
     before = default_bytes()
     assert covid_seg(["evaluate", *args, "--quiet"]) == 0
     assert default_bytes() - before == with_report
+
+
+def test_a_build_without_size_256_is_drawn_from_its_full_size_images(fixture_build, development_truth, tmp_path):
+    import shutil
+
+    from covid_chestxray_seg_tools.hub_folder import checksums, layout
+
+    build = tmp_path / "build"
+    shutil.copytree(fixture_build, build)
+    # As a builder before the size-256 configs wrote it: no such shards, declared or listed.
+    for part in layout.SIZE_256_PARTS.values():
+        shutil.rmtree(build / layout.DATA_DIR / part)
+    infos = json.loads((build / layout.INFOS_FILENAME).read_text())
+    for config in layout.SIZE_256_CONFIGS:
+        del infos[config]
+    (build / layout.INFOS_FILENAME).write_text(json.dumps(infos))
+    checksums.write(build)
+    args = ["--source", str(build), "--split", "cv", "--predictions", str(development_truth)]
+    page, text, _ = run_report(tmp_path, *args, "--classes", *recipe.CLASSES)
+    assert_self_contained(page, text)
+    assert len(page.cases) == 10
+    assert "drawn from the full-size images and masks brought down by the size-256 rules" in " ".join(
+        page.sections["worst"].split()
+    )
+    # The same pictures as from the size-256 config: the same rules.
+    (tmp_path / "reference").mkdir()
+    reference, _, _ = run_report(
+        tmp_path / "reference", "--source", str(fixture_build), *args[2:], "--classes", *recipe.CLASSES
+    )
+    assert [image["src"] for image in page.images] == [image["src"] for image in reference.images]

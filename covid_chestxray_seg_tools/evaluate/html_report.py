@@ -156,7 +156,9 @@ def render_report(result: ScoreResult, *, request: EvaluateRequest, worst: int =
 
     Args:
         result: what `evaluate(request)` returned.
-        request: what was scored.
+        request: what was scored. Its source opened (a `Source`, as the command passes it)
+            names the commit scored; a Hub repo id given as a string is opened again here,
+            at whatever commit its branch is on by then.
         worst: the worst cases shown per class.
 
     Returns:

@@ -24,6 +24,7 @@ from covid_chestxray_seg_tools.evaluate.result import (
     SkipReason,
 )
 from covid_chestxray_seg_tools.evaluate.worst_cases import Cases
+from covid_chestxray_seg_tools.hub_folder import layout
 
 __all__ = [
     "DIFFER_ROWS",
@@ -73,7 +74,15 @@ _INVISIBLE = '<br><span class="muted">Neither mask covers a pixel at 256 px.</sp
 
 
 def metric_label(result: ScoreResult, metric: Metric) -> str:
-    """A metric's name as the page heads it (NSD with its tolerance)."""
+    """A metric's name as the page heads it.
+
+    Args:
+        result: the result (its NSD tolerance names NSD).
+        metric: the metric.
+
+    Returns:
+        "Dice", "NSD (1 % diag.)", "HD95 (px)", ...
+    """
     if metric == "nsd":
         return f"NSD ({result['nsd_tolerance_pct']:g} % diag.)"
     return _METRIC_NAMES[metric]
@@ -98,7 +107,21 @@ def _number(value: float | None, metric: Metric) -> str:
 
 
 def worst_section(result: ScoreResult, cases: Cases, *, worst: int) -> str:
-    source = "the source's size-256 pictures and masks" if cases.config != "default" else "the full-size images"
+    """The worst cases: a legend of the outcome colours, then per class its thumbnails with
+    each image's id, file name and metrics.
+
+    Args:
+        result: the result the cases were chosen from.
+        cases: the cases drawn (`worst_cases.draw_cases`).
+        worst: how many were asked for per class.
+
+    Returns:
+        HTML.
+    """
+    if cases.config == layout.SIZE_256_CONFIG:
+        source = "the source's size-256 pictures and masks"
+    else:
+        source = "the full-size images and masks brought down by the size-256 rules"
     parts = [
         f"<p>For each scored class, the {worst} scored images with the lowest Dice (then NSD), drawn from {source} "
         "with the prediction brought to 256 px by the same rule, stretched back to the image's aspect ratio. Pairs "
@@ -128,6 +151,16 @@ def worst_section(result: ScoreResult, cases: Cases, *, worst: int) -> str:
 
 
 def comparison_section(result: ScoreResult, cases: Cases) -> str:
+    """The comparison A - B: the headline's difference, the forest plot, the text output's
+    table, and the image-class pairs where A's and B's Dice differ most.
+
+    Args:
+        result: a result with "comparison".
+        cases: for the images' file names.
+
+    Returns:
+        HTML.
+    """
     comparison = result["comparison"]
     blocks = markdown_blocks(format_comparison(comparison))
     paragraphs = [inline(block) for block in blocks if isinstance(block, str)]
@@ -189,6 +222,16 @@ def _differ(images: Sequence[ImageDice], cases: Cases) -> str:
 
 
 def pairs_section(result: ScoreResult, cases: Cases) -> str:
+    """Every image x class: per class (folded) one row per image, its metrics or why the
+    protocol skips it.
+
+    Args:
+        result: the result.
+        cases: for the images' file names.
+
+    Returns:
+        HTML.
+    """
     parts = [
         "<p>Every image and class scored, and every pair the protocol skips with why. A distance is missing (–) "
         "where one of the two masks is empty; clDice is for the tubes and lines only.</p>"
