@@ -235,6 +235,25 @@ def task_evaluate_ours(folder: str, predictions: str, split: str) -> dict:
     return {"seconds_inner": time.perf_counter() - start, "classes": result["classes"], "counts": result["counts"]}
 
 
+def task_evaluate_report(folder: str, predictions: str, split: str, report: str) -> dict:
+    """`covid-seg evaluate --report` as the command runs it: the source opened and checked
+    once, scored, then the HTML page written; each part timed."""
+    from covid_chestxray_seg_tools import evaluate
+    from covid_chestxray_seg_tools.source import open_source
+
+    start = time.perf_counter()
+    request = evaluate.EvaluateRequest(source=open_source(folder), split=split, predictions=Path(predictions))
+    result = evaluate.evaluate(request)
+    scored = time.perf_counter()
+    size = evaluate.write_report(result, request=request, options=evaluate.ReportOptions(path=Path(report)))
+    return {
+        "evaluate_seconds": scored - start,
+        "report_seconds": time.perf_counter() - scored,
+        "report_bytes": size,
+        "images": result["counts"]["images"],
+    }
+
+
 def task_evaluate_all_columns(folder: str, predictions: str, split: str) -> dict:
     """The same scoring with the truth read as a script that iterates the dataset reads it:
     `load_dataset`, every column of every row decoded (the X-rays too)."""
@@ -332,6 +351,7 @@ TASKS = {
     "atlas_predictions": task_atlas_predictions,
     "evaluate_ours": task_evaluate_ours,
     "evaluate_all_columns": task_evaluate_all_columns,
+    "evaluate_report": task_evaluate_report,
 }
 
 

@@ -55,6 +55,10 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
     # scoring that reads every column gives the same scores.
     assert {split: results["evaluate"][split]["images"] for split in ("test", "cv")} == {"test": 1, "cv": 2}
     assert all(results["evaluate"][split]["same_scores"] is True for split in ("test", "cv"))
+    # --report under cv: its page's time against evaluate's, in the same run.
+    report = results["evaluate"]["cv"]["report"]
+    assert report["report_seconds"] > 0 and report["ratio"] == report["report_seconds"] / report["evaluate_seconds"]
+    assert report["page_mb"] > 0 and "report" not in results["evaluate"]["test"]
     assert set(results["targets"]) == {
         "build_speedup",
         "load_speedup",
@@ -65,6 +69,7 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
         "size_256_fraction",
         "scale_time_ratio",
         "scale_rss_ratio",
+        "report_ratio",
     }
     table = capsys.readouterr().out
     assert "| build (s) |" in table and "targets: " in table and "machine: " in table
@@ -73,6 +78,7 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
     else:
         assert "| one epoch at 256 x 256 | not measured: torch is not installed |" in table
     assert "| evaluate `--split cv`, atlas predictions, 2 images (s) |" in table
+    assert "| evaluate `--split cv` `--report`: the HTML page (s) |" in table
 
 
 @pytest.mark.slow

@@ -47,6 +47,11 @@ _EXAMPLES = """\
   covid-seg baseline atlas --source build --split cv --out preds-atlas
   covid-seg evaluate --source build --split cv --predictions preds-atlas
 
+  # one self-contained HTML page (offline, no scripts): the tables, per-image distributions,
+  # each class's 5 worst images coloured by true / false positives and negatives
+  covid-seg evaluate --source build --split cv --predictions preds-atlas --report atlas-cv.html \\
+      --report-worst 5
+
 The source's data files are checked against its checksums.json first (a damaged copy is named,
 not scored).
 
@@ -114,6 +119,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write one row per image and class of --predictions: the metrics, or why the pair was skipped",
     )
     parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.html",
+        help="also write one self-contained HTML page (inline pictures, no scripts, nothing from the network): "
+        "what was scored, the headline number, the tables, per-image distributions, the worst cases drawn, the "
+        "severity agreement, with --compare a forest plot, and every image-class pair",
+    )
+    parser.add_argument(
+        "--report-worst",
+        type=options.positive_int,
+        default=evaluate.DEFAULT_WORST,
+        metavar="K",
+        help=f"with --report: the K lowest-Dice images of each class drawn (default: {evaluate.DEFAULT_WORST})",
+    )
+    parser.add_argument(
         "--nsd-tolerance",
         type=options.positive_float,
         default=evaluate.DEFAULT_NSD_TOLERANCE_PCT,
@@ -161,9 +182,15 @@ def request(args: argparse.Namespace) -> evaluate.EvaluateRequest:
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    result = evaluate.evaluate(request(args))
+    asked = request(args)
+    result = evaluate.evaluate(asked)
     text = evaluate.format_markdown(result)
     if args.per_image is not None:
         written = evaluate.write_per_image_csv(result, path=args.per_image)
         text += f"\nwrote {args.per_image}: {written} rows, one per image and class\n"
+    if args.report is not None:
+        size = evaluate.write_report(
+            result, request=asked, options=evaluate.ReportOptions(path=args.report, worst=args.report_worst)
+        )
+        text += f"\nwrote {args.report} ({size / 1e6:.1f} MB)\n"
     return Outcome(text=text, data=result)

@@ -13,6 +13,8 @@ optionally the paired difference against a second set of predictions (`scoring.c
     scoring      scoring rows, summarising per class, comparing two sets of predictions
     result       the shape of a score result (TypedDicts: the result stays a dict of JSON values)
     report       Markdown tables and the per-image CSV
+    html_report  the self-contained HTML report (markdown_html: its tables; figures: its
+                 pictures; worst_cases: the worst images drawn from the source)
 
 The card's "Evaluation protocol" says the same conventions in short.
 """
@@ -30,6 +32,7 @@ from covid_chestxray_seg_tools.evaluate.bootstrap import (
     macro_bootstrap_interval,
 )
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError, ReportError
+from covid_chestxray_seg_tools.evaluate.html_report import DEFAULT_WORST, ReportOptions, render_report, write_report
 from covid_chestxray_seg_tools.evaluate.metrics import (
     DEFAULT_NSD_TOLERANCE_PCT,
     DISTANCE_METRICS,
@@ -82,6 +85,7 @@ from covid_chestxray_seg_tools.evaluate.result import (
     Headline,
     HeadlineDifference,
     HeadlineMetric,
+    ImageDice,
     ImageScores,
     Metric,
     MetricDifference,
@@ -109,6 +113,7 @@ __all__ = [
     "CONFIDENCE",
     "CV",
     "DEFAULT_NSD_TOLERANCE_PCT",
+    "DEFAULT_WORST",
     "DISTANCE_METRICS",
     "FULL_SCALE",
     "METRICS",
@@ -130,6 +135,7 @@ __all__ = [
     "Headline",
     "HeadlineDifference",
     "HeadlineMetric",
+    "ImageDice",
     "ImageScores",
     "Metric",
     "MetricDifference",
@@ -138,6 +144,7 @@ __all__ = [
     "PairScores",
     "Predictions",
     "ReportError",
+    "ReportOptions",
     "ScoreAccumulator",
     "ScoreResult",
     "ScoringOptions",
@@ -164,6 +171,7 @@ __all__ = [
     "patient_group",
     "read_mask",
     "read_truth",
+    "render_report",
     "resolve_classes",
     "score",
     "score_image",
@@ -172,6 +180,7 @@ __all__ = [
     "tiers_text",
     "tolerance_pixels",
     "write_per_image_csv",
+    "write_report",
 ]
 
 
@@ -242,11 +251,10 @@ def evaluate(request: EvaluateRequest) -> ScoreResult:
 
     result = scored(predicted)
     if other is not None:
+        # Everything `compare` gives (the headline's difference, each image's paired Dice too),
+        # plus which folder is A and which B.
         comparison = compare(a=result, b=scored(other), options=options)
-        result["comparison"] = Comparison(
-            predictions=str(request.predictions),
-            against=str(request.compare),
-            classes=comparison["classes"],
-            not_compared=comparison["not_compared"],
-        )
+        comparison["predictions"] = str(request.predictions)
+        comparison["against"] = str(request.compare)
+        result["comparison"] = comparison
     return result

@@ -18,6 +18,7 @@ __all__ = [
     "Headline",
     "HeadlineDifference",
     "HeadlineMetric",
+    "ImageDice",
     "ImageScores",
     "Metric",
     "MetricDifference",
@@ -191,6 +192,14 @@ class SeverityAgreement(TypedDict):
     n: int
 
 
+class ImageDice(TypedDict):
+    """One image both results score: per class where both have a Dice, A's and B's."""
+
+    image_id: int
+    dice_a: dict[str, float]
+    dice_b: dict[str, float]
+
+
 class _ComparisonFields(TypedDict):
     classes: dict[str, dict[Metric, MetricDifference]]
     not_compared: list[str]
@@ -199,10 +208,12 @@ class _ComparisonFields(TypedDict):
 class Comparison(_ComparisonFields, total=False):
     """The paired comparison of two score results (`compare`): per class scored in both, per
     metric; `not_compared` the classes scored in one only; `summary` the headline's difference
-    (None when a headline class was not scored in both). `evaluate` adds the two prediction
-    folders, `predictions` (A) and `against` (B)."""
+    (None when a headline class was not scored in both); `images` each image's paired Dice
+    (where A and B differ most, the report shows). `evaluate` adds the two prediction folders,
+    `predictions` (A) and `against` (B)."""
 
     summary: HeadlineDifference | None
+    images: list[ImageDice]
     predictions: str
     against: str
 

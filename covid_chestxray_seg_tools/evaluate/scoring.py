@@ -43,6 +43,7 @@ from covid_chestxray_seg_tools.evaluate.result import (
     Headline,
     HeadlineDifference,
     HeadlineMetric,
+    ImageDice,
     ImageScores,
     Metric,
     MetricDifference,
@@ -414,7 +415,9 @@ def compare(*, a: ScoreResult, b: ScoreResult, options: ScoringOptions | None = 
         "excludes_zero"}}}, "not_compared": [CLASS, ...]}``: per class scored in both, per
         metric, over the image-class pairs both score (for the distances: where both have
         one), the mean of A - B with a patient-bootstrap interval, and whether the interval
-        excludes 0. `not_compared` lists the classes scored in only one of the two.
+        excludes 0. `not_compared` lists the classes scored in only one of the two. Also
+        `summary`, the headline's difference, and `images`: per image, A's and B's Dice of
+        each class both score.
 
     Raises:
         EvaluateError: the two results are not of the same images.
@@ -436,7 +439,19 @@ def compare(*, a: ScoreResult, b: ScoreResult, options: ScoringOptions | None = 
             dice=_macro_difference([paired[name]["dice"] for name in recipe.HEADLINE_CLASSES], options=options),
             nsd=_macro_difference([paired[name]["nsd"] for name in recipe.HEADLINE_CLASSES], options=options),
         )
-    return Comparison(classes=classes, not_compared=not_compared, summary=summary)
+    images = []
+    for image in a["images"]:
+        other = images_b[image["image_id"]]["classes"]
+        pairs = [(name, image["classes"][name].get("dice"), other[name].get("dice")) for name in names]
+        both = [(name, dice_a, dice_b) for name, dice_a, dice_b in pairs if dice_a is not None and dice_b is not None]
+        images.append(
+            ImageDice(
+                image_id=image["image_id"],
+                dice_a={name: dice_a for name, dice_a, _ in both},
+                dice_b={name: dice_b for name, _, dice_b in both},
+            )
+        )
+    return Comparison(classes=classes, not_compared=not_compared, summary=summary, images=images)
 
 
 # One class's paired values of one metric: A's, B's, and each pair's patient.
