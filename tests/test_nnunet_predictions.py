@@ -207,7 +207,7 @@ def damage(folder: Path, how: str) -> str:
         document = json.loads((folder / "dataset.json").read_text())
         document["covid_chestxray_seg"]["label_classes"]["1"] = ["Heart"]
         (folder / "dataset.json").write_text(json.dumps(document))
-        return r"dataset\.json: its 'covid_chestxray_seg' record is damaged \(ValueError"
+        return r"dataset\.json: its 'covid_chestxray_seg' record is damaged \(NnUNetExportError: Heart: not classes of"
     if how == "unreadable dataset.json":
         (folder / "dataset.json").write_text("{")
         return r"dataset\.json: not a readable JSON file \(JSONDecodeError"

@@ -228,6 +228,19 @@ class _CaseMasks(Mapping[str, np.ndarray]):
 class NnUNetPredictions:
     """nnU-Net's region probabilities for every scored image; see the module's doc.
 
+    Called with (image_id, width, height), it gives mask column -> bool mask at the image's full
+    size, decoded from the image's .npz when first asked for.
+
+    Args:
+        root: a prediction folder (test, or any one split) or a trained model folder (cross-validation).
+        targets: the images scored, by split, and every image id of those splits.
+        threshold: must be None: nnU-Net's own cut (above 0.5) applies.
+
+    Raises:
+        EvaluateError: a threshold; a model folder for a split, or a prediction folder for
+            cross-validation; a dataset.json that is not the export's; a missing, foreign or
+            misplaced case; an .npz that is unreadable, has no `probabilities` or the wrong shape.
+
     Attributes:
         dataset: the dataset.json's regions and the export's record.
         files: image id -> its .npz.
@@ -245,6 +258,7 @@ class NnUNetPredictions:
             )
         folds = sorted(path for path in self.root.glob("fold_*") if path.is_dir())
         self.dataset = NnUNetDataset.read(self.root / nnunet_export.DATASET_JSON)
+        # Cross-validation's targets know both development splits, even when one fold has images in one only.
         cross_validation = set(targets.known) == set(recipe.FOLD_SPLITS)
         if folds and not cross_validation:
             raise EvaluateError(

@@ -163,7 +163,13 @@ class LabelEncoding:
 
     @classmethod
     def from_patterns(cls, patterns: Iterable[int]) -> LabelEncoding:
-        """The encoding of the class-bit patterns found (0, background, is left out).
+        """The encoding of the class-bit patterns found in the training images.
+
+        Args:
+            patterns: the `class_bits` values found, in any order, repeats and 0 (background) included.
+
+        Returns:
+            One label per distinct non-zero pattern, numbered by class count, then class order.
 
         Raises:
             NnUNetExportError: more combinations than a uint8 label map holds.
@@ -178,16 +184,25 @@ class LabelEncoding:
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, Sequence[str]]) -> LabelEncoding:
-        """The encoding a dataset.json records (label id -> class names), as `to_labels` wrote it.
+        """The encoding the export's record in dataset.json holds, as `to_labels` wrote it.
+
+        Args:
+            labels: label id (a string, as JSON keys are) -> the class names at its pixels.
+
+        Returns:
+            The encoding the export used.
 
         Raises:
-            ValueError: ids that do not run 1..N, or a name that is not a class.
+            NnUNetExportError: ids that do not run 1..N, or a name that is not a class.
         """
-        if sorted(labels, key=int) != [str(label) for label in range(1, len(labels) + 1)]:
-            raise ValueError("label ids must run 1..N")
+        if sorted(labels) != sorted(str(label) for label in range(1, len(labels) + 1)):
+            raise NnUNetExportError(f"label ids must run 1..{len(labels)}, not {', '.join(sorted(labels))}")
+        unknown = sorted({str(name) for names in labels.values() for name in names} - set(recipe.CLASSES))
+        if unknown:
+            raise NnUNetExportError(f"{', '.join(unknown)}: not classes of this dataset")
         return cls(
             combinations=tuple(
-                tuple(recipe.CLASSES.index(name) for name in labels[str(k)]) for k in range(1, len(labels) + 1)
+                tuple(recipe.CLASSES.index(name) for name in labels[str(label)]) for label in range(1, len(labels) + 1)
             )
         )
 
@@ -196,6 +211,7 @@ class LabelEncoding:
         return {str(label): [recipe.CLASSES[i] for i in members] for label, members in self.numbered()}
 
     def numbered(self) -> list[tuple[int, tuple[int, ...]]]:
+        """(label id, class indices) for every label, from 1."""
         return [(label, members) for label, members in enumerate(self.combinations, start=1)]
 
     def regions(self) -> dict[str, list[int]]:
@@ -209,6 +225,12 @@ class LabelEncoding:
 
     def checked_regions(self, *, where: object) -> dict[str, list[int]]:
         """`regions`, checked to make nnU-Net train regions: at least one holds two labels.
+
+        Args:
+            where: the source, for the message.
+
+        Returns:
+            Class name -> its label ids, as `regions`.
 
         Raises:
             NnUNetExportError: every region is a single label (no two classes overlap), which
@@ -224,7 +246,13 @@ class LabelEncoding:
         return regions
 
     def encode(self, bits: np.ndarray) -> np.ndarray:
-        """A class-bit map (`class_bits`) as a uint8 label map.
+        """A class-bit map as a label map.
+
+        Args:
+            bits: a uint16 (H, W) map from `class_bits`.
+
+        Returns:
+            A uint8 (H, W) label map, 0 where no class is.
 
         Raises:
             NnUNetExportError: a pixel whose combination has no label.
@@ -242,7 +270,14 @@ class LabelEncoding:
         return labels.astype(np.uint8)
 
     def decode(self, label_map: np.ndarray) -> dict[str, np.ndarray]:
-        """A label map back as mask column -> bool mask, for every class with a region."""
+        """A label map back as masks: what nnU-Net's regions hold.
+
+        Args:
+            label_map: a (H, W) label map of this encoding.
+
+        Returns:
+            Mask column -> bool (H, W), for every class with a region.
+        """
         patterns = np.zeros(len(self.combinations) + 1, dtype=np.uint16)
         for label, members in self.numbered():
             patterns[label] = sum(1 << index for index in members)
@@ -345,6 +380,7 @@ def export_nnunet(*, source: str | Source, out: Path, config: str, dataset_id: i
     for split in development:
         for row in split.select_columns(["image_id", "fold", *recipe.MASK_COLUMNS, *_flag_column(split)]):
             masks = _masks(row)
+            # An image whose masks are all null adds only background, whatever its size.
             shape = next((mask.shape for mask in masks if mask is not None), (1, 1))
             patterns.update(int(value) for value in np.unique(class_bits(masks, shape=shape)))
             nulls += sum(mask is None for mask in masks)
