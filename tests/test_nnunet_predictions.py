@@ -120,6 +120,17 @@ def test_the_conversion_writes_pngs_that_score_as_the_npz_folders(fixture_build,
         assert converted == direct
 
 
+def test_the_conversion_refuses_folders_of_two_exports(fixture_build, exports, tmp_path, capsys):
+    test = prediction_folder(tmp_path / "pred", exports["size-256"], fixture_build, [83], config="size-256")
+    model = model_folder(tmp_path / "cv", exports["default"], fixture_build)
+    command = ["baseline", "nnunet", "--source", str(fixture_build), "--cv", str(model), "--test", str(test)]
+    assert covid_seg([*command, "--out", str(tmp_path / "preds")]) == 1
+    assert f"error: {model} and {test} come from different exports (configs or regions differ)" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "preds").exists()
+
+
 def test_the_conversion_needs_a_folder_and_results_need_both(fixture_build, tmp_path, capsys):
     assert covid_seg(["baseline", "nnunet", "--source", str(fixture_build), "--out", str(tmp_path / "o")]) == 1
     assert "error: nothing to convert: give the model folder, the test predictions, or both" in capsys.readouterr().err

@@ -162,6 +162,8 @@ def truth_logits(build: Path, split: str, names: list[str]) -> dict[int, np.ndar
 
 
 def test_the_truths_regions_through_nnunets_export_score_dice_1(fixture_full, fixture_build, tmp_path):
+    """At full size (the fixture's default export, planned by nnU-Net): a size-256 export's truth,
+    brought back to full size, is not the full-size truth, so Dice 1 is a full-size check."""
     nnunet, _ = fixture_full
     names = regions(nnunet)
     logits = tmp_path / "logits"

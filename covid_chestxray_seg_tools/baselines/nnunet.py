@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import logging
 import platform
 import re
 from collections.abc import Mapping
@@ -62,8 +61,6 @@ __all__ = [
     "training_record",
     "write_results",
 ]
-
-logger = logging.getLogger(__name__)
 
 NAME = "nnunet"
 DEFAULT_RESULTS = Path("baselines") / "nnunet.json"
@@ -114,7 +111,7 @@ def convert(*, source: str | Source, out: Path, cv: Path | None = None, test: Pa
         The folder, counts and the columns written.
 
     Raises:
-        NnUNetBaselineError: neither folder given.
+        NnUNetBaselineError: neither folder given, or the two come from different exports.
         evaluate.EvaluateError: a folder that is not nnU-Net's predictions of the export, a
             missing or malformed case (see `evaluate.nnunet`).
         staging.ExistsError, staging.OutputError: `out` exists, or cannot be written.
@@ -128,6 +125,12 @@ def convert(*, source: str | Source, out: Path, cv: Path | None = None, test: Pa
             selection = evaluate.Selection.parse(split=label, fold=None)
             truth, targets = evaluate.read_truth(source=source, selection=selection)
             readers.append((truth, nnunet_predictions.NnUNetPredictions(root=Path(folder), targets=targets)))
+    exports = {(reader.dataset.config, reader.dataset.columns) for _, reader in readers}
+    if len(exports) > 1:
+        raise NnUNetBaselineError(
+            f"{cv} and {test} come from different exports (configs or regions differ): score one model's "
+            "predictions of one export"
+        )
     counts: dict[str, int] = {}
     columns: set[str] = set()
     with staging.staged(Path(out), replace=False) as staged:
