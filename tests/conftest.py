@@ -8,6 +8,7 @@ imported, and pytest loads it only after this module has run.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -55,13 +56,21 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def real_build(tmp_path_factory) -> Path:
-    """The Hub-ready folder built from the full upstream data (present in CI), by the installed
-    command in a process of its own: built in this one, it left half a GB that every forked
-    DataLoader worker of a later test counted again."""
-    from tests.helpers import REAL_BUILD_OPTIONS, SHARED_ARGS, SHARED_DIR
+    """The Hub-ready folder built from the full upstream data (present in CI), read-only.
+
+    Where COVID_SEG_REAL_BUILD names a build of it with the same options (CI's, made by the
+    README's set-up command moments before), that one, checked intact; otherwise built by the
+    installed command in a process of its own: built in this one, it left half a GB that every
+    forked DataLoader worker of a later test counted again."""
+    from covid_chestxray_seg_tools.source import open_source
+    from tests.helpers import REAL_BUILD_OPTIONS, REAL_BUILD_VARIABLE, REPO, SHARED_ARGS, SHARED_DIR
 
     if not SHARED_DIR.is_dir():
         pytest.skip(f"the full data is not at {SHARED_DIR}")
+    if os.environ.get(REAL_BUILD_VARIABLE):
+        built = (REPO / os.environ[REAL_BUILD_VARIABLE]).resolve()
+        open_source(str(built))  # every data file as the build wrote it, every split whole
+        return built
 
     out = tmp_path_factory.mktemp("real-build") / "out"
     command = [sys.executable, "-m", "covid_chestxray_seg_tools", "build", *SHARED_ARGS, "--out", str(out)]

@@ -15,7 +15,7 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.baselines import unet
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.hub_folder import layout, resize
-from tests.helpers import parquet_rows, require_monai, require_torch
+from tests.helpers import FIXTURE_TOOLS_URL, parquet_rows, require_monai, require_torch
 
 REPO_ID = "acme-lab/cxr-seg"
 # What a Hub visitor installs for the card: datasets, numpy, pillow; pycocotools, torch or monai where a block
@@ -49,7 +49,8 @@ def test_published_card_code_names_the_repo_and_runs_top_to_bottom(
     torch = require_torch()
     require_monai()
     # Built for the default id, published to another: the card must follow the publish.
-    assert covid_seg(["publish", "--repo-id", REPO_ID, "--source", str(real_build), "--no-verify"]) == 0
+    publish = ["publish", "--repo-id", REPO_ID, "--source", str(real_build), "--tools-url", FIXTURE_TOOLS_URL]
+    assert covid_seg([*publish, "--no-verify"]) == 0
     card = hub.state.files(REPO_ID)[layout.CARD_FILENAME].decode("utf-8")
     assert "__REPO_ID__" not in card
     calls = re.findall(r"load_dataset\(\s*\"([^\"]+)\"", card)

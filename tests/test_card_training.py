@@ -20,7 +20,7 @@ import pytest
 from covid_chestxray_seg_tools.baselines import results
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.hub_folder import layout
-from tests.helpers import require_monai, require_torch
+from tests.helpers import FIXTURE_TOOLS_URL, require_monai, require_torch
 from tests.test_card_code import REPO_ID, python_blocks
 
 FULL_RUN = "COVID_SEG_CARD_FULL_RUN"
@@ -38,7 +38,8 @@ def test_the_card_block_reproduces_the_committed_unet_test_scores(hub, token, re
     committed_file = results.committed_results()
     assert committed_file is not None, "baselines/unet.json is not in this checkout"
     committed = results.read_results(committed_file)["scores"]["test"]["unet"]["classes"]
-    assert covid_seg(["publish", "--repo-id", REPO_ID, "--source", str(real_build), "--no-verify"]) == 0
+    publish = ["publish", "--repo-id", REPO_ID, "--source", str(real_build), "--tools-url", FIXTURE_TOOLS_URL]
+    assert covid_seg([*publish, "--no-verify"]) == 0
     card = hub.state.files(REPO_ID)[layout.CARD_FILENAME].decode("utf-8")
     monkeypatch.chdir(tmp_path)  # the card writes ./predictions
     # Every block, as a visitor runs them, the training one as it stands: nothing substituted.

@@ -20,7 +20,7 @@ from covid_chestxray_seg_tools.card.render import card_for_repo
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.cli import publish as cli_publish
 from covid_chestxray_seg_tools.hub_folder import checksums
-from tests.helpers import parquet_rows
+from tests.helpers import FIXTURE_TOOLS_URL, parquet_rows
 
 REPO_ID = "org/covid-chestxray-seg"
 # The FiftyOne companion the published card names without --fiftyone, and the Hub's answer to
@@ -497,7 +497,7 @@ def test_the_server_rejects_a_wrong_hash_and_an_unknown_repo(hub):
 
 
 def test_full_data_publish_streams_in_four_shards_each_row_once(hub, token, real_build):
-    assert run("--source", str(real_build)) == 0
+    assert run("--source", str(real_build), "--tools-url", FIXTURE_TOOLS_URL) == 0
     stream = datasets.load_dataset(REPO_ID, split="train", streaming=True)
     assert stream.num_shards >= 4
     ids = []

@@ -71,10 +71,10 @@ def pytest_sessionfinish(session, exitstatus):
 def fixture_build(tmp_path_factory) -> Path:
     """The Hub-ready folder built from the small real fixture (3 images)."""
     from covid_chestxray_seg_tools.cli import main as covid_seg
-    from tests.helpers import FIXTURE_ARGS
+    from tests.helpers import FIXTURE_ARGS, FIXTURE_BUILD_OPTIONS
 
     out = tmp_path_factory.mktemp("fixture-build") / "out"
-    assert covid_seg(["build", *FIXTURE_ARGS, "--out", str(out), "--allow-modified", "--quiet", "--num-proc", "1"]) == 0
+    assert covid_seg(["build", *FIXTURE_ARGS, "--out", str(out), *FIXTURE_BUILD_OPTIONS, "--num-proc", "1"]) == 0
     return out
 
 

@@ -24,7 +24,7 @@ from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.fiftyone import export as fiftyone_export
 from covid_chestxray_seg_tools.hub_folder import layout
 from covid_chestxray_seg_tools.source import load_splits
-from tests.helpers import tree
+from tests.helpers import FIXTURE_TOOLS_URL, tree
 
 REPO_ID = "tester/cxr-seg"
 COMPANION_ID = f"{REPO_ID}-fiftyone"
@@ -249,7 +249,8 @@ def test_a_companion_file_the_build_no_longer_has_is_deleted(hub, token, fixture
 
 @pytest.mark.slow
 def test_real_build_through_the_hub_gives_every_mask_and_instance(hub, token, real_build):
-    assert covid_seg(["publish", "--repo-id", REPO_ID, "--source", str(real_build), "--fiftyone", "--no-verify"]) == 0
+    publish = ["publish", "--repo-id", REPO_ID, "--source", str(real_build), "--tools-url", FIXTURE_TOOLS_URL]
+    assert covid_seg([*publish, "--fiftyone", "--no-verify"]) == 0
     card = hub.state.files(REPO_ID)[layout.CARD_FILENAME].decode("utf-8")
     block = next(code for code in re.findall(r"```python\n(.*?)```", card, flags=re.S) if "load_from_hub" in code)
     namespace: dict = {}

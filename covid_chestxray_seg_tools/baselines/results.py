@@ -34,7 +34,9 @@ __all__ = [
     "format_summary",
     "learnt_text",
     "read_results",
+    "score_against_atlas",
     "write_results",
+    "write_results_file",
 ]
 
 DEFAULT_RESULTS = Path("baselines") / "unet.json"
@@ -53,18 +55,19 @@ def _summary(result: Mapping) -> dict:
     return {key: value for key, value in result.items() if key != "images"}
 
 
-def _score_all(*, source: str | Source, predictions: Path) -> dict:
-    """The U-Net's predictions and the atlas's, scored under cross-validation (pooled, with each
-    fold's mean) and on test by `covid-seg evaluate`'s protocol, with the paired U-Net minus
-    atlas difference (`evaluate.compare`).
+def score_against_atlas(*, source: str | Source, predictions: Path, name: str) -> dict:
+    """A learned baseline's predictions and the atlas's, scored under cross-validation (pooled,
+    with each fold's mean) and on test by `covid-seg evaluate`'s protocol, with the paired
+    baseline minus atlas difference (`evaluate.compare`).
 
     Args:
         source: the ground truth: a built folder or a Hub repo id.
-        predictions: the U-Net's OUT/<split>/<image_id>/<mask column>.png for every train,
-            validation and test image.
+        predictions: the baseline's OUT/<split>/<image_id>/<mask column>.png for every train,
+            validation and test image (out-of-fold for train and validation).
+        name: the baseline's key in the result ("unet", "nnunet").
 
     Returns:
-        ``{"cv": {"unet", "atlas", "difference"}, "test": {...}}``.
+        ``{"cv": {name, "atlas", "difference"}, "test": {...}}``.
 
     Raises:
         evaluate.EvaluateError: an image without predictions, a prediction that cannot be scored.
@@ -78,21 +81,35 @@ def _score_all(*, source: str | Source, predictions: Path) -> dict:
             atlas_folder = Path(work) / f"atlas-{label}"
             atlas.atlas_predictions(source=source, out=atlas_folder, split=label)
             results = {}
-            for name, folder in (("unet", Path(predictions)), ("atlas", atlas_folder)):
+            for kind, folder in ((name, Path(predictions)), ("atlas", atlas_folder)):
                 predicted = evaluate.load_predictions(path=folder, targets=targets)
-                results[name] = evaluate.score(
+                results[kind] = evaluate.score(
                     truth=truth, predictions=predicted, split=label, predicted=predicted.predicted_columns
                 )
             scores[label] = {
-                "unet": _summary(results["unet"]),
+                name: _summary(results[name]),
                 "atlas": _summary(results["atlas"]),
-                "difference": evaluate.compare(a=results["unet"], b=results["atlas"]),
+                "difference": evaluate.compare(a=results[name], b=results["atlas"]),
             }
     return scores
 
 
+def write_results_file(results: Mapping, path: Path) -> None:
+    """Write a results file as JSON (no NaN), its folder made when missing.
+
+    Raises:
+        ResultsError: `path` cannot be written.
+    """
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(results, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise ResultsError(f"{path}: cannot write the results file ({error.strerror or error})") from None
+
+
 def write_results(*, source: str | Source, predictions: Path, training: Mapping, path: Path) -> dict:
-    """Score `predictions` (see `_score_all`) and write them with the `training` record to `path`.
+    """Score the U-Net's `predictions` (see `score_against_atlas`) and write them with the
+    `training` record to `path`.
 
     Returns:
         The results written.
@@ -108,13 +125,9 @@ def write_results(*, source: str | Source, predictions: Path, training: Mapping,
             "atlas": "covid-seg baseline atlas: fitted on the same images as each U-Net (per fold for cv)",
             "difference": "U-Net minus atlas per image, over the pairs both score (evaluate --compare)",
         },
-        "scores": _score_all(source=source, predictions=Path(predictions)),
+        "scores": score_against_atlas(source=source, predictions=Path(predictions), name="unet"),
     }
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(results, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    except OSError as error:
-        raise ResultsError(f"{path}: cannot write the results file ({error.strerror or error})") from None
+    write_results_file(results, path)
     return results
 
 

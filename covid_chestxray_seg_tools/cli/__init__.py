@@ -5,7 +5,7 @@
     covid-seg export     a build or Hub repo -> COCO JSON + images, or image / mask PNG files
     covid-seg validate   upstream's COCO segmentations against its own mask crops
     covid-seg evaluate   predicted masks scored against a split
-    covid-seg baseline   a baseline's predictions (atlas)
+    covid-seg baseline   a baseline's predictions (atlas, unet; nnunet converts nnU-Net's)
     covid-seg benchmark  build, load, stream and size against baselines (from a clone)
 
 Each subcommand is a module of this package with `register(subparsers)`, which declares its

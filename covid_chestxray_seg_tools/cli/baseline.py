@@ -7,7 +7,7 @@ import argparse
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import evaluate
 from covid_chestxray_seg_tools.baselines import atlas
-from covid_chestxray_seg_tools.cli import baseline_unet, options
+from covid_chestxray_seg_tools.cli import baseline_nnunet, baseline_unet, options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
 
 __all__ = [
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = options.subcommand(
         subparsers,
         "baseline",
-        summary="write a baseline's predictions (atlas, unet)",
+        summary="write a baseline's predictions (atlas, unet, nnunet)",
         description="Write a baseline's predictions for a split, as DIR/<split>/<image_id>/<mask column>.png: the "
         "layout `covid-seg evaluate --predictions` reads.",
         examples=EXAMPLES,
@@ -56,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_out(parser, help="folder to create for the predictions; must not exist yet")
     parser.set_defaults(handler=run_atlas)
     baseline_unet.register(kinds)
+    baseline_nnunet.register(kinds)
 
 
 def run_atlas(args: argparse.Namespace) -> Outcome:

@@ -96,7 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         metavar="DIR",
         help="DIR/<split>/<image_id>/<mask column>.png (a missing class file is an empty prediction), or Parquet "
-        "files / a save_to_disk folder with image_id and the mask columns",
+        "files / a save_to_disk folder with image_id and the mask columns, or nnU-Net's .npz output for an nnU-Net "
+        "export (nnUNetv2_predict --save_probabilities; for cv, the model folder trained with --npz; docs/nnunet.md)",
     )
     options.add_classes(
         parser,

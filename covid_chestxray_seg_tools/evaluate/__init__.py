@@ -9,6 +9,7 @@ optionally the paired difference against a second set of predictions (`scoring.c
     metrics      one pair: the definitions, checked against MONAI and the clDice reference
     bootstrap    the patient bootstrap
     predictions  reading predicted masks (PNG folders, Parquet, save_to_disk folders)
+    nnunet       reading nnU-Net's region probabilities (.npz) of an nnU-Net export
     protocol     what is scored (split, cv, fold) and what a baseline may fit on
     scoring      scoring rows, summarising per class, comparing two sets of predictions
     result       the shape of a score result (TypedDicts: the result stays a dict of JSON values)
@@ -46,6 +47,7 @@ from covid_chestxray_seg_tools.evaluate.metrics import (
     surface_distances,
     tolerance_pixels,
 )
+from covid_chestxray_seg_tools.evaluate.nnunet import NnUNetPredictions
 from covid_chestxray_seg_tools.evaluate.predictions import (
     FULL_SCALE,
     FolderPredictions,
@@ -238,7 +240,7 @@ def evaluate(request: EvaluateRequest) -> ScoreResult:
     if request.compare is not None:
         other = load_predictions(path=request.compare, targets=targets, threshold=request.threshold, setting="compare")
 
-    def scored(with_predictions: FolderPredictions | TablePredictions) -> ScoreResult:
+    def scored(with_predictions: FolderPredictions | TablePredictions | NnUNetPredictions) -> ScoreResult:
         return score(
             truth=truth,
             predictions=with_predictions,

@@ -6,6 +6,8 @@
     DIR/<split>-*.parquet, DIR/<split>.parquet    rows with image_id and mask columns (Image
     DIR/<split>/*.parquet                         cells {"bytes": PNG} or PNG bytes)
     DIR/dataset_dict.json or DIR/state.json       a `datasets.save_to_disk` folder
+    DIR/dataset.json + DIR/<case>.npz             nnU-Net's predictions of an nnU-Net export
+    (or DIR/fold_K/validation/<case>.npz)         (`evaluate.nnunet`)
 
 An image is found under its own split (under cross-validation, `train/` and `validation/`).
 Everything is checked when the predictions are opened, with work bounded by the files' sizes:
@@ -23,6 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
@@ -33,6 +36,9 @@ from PIL import Image
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError
 from covid_chestxray_seg_tools.hub_folder import layout
+
+if TYPE_CHECKING:
+    from covid_chestxray_seg_tools.evaluate.nnunet import NnUNetPredictions
 
 __all__ = [
     "FULL_SCALE",
@@ -447,7 +453,7 @@ def _prediction_columns(names: list[str]) -> list[str]:
 
 def load_predictions(
     *, path: Path, targets: Targets, threshold: float | None = None, setting: str = "predictions"
-) -> FolderPredictions | TablePredictions:
+) -> FolderPredictions | TablePredictions | NnUNetPredictions:
     """The predictions in `path` for the images of `targets`, every file or cell checked (header,
     size, a complete PNG) before anything is decoded.
 
@@ -473,6 +479,11 @@ def load_predictions(
         )
     if not root.is_dir():
         raise EvaluateError("no such folder", setting=setting, value=str(root))
+    # Imported here: the nnU-Net reader builds on this module's Targets.
+    from covid_chestxray_seg_tools.evaluate import nnunet
+
+    if nnunet.is_nnunet_folder(root):
+        return nnunet.NnUNetPredictions(root=root, targets=targets, threshold=threshold)
     if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
         parts = _saved_parts(root, targets)
         return TablePredictions(parts=parts, name=str(root), targets=targets, threshold=threshold)

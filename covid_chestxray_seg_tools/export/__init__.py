@@ -17,6 +17,9 @@ Three formats, from a built folder, a Hub repo id or anything `load_dataset` acc
     fiftyone FiftyOne's own export layout (fiftyone.types.FiftyOneDataset) plus fiftyone.yml,
              the companion repo's card and LICENSE.md: see `fiftyone_export` (FiftyOne is an
              optional extra, imported only for this format).
+    nnunet   nnU-Net v2's raw dataset, OUT/Dataset777_CovidChestXraySeg/ (imagesTr, labelsTr,
+             imagesTs, dataset.json, splits_final.json = our folds) from the `default` or the
+             `size-256` config: see `export.nnunet`.
 
 OUT appears only when the export has succeeded, and an existing OUT is never
 overwritten (see `staging`).
@@ -38,6 +41,7 @@ from PIL import Image
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import staging
 from covid_chestxray_seg_tools.errors import CovidSegError
+from covid_chestxray_seg_tools.export import nnunet
 from covid_chestxray_seg_tools.fiftyone import companion as fiftyone_companion
 from covid_chestxray_seg_tools.source import Source, load_splits
 
@@ -45,7 +49,7 @@ __all__ = ["FORMATS", "ExportError", "ExportResult", "export", "write_coco_image
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("coco", "folder", "fiftyone")
+FORMATS = ("coco", "folder", "fiftyone", "nnunet")
 
 
 class ExportError(CovidSegError, ValueError):
@@ -58,20 +62,26 @@ class ExportResult:
 
     Attributes:
         out: the folder written.
-        format: "coco", "folder" or "fiftyone".
+        format: "coco", "folder", "fiftyone" or "nnunet".
         counts: what was written, counted, in the order `covid-seg export` prints it. coco:
             "images", "annotations", and "annotations without mask upstream (left out)" when
             any were; folder: "images", "masks", "masks without data upstream (no file)";
-            fiftyone: `fiftyone_export.FiftyOneExport.counts()`.
+            fiftyone: `fiftyone_export.FiftyOneExport.counts()`; nnunet: see
+            `export.nnunet.export_nnunet`.
+        notes: lines for the user beside the counts (nnunet: where splits_final.json goes).
     """
 
     out: Path
     format: str
     counts: dict[str, int]
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The result as plain JSON values, for `--json`."""
-        return {"out": str(self.out), "format": self.format, "counts": dict(self.counts)}
+        document: dict[str, Any] = {"out": str(self.out), "format": self.format, "counts": dict(self.counts)}
+        if self.notes:
+            document["notes"] = list(self.notes)
+        return document
 
 
 # Columns a COCO document is made of; skipping the image and the 14 masks reads a small part of the bytes.
@@ -216,6 +226,8 @@ def export(
     splits: Sequence[str] | None = None,
     classes: Sequence[str] | None = None,
     upstream_form: bool = False,
+    config: str | None = None,
+    dataset_id: int | None = None,
 ) -> ExportResult:
     """Export a build or a Hub repo to files, for tools that do not read `datasets`.
 
@@ -227,13 +239,17 @@ def export(
             `Source` opened at a revision.
         out: the folder to create; it must not exist.
         format: "coco" (COCO JSON per split and the original images), "folder" (image.png and
-            mask_<class>.png per record) or "fiftyone" (FiftyOne's export layout, the companion
-            repo's files; needs the `fiftyone` extra).
+            mask_<class>.png per record), "fiftyone" (FiftyOne's export layout, the companion
+            repo's files; needs the `fiftyone` extra) or "nnunet" (nnU-Net v2's raw dataset,
+            every split: see `export.nnunet`).
         splits: the splits to export (default: all).
         classes: with "folder", the class names to write masks of (default: all).
         upstream_form: with "coco", keep the annotations without a mask as upstream writes
             them (`segmentation: []`), which pycocotools' COCOeval cannot read; by default
             they are left out and counted.
+        config: with "nnunet", the config exported: "default" (full size, the default) or
+            "size-256".
+        dataset_id: with "nnunet", nnU-Net's dataset number (default 777, see `export.nnunet`).
 
     Returns:
         The folder, the format and what was written, counted.
@@ -245,6 +261,7 @@ def export(
         staging.ExistsError, staging.OutputError: `out` exists, or cannot be written.
         fiftyone_companion.FiftyOneMissingError: "fiftyone" without FiftyOne installed.
         fiftyone_export.FiftyOneExportError: a source FiftyOne cannot hold.
+        export.nnunet.NnUNetExportError: data nnU-Net's format cannot hold, a bad config or id.
     """
     if format not in FORMATS:
         raise ExportError(f"is not one of {', '.join(FORMATS)}", setting="format", value=format)
@@ -255,6 +272,23 @@ def export(
         )
     if upstream_form and format != "coco":
         raise ExportError(f"applies to {recipe.setting('format', 'coco')} only", setting="upstream_form")
+    for name, value in (("config", config), ("dataset_id", dataset_id)):
+        if value is not None and format != "nnunet":
+            raise ExportError(f"applies to {recipe.setting('format', 'nnunet')} only", setting=name)
+    if format == "nnunet":
+        if splits is not None:
+            raise ExportError(
+                "an nnU-Net export holds every split (imagesTr: train + validation, imagesTs: test)",
+                setting="split",
+                value=list(splits),
+            )
+        written = nnunet.export_nnunet(
+            source=source,
+            out=Path(out),
+            config=config or nnunet.CONFIGS[0],
+            dataset_id=nnunet.DEFAULT_DATASET_ID if dataset_id is None else dataset_id,
+        )
+        return ExportResult(out=Path(out), format=format, counts=written.counts, notes=written.notes)
     if format == "fiftyone":
         written = fiftyone_companion.exporter().export_fiftyone(source=source, out=out, splits=splits)
         return ExportResult(out=Path(out), format=format, counts=written.counts())
