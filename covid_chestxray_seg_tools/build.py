@@ -31,7 +31,7 @@ from datasets.exceptions import DatasetGenerationError
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import staging
 from covid_chestxray_seg_tools import validate as quality
-from covid_chestxray_seg_tools.baselines import results
+from covid_chestxray_seg_tools.baselines import nnunet, results
 from covid_chestxray_seg_tools.baselines.atlas import score_atlas
 from covid_chestxray_seg_tools.card import render as card_render
 from covid_chestxray_seg_tools.card.legend import render_legend
@@ -107,6 +107,8 @@ class BuildOptions:
             tables go in the card.
         unet_results: with `baseline`, the U-Net's results file (`covid-seg baseline unet
             --results`): its table goes in the card.
+        nnunet_results: with `baseline`, nnU-Net's results file (`covid-seg baseline nnunet
+            --results`), where a run was scored: its table goes in the card.
     """
 
     out: Path
@@ -117,6 +119,7 @@ class BuildOptions:
     validate: bool = False
     baseline: bool = False
     unet_results: Path | None = None
+    nnunet_results: Path | None = None
 
 
 def build(options: BuildOptions) -> BuildResult:
@@ -248,6 +251,8 @@ def _card_pieces(
         extras["baseline"] = format_results([score_atlas(folder, split=split) for split in _BASELINE_SPLITS])
         if options.unet_results is not None:
             extras["unet"] = results.card_table(results.read_results(options.unet_results))
+        if options.nnunet_results is not None:
+            extras["nnunet"] = nnunet.card_table(results.read_results(options.nnunet_results))
     if options.validate:
         if builder.data_root is None:
             raise AssertionError("the builder records where it read the data once it has prepared the splits")

@@ -215,15 +215,23 @@ def test_ci_runs_the_readme_commands():
     readme = (REPO / "README.md").read_text()
     online, tests, torch = _bash(readme, "## Two commands")
     (offline,) = _bash(readme, "## Offline copies of both sources")
-    compat, fiftyone = _bash((REPO / "docs" / "development.md").read_text(), "## CI")[0].splitlines()
-    assert tests == ".venv/bin/python -m pytest" and "compat/datasets3" in compat and "compat/fiftyone" in fiftyone
+    (integrations,) = _bash((REPO / "docs" / "development.md").read_text(), "## CI")
+    lines = integrations.splitlines()
+    installs, checks = lines[0::2], lines[1::2]
+    assert tests == ".venv/bin/python -m pytest"
+    assert [check.split()[-1] for check in checks] == ["compat/datasets3", "compat/fiftyone", "compat/nnunet"]
     # The offline set-up is the online one with local copies of both sources.
     local = re.sub(r" --(data-dir|severity-file) \S+", "", offline)
     assert local == online and "--data-dir ../shared/data/" in offline and "--severity-file ../shared/data/" in offline
-    ci = (REPO / ".ci" / "run").read_text().splitlines()
-    ran = [offline, tests, compat, fiftyone]
+    ci_text = (REPO / ".ci" / "run").read_text()
+    ci = ci_text.splitlines()
+    ran = [offline, tests, *checks]
     assert all(command in ci for command in ran), [c for c in ran if c not in ci]
     assert [ci.index(command) for command in ran] == sorted(ci.index(command) for command in ran)
+    # CI installs each venv as the docs say (in the background, while the main suite runs).
+    for install in installs:
+        venv, pip = install.split(" && ")
+        assert venv in ci_text and pip in ci_text, install
     # The CPU torch line, stated once in the README and once in the card, with the version pinned.
     line = "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
     assert line in torch and line in (REPO / "covid_chestxray_seg_tools" / "card" / "template.md").read_text()

@@ -29,7 +29,7 @@ TOOLS_URL = "https://git.example.org/acme/cxr-tools"
 
 def install_line(card: str) -> str:
     """The card's line that installs the command (the others install torch and monai)."""
-    (line,) = re.findall(r"^pip install .*covid-chestxray-seg.*$", card, flags=re.M)
+    (line,) = re.findall(r'^pip install "covid-chestxray-seg @ git\+[^"]+"$', card, flags=re.M)
     return line
 
 

@@ -31,7 +31,7 @@ COMPANION_CHECKS = rf"^/api/datasets/{re.escape(COMPANION)}(/revision/.*)?$"
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
-    monkeypatch.setattr(publishing, "COMMIT_RETRY_WAIT", 0.0)
+    monkeypatch.setattr(publishing.hub, "COMMIT_RETRY_WAIT", 0.0)
 
 
 def run(*args: str) -> int:

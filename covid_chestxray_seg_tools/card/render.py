@@ -364,6 +364,8 @@ _BLOCKS: dict[str, Callable[[_BlockInputs], str]] = {
     "severity": lambda given: _severity_block(given.stats, given.extras.get("severity")),
     "baseline": lambda given: given.extras.get("baseline") or _BASELINE_NOT_COMPUTED,
     "unet": lambda given: given.extras.get("unet") or _UNET_NOT_IN_BUILD,
+    # A GPU run: shown where one was scored, nothing otherwise (no machine of ours has a GPU).
+    "nnunet": lambda given: given.extras.get("nnunet") or "",
     "provenance": lambda given: _provenance_block(given.report),
     "quirks": lambda given: known_issues_text(given.stats, given.report),
     "validation": lambda given: _validation_block(given.extras.get("validation")),

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools.baselines import results
+from covid_chestxray_seg_tools.baselines import nnunet, results
 from covid_chestxray_seg_tools.build import DEFAULT_NUM_PROC, BuildOptions, UpstreamSource, build
 from covid_chestxray_seg_tools.card import render as card_render
 from covid_chestxray_seg_tools.card.legend import LEGEND_PATH
@@ -122,6 +122,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "baselines/unet.json, where there is one)",
     )
     parser.add_argument(
+        "--nnunet-results",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --baseline: nnU-Net's results file (`covid-seg baseline nnunet --results`) to render in the card "
+        "(default: the repository's baselines/nnunet.json, where a GPU run was committed)",
+    )
+    parser.add_argument(
         "--sync-repo",
         action="store_true",
         help="also copy dataset_infos.json, assets/preview.png and assets/legend.png into this repository's clone "
@@ -152,6 +160,7 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
         validate=args.validate,
         baseline=args.baseline,
         unet_results=args.unet_results or results.committed_results(),
+        nnunet_results=args.nnunet_results or nnunet.committed_results(),
     )
 
 
