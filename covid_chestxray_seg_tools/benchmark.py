@@ -26,6 +26,7 @@ repository's root, so the benchmark needs a clone.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
@@ -43,6 +44,7 @@ from covid_chestxray_seg_tools.hub_folder import layout
 __all__ = [
     "TARGETS",
     "BenchmarkError",
+    "format_markdown",
     "format_table",
     "machine",
     "measure",
@@ -131,7 +133,11 @@ def run(*, data_dir: Path, severity_file: Path, smoke: bool, scale: int, work: P
     # A smoke run asserts no time: once is enough to check that every task runs and agrees.
     repeats = 1 if smoke else _REPEATS
     ours_out, naive_out = work / "ours", work / "naive"
-    results: dict = {"machine": machine(), "data_dir": str(data_dir)}
+    results: dict = {
+        "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+        "machine": machine(),
+        "data_dir": str(data_dir),
+    }
 
     # This machine's timings vary by +-20 % from run to run: each build runs REPEATS times,
     # ours and the baseline interleaved, and the fastest run of each counts.
@@ -312,6 +318,27 @@ def machine() -> dict:
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "datasets": datasets.__version__,
     }
+
+
+def format_markdown(results: dict) -> str:
+    """The benchmark as benchmarks/RESULTS.md holds it: when and on what it ran, then the table.
+
+    Args:
+        results: what `run` returned (`covid-seg benchmark --json`).
+
+    Returns:
+        Markdown.
+    """
+    m = results["machine"]
+    return (
+        "# Benchmark results\n\n"
+        f"Measured on {results.get('date', 'an unrecorded date')} by `covid-seg benchmark` on the data in "
+        f"`{Path(results['data_dir']).name}`, on {m['cpus']} CPUs and {m['memory_gb']} GB ({m['platform']}, "
+        f"Python {m['python']}, datasets {m['datasets']}). Every row compares against a baseline measured in the "
+        "same run on the same machine; what each compares, and where the time goes: "
+        "[docs/performance.md](../docs/performance.md). Written by `covid-seg benchmark --markdown "
+        "benchmarks/RESULTS.md`, not by hand.\n\n" + format_table(results) + "\n"
+    )
 
 
 def format_table(results: dict) -> str:

@@ -31,11 +31,17 @@ def test_smoke_run_measures_everything_and_the_baselines_agree(tmp_path, capsys)
                 "2",
                 "--json",
                 str(out),
+                "--markdown",
+                str(tmp_path / "RESULTS.md"),
             ]
         )
         == 0
     )
     results = json.loads(out.read_text())
+    # The Markdown file: the date and the machine, then the same table the command prints.
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    assert markdown.startswith(f"# Benchmark results\n\nMeasured on {results['date']} by `covid-seg benchmark`")
+    assert f"on {results['machine']['cpus']} CPUs" in markdown and benchmark.format_table(results) in markdown
     # The naive build and the hand-written loader produce exactly our masks and arrays.
     assert results["build"]["masks_identical"] is True
     assert results["load"]["same_arrays"] is True

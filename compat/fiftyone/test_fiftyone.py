@@ -157,7 +157,9 @@ def test_export_refuses_an_existing_out_and_a_source_without_license(tmp_path, f
     out = tmp_path / "taken"
     out.mkdir()
     assert covid_seg(["export", "--source", str(fixture_build), "--format", "fiftyone", "--out", str(out)]) == 1
-    assert re.search(r"taken: already exists; choose a new --out", capsys.readouterr().err)
+    assert re.search(
+        r"taken: already exists \(an export never overwrites\); choose a new --out", capsys.readouterr().err
+    )
     source = tmp_path / "no-license"
     source.mkdir()
     for entry in fixture_build.iterdir():

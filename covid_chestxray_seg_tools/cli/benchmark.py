@@ -16,7 +16,7 @@ __all__ = ["register", "run"]
 _EXAMPLES = """\
   covid-seg benchmark --data-dir ../shared/data/covid-19-chest-xray-segmentations-dataset \\
       --severity-file ../shared/data/ieee8023-covid-chestxray-dataset/annotations/covid-severity-scores.csv \\
-      --json benchmark.json
+      --json benchmark.json --markdown benchmarks/RESULTS.md
   covid-seg benchmark --data-dir tests/fixtures/data \\
       --severity-file tests/fixtures/severity/covid-severity-scores.csv --smoke
 """
@@ -42,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="copies of the data for the scale test; 1 skips it (default: 10)",
     )
     parser.add_argument("--smoke", action="store_true", help="small data: accept a cut-down metadata.csv")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the table, with the date and the machine, as Markdown (benchmarks/RESULTS.md)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -58,4 +65,11 @@ def run(args: argparse.Namespace) -> Outcome:
             scale=args.scale,
             work=Path(folder),
         )
+    if args.markdown is not None:
+        try:
+            args.markdown.write_text(benchmark.format_markdown(results), encoding="utf-8")
+        except OSError as error:
+            raise benchmark.BenchmarkError(
+                f"cannot write the file ({error.strerror or error})", setting="markdown", value=str(args.markdown)
+            ) from None
     return Outcome(text=benchmark.format_table(results), data=results)

@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> Outcome:
     warnings: list[str] = []
     if companion is not None:
         data["fiftyone"] = fiftyone_companion.publish_companion(
-            folder=Path(args.source), request=request, companion_id=companion, say=say
+            folder=Path(args.source), request=request, companion_id=companion, tools_url=args.tools_url, say=say
         ).to_json()
     elif not args.dry_run:
         warning = _missing_companion(args, token=token)

@@ -80,6 +80,7 @@ def publish_companion(
     folder: Path,
     request: publish.PublishRequest,
     companion_id: str,
+    tools_url: str | None = None,
     say: Callable[[str], None] = print,
 ) -> publish.PublishResult:
     """Export the build in `folder` in FiftyOne's format and publish it to `companion_id` in one
@@ -91,6 +92,8 @@ def publish_companion(
             the companion is published with its token, branch and options (its commit message
             names the FiftyOne version unless the request gives its own).
         companion_id: the companion repo.
+        tools_url: the tools' repository the main card names, as the Parquet repo's publish gave it
+            (None: the one the folder was built with); the same card checks as that publish.
         say: where progress lines go.
 
     Returns:
@@ -106,7 +109,9 @@ def publish_companion(
     if not request.token and not request.dry_run:
         raise publish.PublishError(publish.NO_TOKEN, fix=publish.TOKEN_FIX)
     # The same checks as for the Parquet repo: a complete build of this builder.
-    publish.local_files(folder=Path(folder), repo_id=repo_id, allow_incomplete=request.allow_incomplete)
+    publish.local_files(
+        folder=Path(folder), repo_id=repo_id, tools_url=tools_url, allow_incomplete=request.allow_incomplete
+    )
     fiftyone_export = exporter()
     with tempfile.TemporaryDirectory(prefix="covid-chestxray-seg-fiftyone-") as scratch:
         out = Path(scratch) / "export"
