@@ -22,6 +22,7 @@ from PIL import Image
 
 import covid_chestxray_seg as recipe
 from benchmarks import baselines, data
+from covid_chestxray_seg_tools.errors import CovidSegError
 from covid_chestxray_seg_tools.hub_folder import layout
 
 
@@ -379,7 +380,12 @@ def _vm_hwm_kib() -> int:
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in TASKS:
         raise SystemExit(f"usage: python -m benchmarks.tasks {{{','.join(TASKS)}}} KWARGS_JSON")
-    _worker(argv[0], argv[1])
+    try:
+        _worker(argv[0], argv[1])
+    except (CovidSegError, recipe.BuildError) as error:
+        # Refused input, not a bug: one line the orchestrator passes on (measure()).
+        print(f"ERROR {error}")
+        return 1
     return 0
 
 

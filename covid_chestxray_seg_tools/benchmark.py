@@ -112,6 +112,9 @@ def measure(task: str, **kwargs: Any) -> dict:
             check=False,
         )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+    refused = [line[len("ERROR ") :] for line in completed.stdout.splitlines() if line.startswith("ERROR ")]
+    if refused:  # the task's input, not a bug: its one message, no traceback
+        raise BenchmarkError(refused[-1], file=f"benchmark task {task}")
     if completed.returncode != 0 or not lines:
         raise BenchmarkError(f"benchmark task {task} failed:\n{completed.stdout[-2000:]}\n{completed.stderr[-4000:]}")
     return json.loads(lines[-1][len("RESULT ") :])
@@ -129,6 +132,21 @@ def _free_port() -> int:
 
 
 def run(*, data_dir: Path, severity_file: Path, smoke: bool, scale: int, work: Path) -> dict:
+    """Measure every task (module docstring) and return the results `format_table` prints.
+
+    Raises:
+        BenchmarkError: no clone, an input that is not there, or a task that failed.
+    """
+    repository()
+    inputs = (("data_dir", data_dir, Path.is_dir, "folder"), ("severity_file", severity_file, Path.is_file, "file"))
+    for setting, path, is_there, kind in inputs:
+        if not is_there(path):
+            raise BenchmarkError(
+                f"no such {kind}",
+                setting=setting,
+                value=str(path),
+                fix="pass the upstream clone and ieee8023's severity file (or the fixture's, with ${smoke})",
+            )
     allow_modified = smoke  # the fixture's metadata.csv is cut down
     # A smoke run asserts no time: once is enough to check that every task runs and agrees.
     repeats = 1 if smoke else _REPEATS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 
 import pytest
 
@@ -145,3 +146,33 @@ def test_a_measured_task_runs_in_its_own_interpreter_from_the_clone():
 def test_a_failed_task_is_one_benchmark_error():
     with pytest.raises(benchmark.BenchmarkError, match=r"benchmark task upstream_bytes failed"):
         benchmark.measure("upstream_bytes", data_dir="/nonexistent/data")
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        ("--data-dir", r"--data-dir \S*missing: no such folder"),
+        ("--severity-file", r"--severity-file \S*missing: no such file"),
+    ],
+)
+def test_a_missing_input_is_one_message_before_any_task(tmp_path, capsys, option, problem):
+    args = {"--data-dir": str(FIXTURE_DIR), "--severity-file": str(FIXTURE_SEVERITY), option: str(tmp_path / "missing")}
+    assert covid_seg(["benchmark", *(word for pair in args.items() for word in pair), "--smoke"]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"error: {problem}; pass the upstream clone .* \(or the fixture's, with --smoke\)\n", err)
+
+
+def test_a_task_that_refuses_its_input_is_its_one_message_without_a_traceback(data_copy):
+    (data_copy / "annotation" / "results.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(benchmark.BenchmarkError) as raised:
+        benchmark.measure(
+            "build_ours",
+            data_dir=str(data_copy),
+            out=str(data_copy.parent / "out"),
+            severity_file=str(FIXTURE_SEVERITY),
+            allow_modified=True,
+        )
+    message = str(raised.value)
+    assert message.startswith("benchmark task build_ours: ") and "results.json" in message
+    assert "Traceback" not in message and len(message.splitlines()) == 1
+    assert not (data_copy.parent / "out").exists()
