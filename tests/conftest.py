@@ -8,6 +8,9 @@ imported, and pytest loads it only after this module has run.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import shutil
 import subprocess
@@ -59,11 +62,11 @@ def real_build(tmp_path_factory) -> Path:
     """The Hub-ready folder built from the full upstream data (present in CI), read-only.
 
     Where COVID_SEG_REAL_BUILD names a build of it with the same options (CI's, made by the
-    README's set-up command moments before), that one, checked intact; otherwise built by the
-    installed command in a process of its own: built in this one, it left half a GB that every
-    forked DataLoader worker of a later test counted again."""
+    README's set-up command moments before), that one, checked intact; otherwise built once per
+    session for every xdist worker by the installed command in a process of its own: built in
+    this one, it left half a GB that every forked DataLoader worker of a later test counted again."""
     from covid_chestxray_seg_tools.source import open_source
-    from tests.helpers import REAL_BUILD_OPTIONS, REAL_BUILD_VARIABLE, REPO, SHARED_ARGS, SHARED_DIR
+    from tests.helpers import REAL_BUILD_OPTIONS, REAL_BUILD_VARIABLE, REPO, SHARED_ARGS, SHARED_DIR, once_per_session
 
     if not SHARED_DIR.is_dir():
         pytest.skip(f"the full data is not at {SHARED_DIR}")
@@ -72,12 +75,67 @@ def real_build(tmp_path_factory) -> Path:
         open_source(str(built))  # every data file as the build wrote it, every split whole
         return built
 
-    out = tmp_path_factory.mktemp("real-build") / "out"
-    command = [sys.executable, "-m", "covid_chestxray_seg_tools", "build", *SHARED_ARGS, "--out", str(out)]
-    options = [*REAL_BUILD_OPTIONS, "--num-proc", "2"]
-    built = subprocess.run([*command, *options], capture_output=True, text=True, check=False)
-    assert built.returncode == 0, built.stderr
-    return out
+    def make(out: Path) -> None:
+        command = [sys.executable, "-m", "covid_chestxray_seg_tools", "build", *SHARED_ARGS, "--out", str(out)]
+        options = [*REAL_BUILD_OPTIONS, "--num-proc", "2"]
+        built = subprocess.run([*command, *options], capture_output=True, text=True, check=False)
+        assert built.returncode == 0, built.stderr
+
+    return once_per_session(tmp_path_factory, "real-build", make)
+
+
+@pytest.fixture(scope="session")
+def real_atlas_cv(real_build, tmp_path_factory) -> Path:
+    """The atlas's out-of-fold predictions of the real build (`predictions/`), scored by
+    `covid-seg evaluate --split cv` with its report (`report.html`, `scores.json`):
+    the primary measure's reference, read by several test files, computed once per session."""
+    from covid_chestxray_seg_tools.cli import main as covid_seg
+    from tests.helpers import once_per_session
+
+    def make(folder: Path) -> None:
+        predictions = folder / "predictions"
+        atlas = ["baseline", "atlas", "--source", str(real_build), "--split", "cv", "--out", str(predictions)]
+        assert covid_seg([*atlas, "--quiet"]) == 0
+        scored = ["evaluate", "--source", str(real_build), "--split", "cv", "--predictions", str(predictions)]
+        report = ["--report", str(folder / "report.html"), "--json", str(folder / "scores.json"), "--quiet"]
+        assert covid_seg([*scored, *report]) == 0
+
+    return once_per_session(tmp_path_factory, "real-atlas-cv", make)
+
+
+@pytest.fixture(scope="session")
+def real_truth_cv(real_build, tmp_path_factory) -> Path:
+    """The real build's ground truth of train + validation as predictions (`truth/`), scored by
+    `covid-seg evaluate --split cv` (`output.txt`, `report.html`, `scores.json`): every score 1,
+    read by several test files, computed once per session."""
+    from covid_chestxray_seg_tools.cli import main as covid_seg
+    from tests.helpers import once_per_session, write_truth_folder
+
+    def make(folder: Path) -> None:
+        truth = write_truth_folder(real_build, folder / "truth", ["train", "validation"])
+        scored = ["evaluate", "--source", str(real_build), "--split", "cv", "--predictions", str(truth)]
+        report = ["--report", str(folder / "report.html"), "--json", str(folder / "scores.json")]
+        with io.StringIO() as output:
+            with contextlib.redirect_stdout(output):
+                assert covid_seg([*scored, *report]) == 0
+            (folder / "output.txt").write_text(output.getvalue(), encoding="utf-8")
+
+    return once_per_session(tmp_path_factory, "real-truth-cv", make)
+
+
+@pytest.fixture(scope="session")
+def real_atlas_scores(real_build, tmp_path_factory) -> dict:
+    """`score_atlas` of the real build on the test split and under cross-validation, in memory
+    (as the build computes the card's tables), JSON as `covid-seg evaluate --json` writes it."""
+    from covid_chestxray_seg_tools.baselines.atlas import score_atlas
+    from tests.helpers import once_per_session
+
+    def make(folder: Path) -> None:
+        folder.mkdir()
+        scores = {split: score_atlas(real_build, split=split) for split in ("test", "cv")}
+        (folder / "scores.json").write_text(json.dumps(scores))
+
+    return json.loads((once_per_session(tmp_path_factory, "real-atlas-scores", make) / "scores.json").read_text())
 
 
 @pytest.fixture

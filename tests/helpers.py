@@ -4,6 +4,7 @@ built folders and of upstream's crops, the torch switch."""
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import zlib
 from collections.abc import Callable, Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.hub_folder import layout
@@ -89,6 +91,23 @@ def write_truth_folder(
                     data = recipe.encode_mask_png(change(row["image_id"], column, recipe.decode_mask(data)))
                 (folder / f"{column}.png").write_bytes(data)
     return out
+
+
+def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder `make(folder)` fills, made once per test session and shared by every xdist
+    worker (pytest-xdist's pattern: the workers' common base temp folder and a file lock), so a
+    slow real-data computation several test files read runs once. A `make` that fails leaves
+    nothing the next worker would take for done."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / f"once-{name}", root / f"once-{name}.done"
+    with FileLock(f"{folder}.lock"):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            make(folder)
+            done.touch()
+    return folder
 
 
 def bomb_png(width: int, height: int) -> bytes:

@@ -4,8 +4,6 @@ agreement of the predicted opacity burden with the expert severity scores."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -13,7 +11,7 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools import evaluate
 from covid_chestxray_seg_tools.evaluate import severity
 from covid_chestxray_seg_tools.hub_folder import layout
-from tests.helpers import SIZE, cut, hand_row, predictor, square, write_truth_folder
+from tests.helpers import SIZE, cut, hand_row, predictor, square
 
 HEADLINE_COLUMNS = [recipe.mask_column(name) for name in recipe.HEADLINE_CLASSES]
 
@@ -195,25 +193,6 @@ def test_severity_agreement_of_the_truth_equals_the_truths_and_ranks_by_burden()
         "interval": None,
         "n": 0,
     }
-
-
-@pytest.mark.slow
-def test_the_real_truth_has_a_headline_of_1_and_equal_severity_rhos(real_build, tmp_path, capsys):
-    truth = write_truth_folder(real_build, tmp_path / "truth", ["train", "validation"])
-    report = tmp_path / "cv.json"
-    from covid_chestxray_seg_tools.cli import main as covid_seg
-
-    args = ["evaluate", "--source", str(real_build), "--split", "cv", "--predictions", str(truth)]
-    assert covid_seg([*args, "--json", str(report)]) == 0
-    text = capsys.readouterr().out
-    result = json.loads(report.read_text())
-    assert result["summary"]["dice"] == {"mean": 1.0, "ci95": [1.0, 1.0]} and result["summary"]["nsd"]["mean"] == 1.0
-    assert text.startswith("**Headline** `cv`: Dice 1.000 [1.000, 1.000], NSD 1.000 [1.000, 1.000]")
-    for column, entry in result["severity"].items():
-        assert entry["predicted"] == entry["truth"] and entry["predicted"] > 0.5, column
-        assert 45 <= entry["n"] <= 60
-        low, high = entry["interval"]
-        assert low < entry["predicted"] < high
 
 
 def _words(text: str) -> str:

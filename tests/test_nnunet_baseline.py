@@ -16,6 +16,7 @@ from covid_chestxray_seg_tools.baselines import nnunet, results
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.nnunet_helpers import DATASET, model_folder, prediction_folder
 
+MODEL_NAME = "nnUNetTrainer_5epochs__nnUNetPlans__2d"
 START = "2026-12-04 06"
 
 
@@ -67,20 +68,30 @@ def trained(
     (folder / "training_log_2026_12_4_06_00_00.txt").write_text(train_log(trained_epochs, done=done_epochs is None))
 
 
-@pytest.fixture
-def run(fixture_build, tmp_path) -> dict[str, Path]:
-    """An nnU-Net run on the fixture's export: a model folder (trainer `nnUNetTrainer_5epochs`)
-    with out-of-fold predictions and the 6 models' logs, and test predictions."""
-    out = tmp_path / "raw"
+@pytest.fixture(scope="module")
+def made_run(fixture_build, tmp_path_factory) -> Path:
+    """An nnU-Net run on the fixture's export, made once for the module: the export (`raw/`), a
+    model folder (`results/`, trainer `nnUNetTrainer_5epochs`) with out-of-fold predictions and
+    the 6 models' logs, and test predictions (`test/`)."""
+    folder = tmp_path_factory.mktemp("nnunet-run")
+    out = folder / "raw"
     command = ["export", "--source", str(fixture_build), "--format", "nnunet", "--out", str(out), "--quiet"]
     assert covid_seg(command) == 0
     dataset_json = out / DATASET / "dataset.json"
-    model = model_folder(tmp_path / "results", dataset_json, fixture_build)
-    model = model.rename(model.with_name("nnUNetTrainer_5epochs__nnUNetPlans__2d"))
+    model = model_folder(folder / "results", dataset_json, fixture_build)
+    model = model.rename(model.with_name(MODEL_NAME))
     for fold in [*range(recipe.FOLDS), "all"]:
         trained(model, fold)
-    test = prediction_folder(tmp_path / "test", dataset_json, fixture_build, [83])
-    return {"model": model, "test": test}
+    prediction_folder(folder / "test", dataset_json, fixture_build, [83])
+    return folder
+
+
+@pytest.fixture
+def run(made_run, tmp_path) -> dict[str, Path]:
+    """A copy of the module's nnU-Net run, for the test to change: the model folder and the test
+    predictions."""
+    shutil.copytree(made_run, tmp_path / "run")
+    return {"model": tmp_path / "run" / "results" / MODEL_NAME, "test": tmp_path / "run" / "test"}
 
 
 def test_the_training_record_is_what_nnunet_logged(run):

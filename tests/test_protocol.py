@@ -381,9 +381,9 @@ def test_quality_flags_are_read_where_the_source_has_them(fixture_build, tmp_pat
 
 
 @pytest.mark.slow
-def test_the_real_ground_truth_scores_1_under_cv_and_each_fold(real_build, tmp_path):
-    truth = write_truth_folder(real_build, tmp_path / "truth", ["train", "validation"])
-    pooled = evaluate.evaluate(evaluate.EvaluateRequest(source=str(real_build), split="cv", predictions=truth))
+def test_the_real_ground_truth_scores_1_under_cv_and_each_fold(real_build, real_truth_cv):
+    truth = real_truth_cv / "truth"
+    pooled = json.loads((real_truth_cv / "scores.json").read_text())
     # 84 development images of 63 patients in 5 folds of 16-17 images.
     assert (pooled["counts"]["images"], pooled["counts"]["patients"]) == (84, 63)
     assert sum(pooled["counts"]["fold_images"]) == 84 and min(pooled["counts"]["fold_images"]) >= 16
@@ -445,11 +445,13 @@ def _with_fold_changed(build: Path, out: Path, fold: int) -> Path:
 
 
 @pytest.mark.slow
-def test_the_out_of_fold_atlas_of_the_real_build_ignores_its_folds_masks(real_build, tmp_path, capsys):
+def test_the_out_of_fold_atlas_of_the_real_build_ignores_its_folds_masks(
+    real_build, real_atlas_cv, real_atlas_scores, tmp_path, capsys
+):
     fold = 2
     changed = _with_fold_changed(real_build, tmp_path / "changed", fold)
-    for source, out in ((real_build, tmp_path / "before"), (changed, tmp_path / "after")):
-        assert covid_seg(["baseline", "atlas", "--source", str(source), "--split", "cv", "--out", str(out)]) == 0
+    before, after = real_atlas_cv / "predictions", tmp_path / "after"
+    assert covid_seg(["baseline", "atlas", "--source", str(changed), "--split", "cv", "--out", str(after)]) == 0
     assert "fold 2: fitted on 67 images, predicts 17" in capsys.readouterr().out
     folds = {
         row["image_id"]: (row["fold"], split)
@@ -458,26 +460,18 @@ def test_the_out_of_fold_atlas_of_the_real_build_ignores_its_folds_masks(real_bu
     }
     same = different = 0
     for image_id, (image_fold, split) in folds.items():
-        files = sorted((tmp_path / "before" / split / str(image_id)).iterdir())
+        files = sorted((before / split / str(image_id)).iterdir())
         assert len(files) == 14
-        equal = all(
-            file.read_bytes() == (tmp_path / "after" / split / str(image_id) / file.name).read_bytes() for file in files
-        )
+        equal = all(file.read_bytes() == (after / split / str(image_id) / file.name).read_bytes() for file in files)
         if image_fold == fold:
             assert equal, image_id
             same += 1
         else:
             different += not equal
     assert same == 17 and different == 84 - 17  # every other fold's atlas learnt from the change
-    scored = evaluate.evaluate(
-        evaluate.EvaluateRequest(source=str(real_build), split="cv", predictions=tmp_path / "before")
-    )
+    # `covid-seg evaluate` of the files scores what the build scores in memory for the card.
+    scored = json.loads((real_atlas_cv / "scores.json").read_text())
     assert scored["classes"]["Left Lung"]["dice"]["mean"] > 0.7
-    assert scored == baseline_cv_result(real_build)
-
-
-def baseline_cv_result(build: Path) -> dict:
-    """The atlas scored in memory under cross-validation, as the card shows it, without its predictor summary."""
-    result = atlas.score_atlas(build, split="cv")
-    del result["predictor"]
-    return result
+    in_memory = dict(real_atlas_scores["cv"])
+    del in_memory["predictor"]
+    assert scored == in_memory

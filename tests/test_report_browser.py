@@ -118,13 +118,8 @@ def test_the_fixture_report_loads_cleanly_with_its_comparison(fixture_build, tmp
     assert leftovers() == []
 
 
-def test_the_atlas_cv_report_on_the_full_data(real_build, tmp_path):
-    predictions = tmp_path / "atlas-cv"
-    atlas = ["baseline", "atlas", "--source", str(real_build), "--split", "cv", "--out", str(predictions), "--quiet"]
-    assert covid_seg(atlas) == 0
-    page, scores = tmp_path / "atlas-cv.html", tmp_path / "atlas-cv.json"
-    args = ["evaluate", "--source", str(real_build), "--split", "cv", "--predictions", str(predictions), "--quiet"]
-    assert covid_seg([*args, "--report", str(page), "--json", str(scores)]) == 0
+def test_the_atlas_cv_report_on_the_full_data(real_atlas_cv):
+    page, scores = real_atlas_cv / "report.html", real_atlas_cv / "scores.json"
     text = page.read_text(encoding="utf-8")
     assert len(text.encode("utf-8")) <= 10 * 2**20
     parsed, result = Page(text), json.loads(scores.read_text())
