@@ -19,7 +19,11 @@ import covid_chestxray_seg as recipe
 from covid_chestxray_seg_dev import browser
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from tests.helpers import shifted, write_truth_folder
-from tests.test_report import Page, assert_page_matches_json, assert_self_contained
+from tests.report_page import Page, assert_page_matches_json, assert_self_contained
+
+# Each test starts Chromium: slow, like the other tests in processes of their own. The page's
+# content is tested without a browser in tests/test_report.py, which the fast loop runs.
+pytestmark = pytest.mark.slow
 
 REQUIRE_VARIABLE = "COVID_SEG_REQUIRE_BROWSER"
 # A page with text, tables and pictures has hundreds of colours; a blank or broken one a few.
