@@ -110,6 +110,22 @@ def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str, make: 
     return folder
 
 
+def main_venv_build() -> Path:
+    """The folder the main venv built from the full data by the README's set-up command, which
+    compat/'s venvs test against (they cannot build it: their `datasets` or FiftyOne differ).
+
+    Raises:
+        pytest.fail.Exception: the full data or that build is missing.
+    """
+    built = REPO / "build"
+    if not (built / "dataset_infos.json").is_file() or not SHARED_DIR.is_dir():
+        pytest.fail(
+            f"needs the full data at {SHARED_DIR} and its build at {built}: run the README's set-up command "
+            "(covid-seg build --data-dir ... --out build) in the main venv first"
+        )
+    return built
+
+
 def bomb_png(width: int, height: int) -> bytes:
     """A valid 1-bit PNG of width x height, all zero: a few kB on disk, width x height bytes once
     Pillow decodes it (a decompression bomb for large sizes). Written row by row, never held whole."""

@@ -106,17 +106,7 @@ def test_published_card_code_names_the_repo_and_runs_top_to_bottom(
     # The card trains what `covid-seg baseline unet` trains: its test model (one epoch of it here),
     # from the same tensors in the same order, to the same loss and weights, bit for bit.
     samples = unet.load_samples(source=str(real_build), splits=("train", "validation", "test"), size=SIZE)
-    parts = [samples["train"], samples["validation"]]
-    baseline = unet.Samples(
-        split="development",
-        image_ids=[i for part in parts for i in part.image_ids],
-        folds=[f for part in parts for f in part.folds],
-        widths=[w for part in parts for w in part.widths],
-        heights=[h for part in parts for h in part.heights],
-        images=np.concatenate([part.images for part in parts]),
-        masks=np.concatenate([part.masks for part in parts]),
-        known=np.concatenate([part.known for part in parts]),
-    )
+    baseline = unet.concatenate([samples[split] for split in unet.DEVELOPMENT_SPLITS], split="development")
     assert development["image_id"] == baseline.image_ids
     assert np.array_equal(images.numpy(), baseline.images)
     assert np.array_equal(masks.float().numpy(), baseline.masks)

@@ -32,15 +32,9 @@ def fixture_build(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real_build() -> Path:
     """The Parquet folder the main venv built from the full data (the README's set-up command)."""
-    from tests.helpers import REPO, SHARED_DIR
+    from tests.helpers import main_venv_build
 
-    built = REPO / "build"
-    if not (built / "dataset_infos.json").is_file() or not SHARED_DIR.is_dir():
-        pytest.fail(
-            f"needs the full data at {SHARED_DIR} and its build at {built}: run the README's set-up command "
-            "(covid-seg build --data-dir ... --out build) in the main venv first"
-        )
-    return built
+    return main_venv_build()
 
 
 class NnUNet:

@@ -371,23 +371,6 @@ def committed_results() -> Path | None:
     return path if path.is_file() else None
 
 
-def _cell(mean: float | None, interval: list | None, *, signed: bool = False) -> str:
-    if mean is None or interval is None:
-        return "–"
-    form = "+.3f" if signed else ".3f"
-    return f"{mean:{form}} [{interval[0]:{form}}, {interval[1]:{form}}]"
-
-
-def _dice(result: Mapping, name: str) -> str:
-    entry = result["classes"].get(name)
-    return "–" if entry is None else _cell(entry["dice"]["mean"], entry["dice"]["ci95"])
-
-
-def _difference(comparison: Mapping, name: str) -> str:
-    entry = comparison["classes"].get(name)
-    return "–" if entry is None else _cell(entry["dice"]["difference"], entry["dice"]["ci95"], signed=True)
-
-
 def card_table(written: Mapping[str, Any]) -> str:
     """The card's nnU-Net table: per class, Dice of the atlas and nnU-Net for cross-validation
     and test with intervals, and the paired difference; then the trainer and schedule (said to
@@ -399,17 +382,7 @@ def card_table(written: Mapping[str, Any]) -> str:
     if written.get("baseline") != NAME:
         raise NnUNetBaselineError(f"not an nnU-Net results file (baseline {written.get('baseline')!r})")
     scores, training = written["scores"], written["training"]
-    lines = [
-        "| Class | atlas, cv | nnU-Net, cv | nnU-Net - atlas, cv "
-        "| atlas, test | nnU-Net, test | nnU-Net - atlas, test |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for name in recipe.CLASSES:
-        row = [name]
-        for label in (evaluate.CV, _TEST_SPLIT):
-            entry = scores[label]
-            row += [_dice(entry["atlas"], name), _dice(entry[NAME], name), _difference(entry["difference"], name)]
-        lines.append("| " + " | ".join(row) + " |")
+    lines = results.comparison_rows(scores, model=NAME, label="nnU-Net")
     cv = scores[evaluate.CV][NAME]
     folds = cv["classes"].get("Left Lung", {}).get("dice", {}).get("folds") or []
     per_fold = ", ".join(f"{value:.3f}" for value in folds if value is not None) or "–"

@@ -31,6 +31,7 @@ __all__ = [
     "ResultsError",
     "card_table",
     "committed_results",
+    "comparison_rows",
     "format_summary",
     "learnt_text",
     "read_results",
@@ -180,26 +181,42 @@ def _headline_difference(comparison: Mapping) -> str:
     return "–" if not summary else _cell(summary["dice"]["difference"], summary["dice"]["ci95"], signed=True)
 
 
-def card_table(results: Mapping) -> str:
-    """The card's table: the headline number first (the macro mean Dice over the headline
-    classes), then per class Dice of the atlas and the U-Net for cross-validation and test with
-    intervals, and the paired U-Net minus atlas difference; then how it was trained."""
-    scores, training = results["scores"], results["training"]
+def comparison_rows(scores: Mapping, *, model: str, label: str) -> list[str]:
+    """The Markdown table both baselines' card tables open with: the headline number first (the
+    macro mean Dice over the headline classes), then per class Dice of the atlas and the model for
+    cross-validation and test with intervals, and the paired model minus atlas difference.
+
+    Args:
+        scores: a results file's "scores" (`score_against_atlas` per split).
+        model: the model's key in each entry ("unet", "nnunet").
+        label: its name in the header.
+
+    Returns:
+        The header, its rule and the rows; a dash where a result has no number.
+    """
     lines = [
-        "| Class | atlas, cv | U-Net, cv | U-Net - atlas, cv | atlas, test | U-Net, test | U-Net - atlas, test |",
+        f"| Class | atlas, cv | {label}, cv | {label} - atlas, cv "
+        f"| atlas, test | {label}, test | {label} - atlas, test |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     headline = [f"**Headline** ({len(recipe.HEADLINE_CLASSES)} classes)"]
-    for label in (CV, TEST_SPLIT):
-        entry = scores[label]
-        headline += [_headline(entry["atlas"]), _headline(entry["unet"]), _headline_difference(entry["difference"])]
+    for split in (CV, TEST_SPLIT):
+        entry = scores[split]
+        headline += [_headline(entry["atlas"]), _headline(entry[model]), _headline_difference(entry["difference"])]
     lines.append("| " + " | ".join(headline) + " |")
     for name in recipe.CLASSES:
         row = [name]
-        for label in (CV, TEST_SPLIT):
-            entry = scores[label]
-            row += [_dice(entry["atlas"], name), _dice(entry["unet"], name), _difference(entry["difference"], name)]
+        for split in (CV, TEST_SPLIT):
+            entry = scores[split]
+            row += [_dice(entry["atlas"], name), _dice(entry[model], name), _difference(entry["difference"], name)]
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def card_table(results: Mapping) -> str:
+    """The card's table: `comparison_rows` for the U-Net; then how it was trained."""
+    scores, training = results["scores"], results["training"]
+    lines = comparison_rows(scores, model="unet", label="U-Net")
     cv = scores[CV]["unet"]
     folds = cv["classes"]["Left Lung"]["dice"].get("folds") or []
     per_fold = ", ".join(f"{value:.3f}" for value in folds if value is not None)

@@ -48,6 +48,7 @@ __all__ = [
     "Settings",
     "TrainingResult",
     "UNetError",
+    "concatenate",
     "load_samples",
     "predict",
     "train",
@@ -139,7 +140,9 @@ class Samples:
         )
 
 
-def _concatenate(parts: Sequence[Samples], *, split: str) -> Samples:
+def concatenate(parts: Sequence[Samples], *, split: str) -> Samples:
+    """Samples of several splits as one, in order (train + validation: what the test model and,
+    fold by fold, the cross-validation models learn from), named `split`."""
     return Samples(
         split=split,
         image_ids=[i for part in parts for i in part.image_ids],
@@ -416,7 +419,7 @@ def train_and_predict(
     samples = load_samples(
         source=source, splits=(*DEVELOPMENT_SPLITS, TEST_SPLIT), size=settings.size, limit=settings.limit
     )
-    development = _concatenate([samples[split] for split in DEVELOPMENT_SPLITS], split="development")
+    development = concatenate([samples[split] for split in DEVELOPMENT_SPLITS], split="development")
     if any(fold is None for fold in development.folds):
         missing = development.image_ids[development.folds.index(None)]
         raise UNetError(f"{source}: development image {missing} has no fold; cross-validation needs every fold")
