@@ -15,12 +15,6 @@ pytest_plugins = ("covid_chestxray_seg_dev.hub.plugin",)
 @pytest.fixture(scope="session")
 def built() -> Path:
     """The Parquet folder the main venv built from the full data (the README's set-up command)."""
-    from tests.helpers import REPO, SHARED_DIR
+    from tests.helpers import main_venv_build
 
-    built_folder = REPO / "build"
-    if not (built_folder / "dataset_infos.json").is_file() or not SHARED_DIR.is_dir():
-        pytest.fail(
-            f"needs the full data at {SHARED_DIR} and its build at {built_folder}: run the README's set-up command "
-            "(scripts/build.py --data-dir ... --out build) in the main venv first"
-        )
-    return built_folder
+    return main_venv_build()

@@ -21,7 +21,6 @@ than the result (the source's images and the predictions' masks, `worst_cases`).
 from __future__ import annotations
 
 import html
-import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -39,7 +38,13 @@ from covid_chestxray_seg_tools.evaluate.html_sections import (
 from covid_chestxray_seg_tools.evaluate.markdown_html import Table, inline, markdown_blocks, table_html
 from covid_chestxray_seg_tools.evaluate.metrics import OVERLAP_METRICS
 from covid_chestxray_seg_tools.evaluate.protocol import CV
-from covid_chestxray_seg_tools.evaluate.report import format_results, headline_text, severity_table, tiers_text
+from covid_chestxray_seg_tools.evaluate.report import (
+    format_results,
+    headline_text,
+    severity_table,
+    tiers_text,
+    write_atomically,
+)
 from covid_chestxray_seg_tools.evaluate.result import Metric, ScoreResult
 from covid_chestxray_seg_tools.evaluate.worst_cases import DEFAULT_WORST, draw_cases
 from covid_chestxray_seg_tools.source import Source, open_source
@@ -139,15 +144,7 @@ def write_report(result: ScoreResult, *, request: EvaluateRequest, options: Repo
     if options.worst < 1:
         raise ReportError("must be at least 1", setting="report_worst", value=options.worst)
     page = render_report(result, request=request, worst=options.worst).encode("utf-8")
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        partial.write_bytes(page)
-        os.replace(partial, path)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise ReportError(
-            f"cannot write the file ({error.strerror or error})", setting="report", value=str(path)
-        ) from None
+    write_atomically(path, page, setting="report")
     return len(page)
 
 

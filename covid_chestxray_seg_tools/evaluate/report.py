@@ -4,6 +4,7 @@ with one row per image and class."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "per_image_rows",
     "severity_table",
     "tiers_text",
+    "write_atomically",
     "write_per_image_csv",
 ]
 
@@ -329,16 +331,32 @@ def write_per_image_csv(result: ScoreResult, *, path: Path) -> int:
     """
     path = Path(path)
     rows = per_image_rows(result)
+    with io.StringIO(newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+        write_atomically(path, handle.getvalue().encode("utf-8"), setting="per_image")
+    return len(rows)
+
+
+def write_atomically(path: Path, data: bytes, *, setting: str) -> None:
+    """Write `data` to `path` whole or not at all: beside it under a hidden name, then renamed, so a
+    reader (or a failure half-way) never sees half a file.
+
+    Args:
+        path: the file.
+        data: its bytes.
+        setting: the option that named the file, for the error.
+
+    Raises:
+        ReportError: the file cannot be written; nothing is left behind.
+    """
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
-        with partial.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+        partial.write_bytes(data)
         os.replace(partial, path)
     except OSError as error:
         partial.unlink(missing_ok=True)
         raise ReportError(
-            f"cannot write the file ({error.strerror or error})", setting="per_image", value=str(path)
+            f"cannot write the file ({error.strerror or error})", setting=setting, value=str(path)
         ) from None
-    return len(rows)
