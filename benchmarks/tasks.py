@@ -177,7 +177,8 @@ def task_load_naive(data_dir: str) -> dict:
 
 def task_stream(folder: str) -> dict:
     """Publish to the local test Hub, then stream: bytes and time to the first row and a full pass."""
-    from covid_chestxray_seg_dev.hub.server import VALID_TOKEN, HubServer
+    from covid_chestxray_seg_dev.hub.server import HubServer
+    from covid_chestxray_seg_dev.hub.state import VALID_TOKEN
 
     os.environ["HF_TOKEN"] = VALID_TOKEN
 

@@ -16,8 +16,8 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_dev.hub.server import dataset_metadata_errors
-from covid_chestxray_seg_tools.card import render
+from covid_chestxray_seg_dev.hub.metadata import dataset_metadata_errors
+from covid_chestxray_seg_tools.card import repo
 from covid_chestxray_seg_tools.card.stats import OVERLAP_CLASSES, view_hints
 from tests.helpers import REPO, parquet_rows
 
@@ -286,7 +286,7 @@ def test_citation_cff_agrees_with_the_builder_and_the_card(fixture_build):
 
 
 def test_a_card_published_to_another_repo_names_it_in_the_citation_too(fixture_build):
-    card = render.card_for_repo(card_text(fixture_build), "acme/cxr")
+    card = repo.card_for_repo(card_text(fixture_build), "acme/cxr")
     assert "https://huggingface.co/datasets/acme/cxr}" in card
     assert not re.search(r"huggingface\.co/datasets/ORG/covid-chestxray-seg(?![\w.-])", card)
     # Another repo's link (the FiftyOne companion's) is not this dataset's page: publish names it apart.

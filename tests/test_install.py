@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools.card import render
+from covid_chestxray_seg_tools.card import render, repo
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.hub_folder import layout
 from tests.helpers import FIXTURE_ARGS, FIXTURE_TOOLS_URL, REPO, shifted, write_truth_folder
@@ -54,19 +54,19 @@ def test_the_card_says_how_to_install_the_command_and_score_against_the_hub(fixt
 
 def test_publishing_rewrites_the_tools_url_and_the_sources(fixture_build):
     card = (fixture_build / layout.CARD_FILENAME).read_text(encoding="utf-8")
-    published = render.card_for_repo(card, REPO_ID, tools_url=TOOLS_URL)
+    published = repo.card_for_repo(card, REPO_ID, tools_url=TOOLS_URL)
     assert install_line(published) == f'pip install "covid-chestxray-seg @ git+{TOOLS_URL}"'
     assert f"[`covid-seg`]({TOOLS_URL})" in published and FIXTURE_TOOLS_URL not in published
     assert all(line.startswith(f"covid-seg evaluate --source {REPO_ID} ") for line in evaluate_lines(published))
     # Without a URL the card keeps the one it was built with; a longer URL that starts with it is not touched.
-    kept = render.card_for_repo(card + f"\nsee {FIXTURE_TOOLS_URL}-docs\n", REPO_ID)
+    kept = repo.card_for_repo(card + f"\nsee {FIXTURE_TOOLS_URL}-docs\n", REPO_ID)
     assert FIXTURE_TOOLS_URL in install_line(kept)
-    again = render.card_for_repo(kept, REPO_ID, tools_url=TOOLS_URL)
+    again = repo.card_for_repo(kept, REPO_ID, tools_url=TOOLS_URL)
     assert f"see {FIXTURE_TOOLS_URL}-docs" in again and TOOLS_URL in install_line(again)
     with pytest.raises(ValueError, match=r"tools_url='not a url': not a repository URL pip installs from"):
-        render.card_for_repo(card, REPO_ID, tools_url="not a url")
+        repo.card_for_repo(card, REPO_ID, tools_url="not a url")
     with pytest.raises(ValueError, match=r"tools_url: the card names no tools URL to replace"):
-        render.card_for_repo("# a card of an older build\n", REPO_ID, tools_url=TOOLS_URL)
+        repo.card_for_repo("# a card of an older build\n", REPO_ID, tools_url=TOOLS_URL)
 
 
 def test_publish_writes_the_tools_url_given_into_the_card_on_the_hub(hub, token, fixture_build, capsys):

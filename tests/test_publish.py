@@ -13,10 +13,10 @@ import pytest
 from datasets.distributed import split_dataset_by_node
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_dev.hub.server import VALID_TOKEN
+from covid_chestxray_seg_dev.hub.state import VALID_TOKEN
 from covid_chestxray_seg_tools import publish as publishing
 from covid_chestxray_seg_tools.card.companion import companion_repo_id, link_companion
-from covid_chestxray_seg_tools.card.render import card_for_repo
+from covid_chestxray_seg_tools.card.repo import card_for_repo
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.cli import publish as cli_publish
 from covid_chestxray_seg_tools.hub_folder import checksums
@@ -483,7 +483,7 @@ def test_the_server_rejects_a_wrong_hash_and_an_unknown_repo(hub):
     import httpx2
 
     hub.state.create_repo(REPO_ID)
-    from covid_chestxray_seg_dev.hub.server import signature
+    from covid_chestxray_seg_dev.hub.state import signature
 
     oid = "0" * 64
     bad = httpx2.put(f"{hub.url}/lfs-upload/{oid}?size=12&signature={signature(oid, 12)}", content=b"not matching")

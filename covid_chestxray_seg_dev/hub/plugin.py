@@ -12,7 +12,8 @@ import shutil
 
 import pytest
 
-from covid_chestxray_seg_dev.hub.server import VALID_TOKEN, HubServer, use_local_hub
+from covid_chestxray_seg_dev.hub.server import HubServer, use_local_hub
+from covid_chestxray_seg_dev.hub.state import VALID_TOKEN
 
 HUB = HubServer().start()
 _HF_HOME = use_local_hub(HUB)

@@ -37,11 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import __version__, evaluate, staging
+from covid_chestxray_seg_tools import __version__, evaluate, nnunet_format, staging
 from covid_chestxray_seg_tools.baselines import results
 from covid_chestxray_seg_tools.errors import CovidSegError
 from covid_chestxray_seg_tools.evaluate import nnunet as nnunet_predictions
-from covid_chestxray_seg_tools.export import nnunet as nnunet_export
 from covid_chestxray_seg_tools.source import Source, open_source
 
 __all__ = [
@@ -235,7 +234,7 @@ def training_record(model: Path, *, command: str) -> dict[str, Any]:
             file=model,
         )
     trainer, plans, configuration = parts
-    dataset = nnunet_predictions.NnUNetDataset.read(model / nnunet_export.DATASET_JSON)
+    dataset = nnunet_predictions.NnUNetDataset.read(model / nnunet_format.DATASET_JSON)
     development = sum(len(ids) for ids in dataset.folds)
     rounds: list[dict[str, Any]] = []
     debug: dict[str, str] = {}

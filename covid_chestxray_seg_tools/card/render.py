@@ -39,7 +39,6 @@ __all__ = [
     "CardGap",
     "CardOptions",
     "card_data",
-    "card_for_repo",
     "card_gaps",
     "check_tools_url",
     "mark_draft",
@@ -321,7 +320,7 @@ def _provenance_block(report: recipe.BuildReport) -> str:
 def _benchmark_block() -> str:
     """The benchmark's definition (`evaluate.protocol.BENCHMARK`) and each class's tier."""
     # Imported here: the evaluate package loads scipy and scikit-image, which publishing a
-    # card (card_for_repo, card_gaps) does not need; a build has loaded them already.
+    # card (card.repo, card_gaps) does not need; a build has loaded them already.
     from covid_chestxray_seg_tools.evaluate import protocol
 
     rows = [
@@ -435,11 +434,6 @@ def render_card(
     return str(card)
 
 
-_LOAD_CALL = re.compile(r"""(load_dataset\(\s*)(["'])([^"']+)\2""")
-# `covid-seg ... --source ORG/NAME` in the card's commands (a repo id, never a local folder there).
-_SOURCE_OPTION = re.compile(r"(--source\s+)[A-Za-z0-9][\w.-]*/[\w.-]+")
-# The install line names the tools' URL; its other mentions are found from there.
-_INSTALL_LINE = re.compile(r"""covid-chestxray-seg @ git\+([^\s"']+)""")
 _TOOLS_URL = re.compile(r"(https?|ssh|git|file)://[^\s\"'<>()\[\]`]+")
 
 
@@ -463,46 +457,6 @@ def check_tools_url(url: str) -> str:
             value=url,
         )
     return url
-
-
-def card_for_repo(card: str, repo_id: str, *, tools_url: str | None = None) -> str:
-    """The card with every `load_dataset("...")`, `--source` and link to the dataset's Hub page
-    (the citation's) naming `repo_id` (a card built for one repo, or none, is published to
-    another), and, when given, `tools_url` wherever the card names the tools' repository. Links
-    to other repos (the FiftyOne companion's) stay as they are.
-
-    Args:
-        card: a built card.
-        repo_id: the Hub repo it is published to.
-        tools_url: the tools' repository URL; None leaves the card's as it is.
-
-    Returns:
-        The card, naming `repo_id` (and `tools_url`).
-
-    Raises:
-        CardError: `tools_url` is not a URL pip installs from, or the card names no tools URL
-            to replace (a build of an older version).
-    """
-    built_for = _LOAD_CALL.search(card)
-    card = _LOAD_CALL.sub(lambda match: f"{match.group(1)}{match.group(2)}{repo_id}{match.group(2)}", card)
-    card = _SOURCE_OPTION.sub(lambda match: f"{match.group(1)}{repo_id}", card)
-    if built_for is not None:
-        # The repo id the card was built for, whole: "ORG/NAME-fiftyone" is another repo.
-        page = re.compile(rf"(https://huggingface\.co/datasets/){re.escape(built_for.group(3))}(?![\w.-])")
-        card = page.sub(lambda match: f"{match.group(1)}{repo_id}", card)
-    if tools_url is None:
-        return card
-    check_tools_url(tools_url)
-    found = _INSTALL_LINE.search(card)
-    if found is None:
-        raise CardError(
-            'the card names no tools URL to replace (no `pip install "covid-chestxray-seg @ git+URL"`)',
-            setting="tools_url",
-            fix=f"build it again with {recipe.setting('tools_url', 'URL')}",
-        )
-    # The old URL where it stands alone: not where it is the start of a longer URL.
-    mentions = re.compile(re.escape(found.group(1)) + r"(?![\w./-])")
-    return mentions.sub(lambda _: tools_url, card)
 
 
 def _fill_block(body: str, name: str, content: str, *, template: Path) -> str:

@@ -4,7 +4,7 @@ Per image and class: Dice, IoU, NSD (tolerance in % of the image diagonal), clDi
 and line classes, HD95 and ASSD in pixels and in % of the image diagonal (`metrics`). Per class:
 the mean over the scored pairs with a 95 % bootstrap interval over patients (`bootstrap`), on a
 split, under cross-validation (pooled, and each fold's mean) or on one fold (`protocol`);
-optionally the paired difference against a second set of predictions (`scoring.compare`).
+optionally the paired difference against a second set of predictions (`comparison.compare`).
 
     metrics      one pair: the definitions, checked against MONAI and the clDice reference
     bootstrap    the patient bootstrap
@@ -32,8 +32,10 @@ from covid_chestxray_seg_tools.evaluate.bootstrap import (
     bootstrap_interval,
     macro_bootstrap_interval,
 )
+from covid_chestxray_seg_tools.evaluate.comparison import compare
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError, ReportError
 from covid_chestxray_seg_tools.evaluate.html_report import DEFAULT_WORST, ReportOptions, render_report, write_report
+from covid_chestxray_seg_tools.evaluate.loading import load_predictions
 from covid_chestxray_seg_tools.evaluate.metrics import (
     DEFAULT_NSD_TOLERANCE_PCT,
     DISTANCE_METRICS,
@@ -54,7 +56,6 @@ from covid_chestxray_seg_tools.evaluate.predictions import (
     Predictions,
     TablePredictions,
     Targets,
-    load_predictions,
     read_mask,
 )
 from covid_chestxray_seg_tools.evaluate.protocol import (
@@ -101,7 +102,6 @@ from covid_chestxray_seg_tools.evaluate.result import (
 from covid_chestxray_seg_tools.evaluate.scoring import (
     ScoreAccumulator,
     ScoringOptions,
-    compare,
     patient_group,
     resolve_classes,
     score,

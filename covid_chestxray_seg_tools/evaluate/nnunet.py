@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import nnunet_format
 from covid_chestxray_seg_tools.evaluate.errors import EvaluateError
 from covid_chestxray_seg_tools.evaluate.predictions import Targets
-from covid_chestxray_seg_tools.export import nnunet as nnunet_export
 from covid_chestxray_seg_tools.hub_folder import resize
 
 __all__ = [
@@ -69,7 +69,7 @@ def is_nnunet_folder(root: Path) -> bool:
     """`root` looks like an nnU-Net prediction or model folder (dataset.json, .npz files or fold folders)."""
     root = Path(root)
     return (
-        (root / nnunet_export.DATASET_JSON).is_file()
+        (root / nnunet_format.DATASET_JSON).is_file()
         or any(root.glob("*.npz"))
         or any(path.is_dir() for path in root.glob("fold_*"))
     )
@@ -111,16 +111,16 @@ class NnUNetDataset:
             ) from None
         except (OSError, ValueError) as error:
             raise EvaluateError(f"not a readable JSON file ({type(error).__name__}: {error})", file=path) from None
-        record = document.get(nnunet_export.RECORD_KEY) if isinstance(document, dict) else None
+        record = document.get(nnunet_format.RECORD_KEY) if isinstance(document, dict) else None
         if not isinstance(record, dict):
             raise EvaluateError(
-                f"has no {nnunet_export.RECORD_KEY!r} record: not the dataset.json of covid-seg's nnU-Net export, "
+                f"has no {nnunet_format.RECORD_KEY!r} record: not the dataset.json of covid-seg's nnU-Net export, "
                 "so its regions cannot be mapped to this dataset's classes",
                 file=path,
                 fix="export the dataset in nnU-Net's format with covid-seg and train on that export",
             )
         try:
-            encoding = nnunet_export.LabelEncoding.from_labels(record["label_classes"])
+            encoding = nnunet_format.LabelEncoding.from_labels(record["label_classes"])
             labels = dict(document["labels"])
             size = record["size"]
             config = str(record["config"])
@@ -130,7 +130,7 @@ class NnUNetDataset:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise EvaluateError(
-                f"its {nnunet_export.RECORD_KEY!r} record is damaged ({type(error).__name__}: {error})", file=path
+                f"its {nnunet_format.RECORD_KEY!r} record is damaged ({type(error).__name__}: {error})", file=path
             ) from None
         if labels.pop("background", None) != 0:
             raise EvaluateError("its labels have no background 0: not an export of this dataset", file=path)
@@ -165,7 +165,7 @@ def _region_ids(ids: object) -> list[int] | None:
 
 
 def _case_id(case: str, *, prefix: str, where: object) -> int:
-    image_id = nnunet_export.image_id_of_case(case, prefix=prefix)
+    image_id = nnunet_format.image_id_of_case(case, prefix=prefix)
     if image_id is None:
         raise EvaluateError(
             f"{case!r} is not a case of this export (expected {prefix}_<image_id>)",
@@ -257,7 +257,7 @@ class NnUNetPredictions:
                 value=threshold,
             )
         folds = sorted(path for path in self.root.glob("fold_*") if path.is_dir())
-        self.dataset = NnUNetDataset.read(self.root / nnunet_export.DATASET_JSON)
+        self.dataset = NnUNetDataset.read(self.root / nnunet_format.DATASET_JSON)
         # Cross-validation's targets know both development splits, even when one fold has images in one only.
         cross_validation = set(targets.known) == set(recipe.FOLD_SPLITS)
         if folds and not cross_validation:
@@ -285,7 +285,7 @@ class NnUNetPredictions:
     def _checked(self, folder: Path, *, hint: str) -> dict[str, Path]:
         """The .npz files of `folder` by case; a folder of label maps only is refused."""
         files = {path.stem: path for path in sorted(folder.glob("*.npz"))}
-        if not files and any(folder.glob(f"*{nnunet_export.FILE_ENDING}")):
+        if not files and any(folder.glob(f"*{nnunet_format.FILE_ENDING}")):
             raise EvaluateError(
                 f"{folder}: holds nnU-Net's label maps only (one label per pixel), no .npz region probabilities: "
                 "the classes overlap, and a label map keeps one region per pixel",
@@ -300,7 +300,7 @@ class NnUNetPredictions:
         for split, sizes in targets.images.items():
             for image_id, size in sizes.items():
                 if image_id not in files:
-                    case = nnunet_export.case_name(image_id, prefix=self.dataset.prefix)
+                    case = nnunet_format.case_name(image_id, prefix=self.dataset.prefix)
                     raise EvaluateError(
                         f"{self.root / (case + '.npz')}: no such file: image {image_id} of split {split} has no "
                         "prediction"
@@ -336,7 +336,7 @@ class NnUNetPredictions:
                         "out-of-fold prediction (was the model trained with the export's splits_final.json?)"
                     )
             for split, image_id, size in images:
-                case = nnunet_export.case_name(image_id, prefix=self.dataset.prefix)
+                case = nnunet_format.case_name(image_id, prefix=self.dataset.prefix)
                 if case not in found:
                     raise EvaluateError(
                         f"{folder / (case + '.npz')}: no such file: image {image_id} of split {split} (fold {fold}) "

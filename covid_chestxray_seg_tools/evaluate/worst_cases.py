@@ -23,7 +23,8 @@ from PIL import Image
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.evaluate.figures import outcome_thumbnail
-from covid_chestxray_seg_tools.evaluate.predictions import Targets, load_predictions
+from covid_chestxray_seg_tools.evaluate.loading import load_predictions
+from covid_chestxray_seg_tools.evaluate.predictions import Targets
 from covid_chestxray_seg_tools.evaluate.protocol import CV, DEVELOPMENT_SPLITS
 from covid_chestxray_seg_tools.evaluate.result import ImageScores, ScoreResult
 from covid_chestxray_seg_tools.hub_folder import layout

@@ -13,7 +13,8 @@ from huggingface_hub import DatasetCard
 
 import covid_chestxray_seg as recipe
 from covid_chestxray_seg_tools.card.companion import companion_repo_id, link_companion
-from covid_chestxray_seg_tools.card.render import card_for_repo, card_gaps, mark_draft
+from covid_chestxray_seg_tools.card.render import card_gaps, mark_draft
+from covid_chestxray_seg_tools.card.repo import card_for_repo
 from covid_chestxray_seg_tools.hub_folder import checksums, layout
 from covid_chestxray_seg_tools.publish.request import PublishError
 
