@@ -48,6 +48,21 @@ def fixture_build(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def fixture_truth(fixture_build, tmp_path_factory) -> Path:
+    """The folder export of the fixture's test split (one image, 83): the truth as predictions."""
+    from covid_chestxray_seg_tools.cli import main as covid_seg
+
+    out = tmp_path_factory.mktemp("evaluate-fixture") / "truth"
+    assert (
+        covid_seg(
+            ["export", "--source", str(fixture_build), "--format", "folder", "--out", str(out), "--split", "test"]
+        )
+        == 0
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The full upstream data (present in CI), read-only."""
     from tests.helpers import SHARED_DIR

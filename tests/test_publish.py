@@ -479,23 +479,6 @@ def test_help_has_options_and_examples(capsys):
     assert "examples:" in text and "covid-seg publish --repo-id ORG/covid-chestxray-seg --dry-run" in text
 
 
-def test_the_server_rejects_a_wrong_hash_and_an_unknown_repo(hub):
-    import httpx2
-
-    hub.state.create_repo(REPO_ID)
-    from covid_chestxray_seg_dev.hub.state import signature
-
-    oid = "0" * 64
-    bad = httpx2.put(f"{hub.url}/lfs-upload/{oid}?size=12&signature={signature(oid, 12)}", content=b"not matching")
-    assert bad.status_code == 400 and "SHA-256" in bad.json()["error"]
-    unsigned = httpx2.put(f"{hub.url}/lfs-upload/{oid}?size=12", content=b"not matching")
-    assert unsigned.status_code == 403
-    missing = httpx2.get(f"{hub.url}/api/datasets/org/nothing-here")
-    assert missing.status_code == 404 and missing.headers["X-Error-Code"] == "RepoNotFound"
-    ranged = httpx2.get(f"{hub.url}/datasets/{REPO_ID}/resolve/main/.gitattributes", headers={"Range": "bytes=0-3"})
-    assert ranged.status_code == 206 and ranged.content == b"*.pa" and ranged.headers["X-Repo-Commit"]
-
-
 def test_full_data_publish_streams_in_four_shards_each_row_once(hub, token, real_build):
     assert run("--source", str(real_build), "--tools-url", FIXTURE_TOOLS_URL) == 0
     stream = datasets.load_dataset(REPO_ID, split="train", streaming=True)
