@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import covid_chestxray_seg as recipe
+from covid_chestxray_seg_tools import nnunet_format
 from covid_chestxray_seg_tools.cli import main as covid_seg
 from covid_chestxray_seg_tools.export import nnunet
 from covid_chestxray_seg_tools.hub_folder import layout
@@ -34,7 +35,7 @@ FIXTURE_REGIONS = ["Left Lung", "Right Lung", "Cardiomediastinum", "Airways", "G
 def exported(fixture_build, tmp_path_factory) -> dict[str, Path]:
     """The fixture exported in both configs, by the command."""
     folders = {}
-    for config in nnunet.CONFIGS:
+    for config in nnunet_format.CONFIGS:
         out = tmp_path_factory.mktemp("nnunet") / config
         assert covid_seg(["export", "--source", str(fixture_build), "--format", "nnunet", "--out", str(out),
                           "--config", config, "--quiet"]) == 0  # fmt: skip
@@ -110,7 +111,7 @@ def test_the_greyscale_image_is_the_size_256_rule_at_full_size(exported, fixture
     assert (exported["size-256"] / "imagesTs" / "cxrseg_83_0000.png").read_bytes() == small["image"]["bytes"]
 
 
-@pytest.mark.parametrize("config", nnunet.CONFIGS)
+@pytest.mark.parametrize("config", nnunet_format.CONFIGS)
 def test_decoding_the_label_maps_gives_back_every_mask(exported, fixture_build, config):
     counts = assert_label_maps_give_back_every_mask(exported[config], fixture_build, config=config)
     assert counts == {"cases": 2, "masks": 28, "null": 0}
@@ -205,11 +206,11 @@ def test_null_and_flagged_missing_masks_add_no_pixel_and_are_counted(quirky_buil
 
 def test_labels_are_numbered_by_class_count_then_class_order_whatever_the_order_found():
     patterns = [0b110, 0b1, 0, 0b100, 0b10, 0b101, 0b1, 0b111]
-    encoding = nnunet.LabelEncoding.from_patterns(patterns)
-    assert encoding == nnunet.LabelEncoding.from_patterns(reversed(patterns))
+    encoding = nnunet_format.LabelEncoding.from_patterns(patterns)
+    assert encoding == nnunet_format.LabelEncoding.from_patterns(reversed(patterns))
     assert encoding.combinations == ((0,), (1,), (2,), (0, 2), (1, 2), (0, 1, 2))
     assert encoding.regions() == {"Left Lung": [1, 4, 6], "Right Lung": [2, 5, 6], "Cardiomediastinum": [3, 4, 5, 6]}
-    assert nnunet.LabelEncoding.from_labels(encoding.to_labels()) == encoding
+    assert nnunet_format.LabelEncoding.from_labels(encoding.to_labels()) == encoding
 
 
 def test_encoding_and_decoding_keep_overlapping_masks():
@@ -220,8 +221,8 @@ def test_encoding_and_decoding_keep_overlapping_masks():
     ]
     masks[13] = rng.random((20, 30)) < 0.1
     masks[10] = None  # a null mask adds no pixel
-    bits = nnunet.class_bits(masks, shape=(20, 30))
-    encoding = nnunet.LabelEncoding.from_patterns(np.unique(bits).tolist())
+    bits = nnunet_format.class_bits(masks, shape=(20, 30))
+    encoding = nnunet_format.LabelEncoding.from_patterns(np.unique(bits).tolist())
     decoded = encoding.decode(encoding.encode(bits))
     assert sorted(decoded) == sorted(recipe.MASK_COLUMNS[i] for i in (0, 1, 2, 3, 4, 5, 13))
     for index, column in enumerate(recipe.MASK_COLUMNS):
@@ -231,11 +232,11 @@ def test_encoding_and_decoding_keep_overlapping_masks():
 
 def test_more_combinations_than_a_uint8_label_map_holds_are_refused():
     with pytest.raises(ValueError, match=r"the training masks hold 300 distinct class combinations: more than the 255"):
-        nnunet.LabelEncoding.from_patterns(range(1, 301))
+        nnunet_format.LabelEncoding.from_patterns(range(1, 301))
 
 
 def test_a_combination_without_a_label_is_refused():
-    encoding = nnunet.LabelEncoding.from_patterns([0b1, 0b10])
+    encoding = nnunet_format.LabelEncoding.from_patterns([0b1, 0b10])
     with pytest.raises(
         ValueError, match=r"classes \['Left Lung', 'Right Lung'\] meet at a pixel, a combination with no label"
     ):
@@ -243,7 +244,7 @@ def test_a_combination_without_a_label_is_refused():
 
 
 def test_classes_that_never_overlap_are_refused():
-    encoding = nnunet.LabelEncoding.from_patterns([0b1, 0b10])
+    encoding = nnunet_format.LabelEncoding.from_patterns([0b1, 0b10])
     with pytest.raises(
         ValueError, match=r"build: no two classes overlap in the training masks: every region would be a"
     ):
@@ -251,10 +252,10 @@ def test_classes_that_never_overlap_are_refused():
 
 
 def test_case_names_map_back_to_image_ids():
-    assert nnunet.case_name(83) == "cxrseg_83"
-    assert nnunet.image_id_of_case("cxrseg_83") == 83
+    assert nnunet_format.case_name(83) == "cxrseg_83"
+    assert nnunet_format.image_id_of_case("cxrseg_83") == 83
     for other in ("cxrseg_083", "case_83", "cxrseg_", "cxrseg_8a", "cxrseg_83_0000"):
-        assert nnunet.image_id_of_case(other) is None
+        assert nnunet_format.image_id_of_case(other) is None
 
 
 @pytest.mark.parametrize(
@@ -295,7 +296,7 @@ def test_another_dataset_id_names_the_folder(fixture_build, tmp_path, capsys):
     assert "$nnUNet_preprocessed/Dataset042_CovidChestXraySeg/splits_final.json" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("config", nnunet.CONFIGS)
+@pytest.mark.parametrize("config", nnunet_format.CONFIGS)
 def test_the_84_real_cases_decode_to_every_mask(real_build, tmp_path, config, capsys):
     out = tmp_path / "raw"
     command = ["export", "--source", str(real_build), "--format", "nnunet", "--out", str(out), "--config", config]

@@ -34,6 +34,11 @@ from covid_chestxray_seg_dev.hub.state import (
 __all__ = ["make_handler"]
 
 
+# The routes' shared parts: a repo's API path, and a file's download path (GET and HEAD).
+_API_REPO = r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)"
+_RESOLVE = r"^/(?P<prefix>datasets/|spaces/|)(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>refs/pr/\d+|[^/]+)/(?P<file>.+)$"
+
+
 def make_handler(state: HubState):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -130,35 +135,35 @@ def make_handler(state: HubState):
                 ("POST", r"^/api/validate-yaml$", self._validate_yaml),
                 (
                     "GET",
-                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>.+))?$",
+                    _API_REPO + r"(?:/revision/(?P<rev>.+))?$",
                     self._repo_info,
                 ),
                 (
                     "POST",
-                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/preupload/(?P<rev>.+)$",
+                    _API_REPO + r"/preupload/(?P<rev>.+)$",
                     self._preupload,
                 ),
                 (
                     "POST",
-                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/commit/(?P<rev>.+)$",
+                    _API_REPO + r"/commit/(?P<rev>.+)$",
                     self._commit,
                 ),
                 (
                     "POST",
-                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/branch/(?P<rev>.+)$",
+                    _API_REPO + r"/branch/(?P<rev>.+)$",
                     self._create_branch,
                 ),
                 (
                     "GET",
-                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+(?:/pr/\d+)?)(?:/(?P<sub>.*))?$",
+                    _API_REPO + r"/tree/(?P<rev>[^/]+(?:/pr/\d+)?)(?:/(?P<sub>.*))?$",
                     self._tree,
                 ),
                 (
                     "POST",
-                    r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/paths-info/(?P<rev>.+)$",
+                    _API_REPO + r"/paths-info/(?P<rev>.+)$",
                     self._paths_info,
                 ),
-                ("GET", r"^/api/(?P<kind>datasets|models|spaces)/(?P<repo>[^/]+/[^/]+)/refs$", self._refs),
+                ("GET", _API_REPO + r"/refs$", self._refs),
                 (
                     "POST",
                     r"^/(?P<prefix>datasets/|spaces/|)(?P<repo>[^/]+/[^/]+)\.git/info/lfs/objects/batch$",
@@ -168,12 +173,12 @@ def make_handler(state: HubState):
                 ("POST", r"^/lfs-verify/(?P<oid>[0-9a-f]{64})$", self._lfs_verify),
                 (
                     "GET",
-                    r"^/(?P<prefix>datasets/|spaces/|)(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>refs/pr/\d+|[^/]+)/(?P<file>.+)$",
+                    _RESOLVE,
                     self._resolve,
                 ),
                 (
                     "HEAD",
-                    r"^/(?P<prefix>datasets/|spaces/|)(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>refs/pr/\d+|[^/]+)/(?P<file>.+)$",
+                    _RESOLVE,
                     self._resolve,
                 ),
             ]

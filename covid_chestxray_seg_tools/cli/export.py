@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from covid_chestxray_seg_tools import nnunet_format
 from covid_chestxray_seg_tools.cli import options
 from covid_chestxray_seg_tools.cli.outcome import Outcome
-from covid_chestxray_seg_tools.export import FORMATS, export, nnunet
+from covid_chestxray_seg_tools.export import FORMATS, export
 
 __all__ = ["register", "run"]
 
@@ -69,9 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--config",
-        choices=nnunet.CONFIGS,
+        choices=nnunet_format.CONFIGS,
         default=None,
-        help=f"nnunet format only: the config exported (default: {nnunet.CONFIGS[0]}, full size; {nnunet.CONFIGS[1]}: "
+        help=f"nnunet format only: the config exported (default: {nnunet_format.CONFIGS[0]}, full size; "
+        f"{nnunet_format.CONFIGS[1]}: "
         "256 x 256, nnU-Net plans small patches and its predictions go back to full size for scoring)",
     )
     parser.add_argument(
@@ -79,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=options.positive_int,
         default=None,
         metavar="N",
-        help=f"nnunet format only: nnU-Net's dataset number, 1-999 (default: {nnunet.DEFAULT_DATASET_ID})",
+        help=f"nnunet format only: nnU-Net's dataset number, 1-999 (default: {nnunet_format.DEFAULT_DATASET_ID})",
     )
     parser.set_defaults(handler=run)
 

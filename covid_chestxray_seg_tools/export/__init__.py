@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 import covid_chestxray_seg as recipe
-from covid_chestxray_seg_tools import staging
+from covid_chestxray_seg_tools import nnunet_format, staging
 from covid_chestxray_seg_tools.errors import CovidSegError
 from covid_chestxray_seg_tools.export import nnunet
 from covid_chestxray_seg_tools.fiftyone import companion as fiftyone_companion
@@ -261,7 +261,7 @@ def export(
         staging.ExistsError, staging.OutputError: `out` exists, or cannot be written.
         fiftyone_companion.FiftyOneMissingError: "fiftyone" without FiftyOne installed.
         fiftyone_export.FiftyOneExportError: a source FiftyOne cannot hold.
-        export.nnunet.NnUNetExportError: data nnU-Net's format cannot hold, a bad config or id.
+        export.nnunet_format.NnUNetExportError: data nnU-Net's format cannot hold, a bad config or id.
     """
     if format not in FORMATS:
         raise ExportError(f"is not one of {', '.join(FORMATS)}", setting="format", value=format)
@@ -285,8 +285,8 @@ def export(
         written = nnunet.export_nnunet(
             source=source,
             out=Path(out),
-            config=config or nnunet.CONFIGS[0],
-            dataset_id=nnunet.DEFAULT_DATASET_ID if dataset_id is None else dataset_id,
+            config=config or nnunet_format.CONFIGS[0],
+            dataset_id=nnunet_format.DEFAULT_DATASET_ID if dataset_id is None else dataset_id,
         )
         return ExportResult(out=Path(out), format=format, counts=written.counts, notes=written.notes)
     if format == "fiftyone":

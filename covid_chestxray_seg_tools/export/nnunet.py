@@ -24,7 +24,6 @@ from covid_chestxray_seg_tools.nnunet_format import (
     CONFIGS,
     DATASET_JSON,
     DATASET_NAME,
-    DEFAULT_DATASET_ID,
     FILE_ENDING,
     RECORD_KEY,
     SPLITS_FILE,
@@ -33,31 +32,11 @@ from covid_chestxray_seg_tools.nnunet_format import (
     case_name,
     class_bits,
     dataset_folder_name,
-    image_id_of_case,
     splits_note,
 )
 from covid_chestxray_seg_tools.source import Source, load_splits
 
-__all__ = [
-    "CASE_PREFIX",
-    "CHANNEL_SUFFIX",
-    "CONFIGS",
-    "DATASET_JSON",
-    "DATASET_NAME",
-    "DEFAULT_DATASET_ID",
-    "FILE_ENDING",
-    "RECORD_KEY",
-    "SPLITS_FILE",
-    "LabelEncoding",
-    "NnUNetExportError",
-    "NnUNetExportResult",
-    "case_name",
-    "class_bits",
-    "dataset_folder_name",
-    "export_nnunet",
-    "image_id_of_case",
-    "splits_note",
-]
+__all__ = ["NnUNetExportResult", "export_nnunet"]
 
 logger = logging.getLogger(__name__)
 
